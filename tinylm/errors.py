@@ -1,0 +1,50 @@
+"""One exception family for errors meant for users; the CLI prints them as one line."""
+
+
+class TinylmError(Exception):
+    """Base class: something the user can fix (bad input, impossible setting)."""
+
+
+class InputFileError(TinylmError):
+    """An input file is missing, empty, a directory or unreadable."""
+
+
+class InvalidUTF8Error(TinylmError):
+    """Text input is not valid UTF-8; carries the byte offset of the first bad byte."""
+
+    def __init__(self, path, offset: int, reason: str = ""):
+        self.path = str(path)
+        self.offset = offset
+        super().__init__(f"{path}: invalid UTF-8 at byte offset {offset}" + (f" ({reason})" if reason else ""))
+
+
+class ConfigError(TinylmError):
+    """A setting that cannot work (vocab too small, bad special tokens, bad model shape...)."""
+
+
+class TokenizerFileError(TinylmError):
+    """A vocab.json / merges.txt pair that is malformed, truncated or inconsistent."""
+
+
+class UnknownTokenError(TinylmError):
+    """A token id outside the vocabulary was given to decode."""
+
+
+class SpecialTokenNotAllowedError(TinylmError):
+    """Text contains a special token that the caller did not allow (untrusted input)."""
+
+
+class OutputError(TinylmError):
+    """An output path cannot be written (read-only folder, full disk...)."""
+
+
+class CheckpointError(TinylmError):
+    """A checkpoint is truncated, corrupt, from another config or from a newer format."""
+
+
+class DataError(TinylmError):
+    """A token file that does not fit the model (dtype, length, ids out of range)."""
+
+
+class TrainingDivergedError(TinylmError):
+    """The loss became NaN or infinite."""
