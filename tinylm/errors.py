@@ -15,7 +15,11 @@ class InvalidUTF8Error(TinylmError):
     def __init__(self, path, offset: int, reason: str = ""):
         self.path = str(path)
         self.offset = offset
+        self.reason = reason
         super().__init__(f"{path}: invalid UTF-8 at byte offset {offset}" + (f" ({reason})" if reason else ""))
+
+    def __reduce__(self):  # keeps the offset when raised inside a worker process
+        return (type(self), (self.path, self.offset, self.reason))
 
 
 class ConfigError(TinylmError):

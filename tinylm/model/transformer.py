@@ -1,0 +1,110 @@
+"""Block and TransformerLM: embedding, N blocks, final RMSNorm, projection to vocabulary logits.
+
+The reference path and the fast paths share every parameter; `ModelConfig` picks between them
+(`fused_attention`, `autocast`, `compile`), and `ModelConfig.reference()` turns them all off.
+State-dict keys follow SPEC §5 so weights move between from-scratch implementations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from tinylm.errors import ConfigError
+from tinylm.model.config import ModelConfig
+from tinylm.model.layers import (
+    CausalMultiHeadSelfAttention,
+    Embedding,
+    Linear,
+    RMSNorm,
+    RotaryPositionalEmbedding,
+    SiLUFFN,
+    SwiGLU,
+)
+
+
+class Block(nn.Module):
+    """Pre-norm: x + MHA(norm(x)), then x + FFN(norm(x)). Ablations: post-norm, or no norm at all."""
+
+    def __init__(self, config: ModelConfig, rope: RotaryPositionalEmbedding | None = None):
+        super().__init__()
+        self.norm = config.norm
+        if config.norm != "none":
+            self.ln1 = RMSNorm(config.d_model, config.norm_eps)
+        self.attn = CausalMultiHeadSelfAttention(
+            config.d_model, config.num_heads, rope=rope, fused=config.fused_attention
+        )
+        if config.norm != "none":
+            self.ln2 = RMSNorm(config.d_model, config.norm_eps)
+        ffn = SwiGLU if config.ffn == "swiglu" else SiLUFFN
+        self.ffn = ffn(config.d_model, config.ffn_dim)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        if self.norm == "pre":
+            x = x + self.attn(self.ln1(x), positions)
+            return x + self.ffn(self.ln2(x))
+        if self.norm == "post":  # the norm follows the residual add (the original Transformer)
+            x = self.ln1(x + self.attn(x, positions))
+            return self.ln2(x + self.ffn(x))
+        x = x + self.attn(x, positions)
+        return x + self.ffn(x)
+
+
+class TransformerLM(nn.Module):
+    """forward(ids[..., T], positions=None) -> logits[..., T, vocab_size] (float32).
+
+    Any number of leading batch dims. `positions` (broadcastable to ids) lets a window of a longer
+    text keep its true positions; by default they are 0..T-1. T may not exceed context_length.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise ConfigError(f"TransformerLM needs a ModelConfig, got {type(config).__name__}")
+        self.config = config
+        self.token_embeddings = Embedding(config.vocab_size, config.d_model)
+        rope = None
+        if config.position == "rope":
+            rope = RotaryPositionalEmbedding(config.rope_theta, config.head_dim, config.context_length)
+        self.layers = nn.ModuleList(Block(config, rope) for _ in range(config.num_layers))
+        if config.norm != "none":
+            self.ln_final = RMSNorm(config.d_model, config.norm_eps)
+        self.lm_head = Linear(config.d_model, config.vocab_size)
+        if config.compile:
+            self.compile()  # nn.Module.compile: in place and lazy, state-dict keys unchanged
+
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        T = ids.shape[-1]
+        if T > self.config.context_length:
+            raise ConfigError(
+                f"input has {T} tokens but the model's context_length is {self.config.context_length}; "
+                "pass at most context_length tokens (e.g. the last ones)"
+            )
+        lead = ids.shape[:-1]
+        ids = ids.reshape(-1, T)
+        if positions is not None and self.config.position == "rope":
+            if positions.numel() and int(positions.max()) >= self.config.context_length:
+                raise ConfigError(
+                    f"position {int(positions.max())} is beyond the model's context_length "
+                    f"{self.config.context_length}"
+                )
+            positions = positions.expand(*lead, T).reshape(-1, T)
+        with self._autocast(ids.device):
+            x = self.token_embeddings(ids)
+            for layer in self.layers:
+                x = layer(x, positions)
+            if self.config.norm != "none":
+                x = self.ln_final(x)
+            logits = self.lm_head(x)
+        return logits.float().reshape(*lead, T, self.config.vocab_size)
+
+    def _autocast(self, device: torch.device):
+        mode = self.config.autocast
+        if mode == "bf16" or (mode == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

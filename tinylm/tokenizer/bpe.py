@@ -1,0 +1,249 @@
+"""The Tokenizer: encode / decode / encode_iterable over a byte-level BPE vocabulary.
+
+Encoding splits text on special tokens (longest match wins), pre-tokenizes each piece with the
+GPT-2 pattern, and applies merges inside each pre-token in the order they were learned. Pre-tokens
+repeat heavily in real text, so each one's ids are cached: most of the work is the regex, and
+the lookups run through `map(dict.get, ...)` in C.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection, Iterable, Iterator
+from itertools import chain
+from typing import Literal
+
+from tinylm.errors import ConfigError, SpecialTokenNotAllowedError, TokenizerFileError, UnknownTokenError
+from tinylm.tokenizer.files import load_merges, load_vocab, save_merges, save_vocab
+from tinylm.tokenizer.pretokenize import pretokenize, special_token_regex, validate_special_tokens
+
+_CACHE_LIMIT = 1 << 20
+# Cut points for streaming: see pretokenize.find_safe_cut for why these are safe.
+_STREAM_CUT = re.compile(r"[\x21-\x7e]\n(?=[\x21-\x7e])|[\x21-\x7e] (?=[A-Za-z])")
+_STREAM_BUFFER = 1 << 16
+
+
+class Tokenizer:
+    """Byte-level BPE tokenizer (GPT-2 compatible).
+
+    vocab: id -> token bytes; merges: (left, right) pairs in the order they were learned;
+    special_tokens: strings matched in text before pre-tokenization, added to the vocabulary
+    when missing.
+    """
+
+    def __init__(self, vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: list[str] | None = None):
+        specials = validate_special_tokens(special_tokens)
+        self.vocab: dict[int, bytes] = dict(vocab)
+        self.merges: list[tuple[bytes, bytes]] = list(merges)
+        self.token_to_id: dict[bytes, int] = {}
+        for idx, tok in self.vocab.items():
+            if tok in self.token_to_id:
+                raise TokenizerFileError(f"token {tok!r} appears twice in the vocabulary (ids {self.token_to_id[tok]} and {idx})")
+            self.token_to_id[tok] = idx
+        for tok in specials:
+            b = tok.encode("utf-8")
+            if b not in self.token_to_id:
+                idx = max(self.vocab, default=-1) + 1
+                self.vocab[idx] = b
+                self.token_to_id[b] = idx
+        self.special_tokens: list[str] = specials
+        self.special_to_id: dict[str, int] = {t: self.token_to_id[t.encode("utf-8")] for t in specials}
+        self._special_re = special_token_regex(specials)
+
+        missing = [b for b in range(256) if bytes([b]) not in self.token_to_id]
+        if missing:
+            raise TokenizerFileError(f"vocabulary lacks {len(missing)} of the 256 single bytes (first: {missing[0]}); byte-level BPE needs all")
+        self._byte_ids: list[int] = [self.token_to_id[bytes([b])] for b in range(256)]
+        # (left id, right id) -> (rank, merged id)
+        self._ranks: dict[tuple[int, int], tuple[int, int]] = {}
+        for rank, (a, b) in enumerate(self.merges):
+            try:
+                ia, ib, ic = self.token_to_id[a], self.token_to_id[b], self.token_to_id[a + b]
+            except KeyError as exc:
+                raise TokenizerFileError(
+                    f"merge {rank + 1} ({a!r} + {b!r}) does not match the vocabulary: {exc.args[0]!r} is not in it"
+                ) from None
+            self._ranks.setdefault((ia, ib), (rank, ic))
+        size = max(self.vocab) + 1
+        self._decode_table: list[bytes | None] = [None] * size
+        for idx, tok in self.vocab.items():
+            self._decode_table[idx] = tok
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    # --- construction and files -----------------------------------------------------------
+    @classmethod
+    def from_files(cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: list[str] | None = None) -> "Tokenizer":
+        """Load GPT-2-format vocab.json and merges.txt (as written by tinylm, GPT-2 or HF tokenizers)."""
+        return cls(load_vocab(vocab_path), load_merges(merges_path), special_tokens)
+
+    def save(self, vocab_path: str | os.PathLike, merges_path: str | os.PathLike) -> None:
+        save_vocab(self.vocab, vocab_path)
+        save_merges(self.merges, merges_path)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._decode_table)
+
+    # --- encoding --------------------------------------------------------------------------
+    def _bpe(self, piece: str) -> tuple[int, ...]:
+        """Apply merges to one pre-token, lowest rank first (as GPT-2 and tiktoken do)."""
+        ids = [self._byte_ids[b] for b in piece.encode("utf-8")]
+        ranks = self._ranks
+        while len(ids) > 1:
+            best = None
+            for pair in zip(ids, ids[1:]):
+                r = ranks.get(pair)
+                if r is not None and (best is None or r[0] < best[0]):
+                    best = r
+                    best_pair = pair
+            if best is None:
+                break
+            a, b = best_pair
+            new_id = best[1]
+            out = []
+            i = 0
+            n = len(ids)
+            while i < n:
+                if i < n - 1 and ids[i] == a and ids[i + 1] == b:
+                    out.append(new_id)
+                    i += 2
+                else:
+                    out.append(ids[i])
+                    i += 1
+            ids = out
+        return tuple(ids)
+
+    def _encode_ordinary_pieces(self, pieces: list[str]) -> Iterator[tuple[int, ...]]:
+        cache = self._cache
+        found = list(map(cache.get, pieces))
+        if None in found:
+            if len(cache) > _CACHE_LIMIT:
+                cache.clear()
+            for i, ids in enumerate(found):
+                if ids is None:
+                    piece = pieces[i]
+                    ids = cache.get(piece)
+                    if ids is None:
+                        ids = cache[piece] = self._bpe(piece)
+                    found[i] = ids
+        return found
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode treating special-token strings as plain text (safe for untrusted input)."""
+        return list(chain.from_iterable(self._encode_ordinary_pieces(pretokenize(text))))
+
+    def _check_disallowed(self, text: str, allowed: set[str], disallowed: Collection[str] | str) -> None:
+        if disallowed == "all":
+            disallowed = set(self.special_tokens) - allowed
+        disallowed = [t for t in disallowed if t not in allowed]
+        if not disallowed:
+            return
+        pattern = special_token_regex(disallowed)
+        m = pattern.search(text)
+        if m:
+            raise SpecialTokenNotAllowedError(
+                f"text contains the special token {m.group()!r} at character {m.start()}; pass it in allowed_special to "
+                f"encode it as a special token, or disallowed_special=() to encode it as plain text"
+            )
+
+    def encode(
+        self,
+        text: str,
+        *,
+        allowed_special: Literal["all"] | Collection[str] = "all",
+        disallowed_special: Literal["all"] | Collection[str] = (),
+    ) -> list[int]:
+        """Encode text to ids.
+
+        By default every special token of this tokenizer found in the text becomes its id
+        (longest match first). For untrusted text use `allowed_special=set()` with
+        `disallowed_special="all"` (raise SpecialTokenNotAllowedError if any appears, as
+        tiktoken does by default) or `encode_ordinary` (treat them as plain text).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"encode expects str, got {type(text).__name__}")
+        if allowed_special == "all":
+            allowed = set(self.special_tokens)
+        else:
+            allowed = set(allowed_special)
+            unknown = allowed - set(self.special_tokens)
+            if unknown:
+                raise ConfigError(f"allowed_special names tokens that are not special tokens of this tokenizer: {sorted(unknown)}")
+        if disallowed_special:
+            self._check_disallowed(text, allowed, disallowed_special)
+        if not allowed:
+            return self.encode_ordinary(text)
+        special_re = self._special_re if allowed == set(self.special_tokens) else special_token_regex(allowed)
+        out: list[int] = []
+        pos = 0
+        for m in special_re.finditer(text):
+            if m.start() > pos:
+                out.extend(chain.from_iterable(self._encode_ordinary_pieces(pretokenize(text[pos : m.start()]))))
+            out.append(self.special_to_id[m.group()])
+            pos = m.end()
+        if pos < len(text):
+            out.extend(chain.from_iterable(self._encode_ordinary_pieces(pretokenize(text[pos:]))))
+        return out
+
+    def encode_iterable(self, iterable: Iterable[str], **encode_kwargs) -> Iterator[int]:
+        """Stream ids from an iterable of strings (e.g. an open file), in bounded memory.
+
+        Text is buffered only up to a safe cut (a place where pre-tokens and special tokens
+        cannot straddle), so a pre-token split across two chunks is still encoded as one.
+        """
+        keep = max((len(t) for t in self.special_tokens), default=0)
+        buf = ""
+        for chunk in iterable:
+            buf += chunk
+            if len(buf) < _STREAM_BUFFER:
+                continue
+            cut = self._last_safe_cut(buf, keep)
+            if cut > 0:
+                yield from self.encode(buf[:cut], **encode_kwargs)
+                buf = buf[cut:]
+        if buf:
+            yield from self.encode(buf, **encode_kwargs)
+
+    def _last_safe_cut(self, buf: str, keep: int) -> int:
+        limit = len(buf) - keep - 1
+        start = max(0, limit - _STREAM_BUFFER)
+        cut = 0
+        while start > 0 or cut == 0:
+            for m in _STREAM_CUT.finditer(buf, start, limit + 1):
+                c = m.end() if m.group().endswith("\n") else m.start() + 1
+                if c <= limit and not self._straddles(buf, c):
+                    cut = c
+            if cut or start == 0:
+                return cut
+            start = max(0, start - _STREAM_BUFFER)
+        return cut
+
+    def _straddles(self, buf: str, cut: int) -> bool:
+        for tok in self.special_tokens:
+            for k in range(1, len(tok)):
+                if cut - k >= 0 and buf.startswith(tok, cut - k):
+                    return True
+        return False
+
+    # --- decoding --------------------------------------------------------------------------
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        table = self._decode_table
+        ids = ids if isinstance(ids, list) else list(ids)
+        try:
+            parts = [table[i] for i in ids]
+            if None in parts or (ids and min(ids) < 0):
+                raise IndexError
+            return b"".join(parts)
+        except (IndexError, TypeError):
+            for i in ids:
+                if not isinstance(i, int) or i < 0 or i >= len(table) or table[i] is None:
+                    raise UnknownTokenError(f"token id {i!r} is not in the vocabulary (size {len(table)})") from None
+            raise
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Ids back to text; invalid UTF-8 (e.g. a cut multi-byte char) becomes U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, special_tokens={self.special_tokens})"

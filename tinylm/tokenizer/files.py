@@ -1,0 +1,140 @@
+"""GPT-2's byte<->unicode mapping and the vocab.json / merges.txt file format.
+
+GPT-2 writes each byte as one printable character so that token strings survive JSON and
+whitespace-separated merges files (space becomes 'Ġ', newline 'Ċ'). These files round-trip with
+Hugging Face `tokenizers` and load into tiktoken.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from tinylm.errors import InputFileError, OutputError, TokenizerFileError
+
+
+@lru_cache(maxsize=1)
+def bytes_to_unicode() -> dict[int, str]:
+    """The GPT-2 table: printable bytes map to themselves, the rest to code points from 256 up."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+@lru_cache(maxsize=1)
+def unicode_to_bytes() -> dict[str, int]:
+    return {c: b for b, c in bytes_to_unicode().items()}
+
+
+def token_to_str(token: bytes) -> str:
+    table = bytes_to_unicode()
+    return "".join(table[b] for b in token)
+
+
+def str_to_token(text: str, where: str = "") -> bytes:
+    table = unicode_to_bytes()
+    try:
+        return bytes(table[c] for c in text)
+    except KeyError as exc:
+        raise TokenizerFileError(f"{where}token {text!r} has a character outside GPT-2's byte mapping: {exc.args[0]!r}") from None
+
+
+def _read_text(path: str | os.PathLike, what: str) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"{what} file not found: {p}")
+    if p.is_dir():
+        raise InputFileError(f"{what} path is a directory, not a file: {p}")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"cannot read {what} file {p}: {exc.strerror}") from None
+    if not data.strip():
+        raise InputFileError(f"{what} file is empty: {p}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TokenizerFileError(f"{what} file {p} is not valid UTF-8 (byte offset {exc.start})") from None
+
+
+def load_vocab(path: str | os.PathLike) -> dict[int, bytes]:
+    """Read vocab.json (token string -> id) into id -> bytes."""
+    text = _read_text(path, "vocab")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TokenizerFileError(f"vocab file {path} is not valid JSON (truncated?): {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(raw, dict):
+        raise TokenizerFileError(f"vocab file {path} must hold a JSON object of token -> id")
+    vocab: dict[int, bytes] = {}
+    for tok, idx in raw.items():
+        if not isinstance(idx, int) or idx < 0:
+            raise TokenizerFileError(f"vocab file {path}: id for {tok!r} is not a non-negative integer: {idx!r}")
+        if idx in vocab:
+            raise TokenizerFileError(f"vocab file {path}: id {idx} is used twice")
+        vocab[idx] = str_to_token(tok, f"vocab file {path}: ")
+    return vocab
+
+
+def load_merges(path: str | os.PathLike) -> list[tuple[bytes, bytes]]:
+    """Read merges.txt; a '#version' first line (as GPT-2's file has) is skipped."""
+    text = _read_text(path, "merges")
+    merges = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line or (lineno == 1 and line.startswith("#version")):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise TokenizerFileError(f"merges file {path}, line {lineno}: expected two tokens separated by one space, got {line!r}")
+        where = f"merges file {path}, line {lineno}: "
+        merges.append((str_to_token(parts[0], where), str_to_token(parts[1], where)))
+    return merges
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary name in the same folder, fsync, then rename: no half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def save_vocab(vocab: dict[int, bytes], path: str | os.PathLike) -> None:
+    obj = {token_to_str(tok): idx for idx, tok in sorted(vocab.items())}
+    atomic_write_bytes(path, json.dumps(obj, ensure_ascii=False, indent=0).encode("utf-8"))
+
+
+def save_merges(merges: list[tuple[bytes, bytes]], path: str | os.PathLike) -> None:
+    lines = ["#version: 0.2"] + [f"{token_to_str(a)} {token_to_str(b)}" for a, b in merges]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def ensure_output_dir(path: str | os.PathLike) -> Path:
+    """Create an output folder and prove it is writable before any long work starts."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".tinylm-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to output folder {p}: {exc.strerror or exc}") from None
+    return p
