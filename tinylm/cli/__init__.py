@@ -14,8 +14,39 @@ import click
 from tinylm.errors import TinylmError
 
 
+# Sub-command -> the module that defines it (in its COMMANDS list). Modules are imported only
+# when their command runs, so `tinylm train-bpe` never pays for importing torch.
+_COMMAND_MODULES = {
+    "train-bpe": "tokenizer_commands",
+    "encode": "tokenizer_commands",
+    "tokenizer-stats": "tokenizer_commands",
+    "accounting": "model_commands",
+    "train": "training_commands",
+    "generate": "training_commands",
+    "sweep": "training_commands",
+    "quickstart": "quickstart_command",
+}
+
+
 class TinylmGroup(click.Group):
-    """A click group that turns user-facing errors into one clear line."""
+    """A click group with lazily imported sub-commands and one-line user errors."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(_COMMAND_MODULES))
+
+    def get_command(self, ctx, name):
+        module = _COMMAND_MODULES.get(name)
+        if module is None:
+            return super().get_command(ctx, name)
+        import importlib
+
+        try:
+            mod = importlib.import_module(f"tinylm.cli.{module}")
+        except ModuleNotFoundError as exc:  # a stage not built in this checkout
+            if exc.name == f"tinylm.cli.{module}":
+                return None
+            raise
+        return next((c for c in getattr(mod, "COMMANDS", []) if c.name == name), None)
 
     def invoke(self, ctx):
         try:
@@ -38,20 +69,3 @@ def main():
     A typical run: `tinylm train-bpe` -> `tinylm encode` -> `tinylm train` -> `tinylm generate`,
     or `tinylm quickstart` for the whole pipeline on bundled data.
     """
-
-
-def _register() -> None:
-    import importlib
-
-    for module in ("tokenizer_commands", "model_commands", "training_commands", "quickstart_command"):
-        try:
-            mod = importlib.import_module(f"tinylm.cli.{module}")
-        except ModuleNotFoundError as exc:  # a stage not built yet
-            if exc.name == f"tinylm.cli.{module}":
-                continue
-            raise
-        for command in getattr(mod, "COMMANDS", []):
-            main.add_command(command)
-
-
-_register()

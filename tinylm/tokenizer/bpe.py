@@ -11,11 +11,23 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Collection, Iterable, Iterator
-from itertools import chain
+from itertools import chain, repeat
+from pathlib import Path
 from typing import Literal
 
-from tinylm.errors import ConfigError, SpecialTokenNotAllowedError, TokenizerFileError, UnknownTokenError
-from tinylm.tokenizer.files import load_merges, load_vocab, save_merges, save_vocab
+from tinylm.errors import ConfigError, InputFileError, SpecialTokenNotAllowedError, TokenizerFileError, UnknownTokenError
+from tinylm.tokenizer.files import (
+    MERGES_FILE,
+    SPECIAL_TOKENS_FILE,
+    VOCAB_FILE,
+    ensure_output_dir,
+    load_merges,
+    load_special_tokens,
+    load_vocab,
+    save_merges,
+    save_special_tokens,
+    save_vocab,
+)
 from tinylm.tokenizer.pretokenize import pretokenize, special_token_regex, validate_special_tokens
 
 _CACHE_LIMIT = 1 << 20
@@ -55,8 +67,9 @@ class Tokenizer:
         if missing:
             raise TokenizerFileError(f"vocabulary lacks {len(missing)} of the 256 single bytes (first: {missing[0]}); byte-level BPE needs all")
         self._byte_ids: list[int] = [self.token_to_id[bytes([b])] for b in range(256)]
-        # (left id, right id) -> (rank, merged id)
-        self._ranks: dict[tuple[int, int], tuple[int, int]] = {}
+        # (left id, right id) -> rank; rank -> (left id, right id, merged id)
+        self._ranks: dict[tuple[int, int], int] = {}
+        self._merge_triples: list[tuple[int, int, int]] = []
         for rank, (a, b) in enumerate(self.merges):
             try:
                 ia, ib, ic = self.token_to_id[a], self.token_to_id[b], self.token_to_id[a + b]
@@ -64,7 +77,8 @@ class Tokenizer:
                 raise TokenizerFileError(
                     f"merge {rank + 1} ({a!r} + {b!r}) does not match the vocabulary: {exc.args[0]!r} is not in it"
                 ) from None
-            self._ranks.setdefault((ia, ib), (rank, ic))
+            self._ranks.setdefault((ia, ib), rank)
+            self._merge_triples.append((ia, ib, ic))
         size = max(self.vocab) + 1
         self._decode_table: list[bytes | None] = [None] * size
         for idx, tok in self.vocab.items():
@@ -81,6 +95,23 @@ class Tokenizer:
         save_vocab(self.vocab, vocab_path)
         save_merges(self.merges, merges_path)
 
+    @classmethod
+    def from_dir(cls, folder: str | os.PathLike, special_tokens: list[str] | None = None) -> "Tokenizer":
+        """Load a tokenizer folder: vocab.json, merges.txt and (when present) special_tokens.json."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputFileError(f"tokenizer folder not found: {folder} (expected vocab.json and merges.txt in it)")
+        if special_tokens is None:
+            special_tokens = load_special_tokens(folder / SPECIAL_TOKENS_FILE)
+        return cls.from_files(folder / VOCAB_FILE, folder / MERGES_FILE, special_tokens)
+
+    def save_dir(self, folder: str | os.PathLike) -> Path:
+        """Write vocab.json, merges.txt and special_tokens.json into a folder."""
+        folder = ensure_output_dir(folder)
+        self.save(folder / VOCAB_FILE, folder / MERGES_FILE)
+        save_special_tokens(self.special_tokens, folder / SPECIAL_TOKENS_FILE)
+        return folder
+
     @property
     def vocab_size(self) -> int:
         return len(self._decode_table)
@@ -88,24 +119,21 @@ class Tokenizer:
     # --- encoding --------------------------------------------------------------------------
     def _bpe(self, piece: str) -> tuple[int, ...]:
         """Apply merges to one pre-token, lowest rank first (as GPT-2 and tiktoken do)."""
-        ids = [self._byte_ids[b] for b in piece.encode("utf-8")]
-        ranks = self._ranks
+        byte_ids = self._byte_ids
+        ids = [byte_ids[b] for b in piece.encode("utf-8")]
+        get = self._ranks.get
+        triples = self._merge_triples
+        no_merge = len(triples)
         while len(ids) > 1:
-            best = None
-            for pair in zip(ids, ids[1:]):
-                r = ranks.get(pair)
-                if r is not None and (best is None or r[0] < best[0]):
-                    best = r
-                    best_pair = pair
-            if best is None:
+            rank = min(map(get, zip(ids, ids[1:]), repeat(no_merge)))
+            if rank == no_merge:
                 break
-            a, b = best_pair
-            new_id = best[1]
+            a, b, new_id = triples[rank]
             out = []
             i = 0
             n = len(ids)
-            while i < n:
-                if i < n - 1 and ids[i] == a and ids[i + 1] == b:
+            while i < n:  # every occurrence, leftmost first, never overlapping ("aaa" -> "aa a")
+                if ids[i] == a and i < n - 1 and ids[i + 1] == b:
                     out.append(new_id)
                     i += 2
                 else:

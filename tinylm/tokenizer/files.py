@@ -15,6 +15,11 @@ from pathlib import Path
 from tinylm.errors import InputFileError, OutputError, TokenizerFileError
 
 
+VOCAB_FILE = "vocab.json"
+MERGES_FILE = "merges.txt"
+SPECIAL_TOKENS_FILE = "special_tokens.json"
+
+
 @lru_cache(maxsize=1)
 def bytes_to_unicode() -> dict[int, str]:
     """The GPT-2 table: printable bytes map to themselves, the rest to code points from 256 up."""
@@ -138,3 +143,21 @@ def ensure_output_dir(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write to output folder {p}: {exc.strerror or exc}") from None
     return p
+
+
+def save_special_tokens(special_tokens: list[str], path: str | os.PathLike) -> None:
+    atomic_write_bytes(path, json.dumps({"special_tokens": list(special_tokens)}, ensure_ascii=False).encode("utf-8"))
+
+
+def load_special_tokens(path: str | os.PathLike) -> list[str]:
+    """Special tokens recorded beside a vocabulary; none when the file is absent (GPT-2's files)."""
+    if not Path(path).exists():
+        return []
+    try:
+        obj = json.loads(_read_text(path, "special tokens"))
+        tokens = obj["special_tokens"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise TokenizerFileError(f"{path} must hold {{\"special_tokens\": [...]}}") from None
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise TokenizerFileError(f"{path}: special_tokens must be a list of strings")
+    return tokens

@@ -9,25 +9,20 @@ and a lazy max-heap whose entries compare as (count, tie-break bytes) entirely i
 from __future__ import annotations
 
 import heapq
-import multiprocessing as mp
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from tinylm.errors import ConfigError, InputFileError, InvalidUTF8Error
+from tinylm.errors import ConfigError
+from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
 from tinylm.tokenizer.pretokenize import (
-    find_safe_cut,
     pretokenize,
     special_token_regex,
     split_on_special,
     validate_special_tokens,
 )
 
-DEFAULT_CHUNK_BYTES = 4 << 20
-_SCAN_WINDOW = 1 << 20
 
 
 @dataclass
@@ -42,66 +37,6 @@ class TrainStats:
     extra: dict = field(default_factory=dict)
 
 
-def check_input_file(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise InputFileError(f"input file not found: {p}")
-    if p.is_dir():
-        raise InputFileError(f"input path is a directory, not a file: {p}")
-    try:
-        size = p.stat().st_size
-        with open(p, "rb"):
-            pass
-    except OSError as exc:
-        raise InputFileError(f"cannot read input file {p}: {exc.strerror}") from None
-    if size == 0:
-        raise InputFileError(f"input file is empty: {p}")
-    return p
-
-
-def chunk_ranges(path: str | os.PathLike, special_tokens: list[str], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[tuple[int, int]]:
-    """Byte ranges covering the file, each about chunk_bytes, cut only at safe places.
-
-    Only a small window around each tentative cut is read, so this is cheap on any file size.
-    """
-    special_bytes = [t.encode("utf-8") for t in special_tokens]
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        pos = 0
-        while pos < size:
-            probe = pos + chunk_bytes
-            if probe >= size:
-                yield pos, size
-                return
-            cut = -1
-            window_start = probe
-            while cut == -1 and window_start < size:
-                f.seek(window_start)
-                # Overlap by the longest special token so a token across windows is still seen.
-                overlap = max((len(t) for t in special_bytes), default=1)
-                buf = f.read(_SCAN_WINDOW + overlap)
-                found = find_safe_cut(buf, special_bytes, 1)
-                if found != -1 and found <= _SCAN_WINDOW:
-                    cut = window_start + found
-                else:
-                    window_start += _SCAN_WINDOW
-            if cut == -1:
-                yield pos, size
-                return
-            yield pos, cut
-            pos = cut
-
-
-def read_text_range(path: str | os.PathLike, start: int, end: int) -> str:
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read(end - start)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidUTF8Error(path, start + exc.start, exc.reason) from None
-
-
 def _count_range(args) -> tuple[int, dict[str, int]]:
     path, start, end, special_tokens = args
     text = read_text_range(path, start, end)
@@ -111,11 +46,6 @@ def _count_range(args) -> tuple[int, dict[str, int]]:
         if piece:
             counts.update(pretokenize(piece))
     return end - start, counts
-
-
-def _pool_context():
-    methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods else "spawn")
 
 
 def count_pretokens(
@@ -141,7 +71,7 @@ def count_pretokens(
                 total.update(counts)
                 bar.update(n)
         else:
-            with _pool_context().Pool(workers) as pool:
+            with pool_context().Pool(workers) as pool:
                 for n, counts in pool.imap_unordered(_count_range, tasks):
                     total.update(counts)
                     bar.update(n)
@@ -159,25 +89,6 @@ def _tie_key(token: bytes) -> bytes:
         out += bytes((1, 255 - byte))
     out.append(2)
     return bytes(out)
-
-
-def _merge_word(word: list[int], a: int, b: int, new_id: int) -> list[int]:
-    out: list[int] = []
-    i = 0
-    n = len(word)
-    while True:
-        try:
-            j = word.index(a, i)
-        except ValueError:
-            out.extend(word[i:])
-            return out
-        if j + 1 < n and word[j + 1] == b:
-            out.extend(word[i:j])
-            out.append(new_id)
-            i = j + 2
-        else:
-            out.extend(word[i : j + 1])
-            i = j + 1
 
 
 def bpe_merges(word_counts: dict[bytes, int], num_merges: int, progress: bool = False) -> list[tuple[int, int]]:
@@ -223,26 +134,68 @@ def bpe_merges(word_counts: dict[bytes, int], num_merges: int, progress: bool = 
             merges.append((a, b))
             token_bytes.append(token_bytes[a] + token_bytes[b])
             tie.append(_tie_key(token_bytes[-1]))
+            pair_counts.pop((a, b), None)
+            # Only pairs next to a merge site change: the old neighbours lose the word's
+            # frequency, the new pairs around the merged token gain it.
             delta: dict[tuple[int, int], int] = {}
             for wi in set(pair_words.pop((a, b))):
                 word = words[wi]
                 if a not in word:
                     continue
-                merged = _merge_word(word, a, b, new_id)
-                if len(merged) == len(word):
-                    continue
+                n = len(word)
                 f = freqs[wi]
-                for pair in zip(word, word[1:]):
-                    delta[pair] = delta.get(pair, 0) - f
-                for pair in zip(merged, merged[1:]):
-                    delta[pair] = delta.get(pair, 0) + f
-                    if pair[0] == new_id or pair[1] == new_id:
+                out = None
+                copied = 0
+                j = word.index(a)
+                while True:
+                    if j + 1 < n and word[j + 1] == b:
+                        if out is None:
+                            out = word[:j]
+                        else:
+                            out.extend(word[copied:j])
+                        if j > 0 and copied != j:  # left neighbour not itself just merged
+                            pair = (word[j - 1], a)
+                            delta[pair] = delta.get(pair, 0) - f
+                        if j + 2 < n:
+                            pair = (b, word[j + 2])
+                            delta[pair] = delta.get(pair, 0) - f
+                        out.append(new_id)
+                        copied = j + 2
+                        start_at = copied
+                    else:
+                        start_at = j + 1
+                    try:
+                        j = word.index(a, start_at)
+                    except ValueError:
+                        break
+                if out is None:  # stale index entry: the pair left this word earlier
+                    continue
+                out.extend(word[copied:])
+                m = len(out)
+                k = out.index(new_id)
+                while True:
+                    if k > 0:
+                        pair = (out[k - 1], new_id)
+                        delta[pair] = delta.get(pair, 0) + f
                         lst = pair_words.get(pair)
                         if lst is None:
                             pair_words[pair] = [wi]
                         elif lst[-1] != wi:
                             lst.append(wi)
-                words[wi] = merged
+                    if k + 1 < m and out[k + 1] != new_id:
+                        pair = (new_id, out[k + 1])
+                        delta[pair] = delta.get(pair, 0) + f
+                        lst = pair_words.get(pair)
+                        if lst is None:
+                            pair_words[pair] = [wi]
+                        elif lst[-1] != wi:
+                            lst.append(wi)
+                    try:
+                        k = out.index(new_id, k + 1)
+                    except ValueError:
+                        break
+                words[wi] = out
+            delta.pop((a, b), None)
             for pair, d in delta.items():
                 if d == 0:
                     continue

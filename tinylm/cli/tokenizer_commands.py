@@ -1,0 +1,111 @@
+"""Tokenizer sub-commands: train-bpe, encode, tokenizer-stats."""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import click
+
+DEFAULT_SPECIAL = "<|endoftext|>"
+
+
+def _peak_rss_mb() -> tuple[float, float]:
+    """Peak resident memory of this process and of its largest worker, in MB (Linux: KB units)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return own, children
+
+
+def _show_token(tok: bytes) -> str:
+    return repr(tok.decode("utf-8", errors="replace"))
+
+
+@click.command("train-bpe")
+@click.argument("input_path", type=click.Path(path_type=Path))
+@click.option("--vocab-size", "-v", type=int, default=10_000, show_default=True, help="Total vocabulary: 256 bytes + special tokens + merges.")
+@click.option("--special-token", "-s", "special_tokens", multiple=True, default=[DEFAULT_SPECIAL], show_default=True, help="Repeat for several.")
+@click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("tokenizer"), show_default=True, help="Folder for vocab.json, merges.txt, special_tokens.json.")
+@click.option("--workers", "-j", type=int, default=None, help="Counting processes (default: all cores).")
+@click.option("--chunk-mb", type=float, default=4.0, show_default=True, help="Size of the pieces workers read.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, chunk_mb, progress):
+    """Train a byte-level BPE tokenizer on a text file (GPT-2 pre-tokenization)."""
+    from tinylm.tokenizer.bpe import Tokenizer
+    from tinylm.tokenizer.files import ensure_output_dir
+    from tinylm.tokenizer.train import TrainStats, train_bpe
+
+    ensure_output_dir(out_dir)  # fail before the long work, not after
+    stats = TrainStats()
+    t0 = time.perf_counter()
+    vocab, merges = train_bpe(
+        input_path, vocab_size, list(special_tokens), num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=progress, stats=stats
+    )
+    Tokenizer(vocab, merges, list(special_tokens)).save_dir(out_dir)
+    seconds = time.perf_counter() - t0
+    own, child = _peak_rss_mb()
+    specials = {t.encode("utf-8") for t in special_tokens}
+    longest = max((t for t in vocab.values() if t not in specials), key=len)
+    click.echo(f"trained {len(vocab):,} tokens ({stats.num_merges:,} merges) on {stats.input_bytes / 1e6:,.1f} MB in {seconds:.1f} s")
+    click.echo(f"  counting {stats.count_seconds:.1f} s ({stats.distinct_pretokens:,} distinct pre-tokens), merging {stats.merge_seconds:.1f} s")
+    click.echo(f"  peak memory: {own:,.0f} MB (main process), {child:,.0f} MB (largest worker)")
+    click.echo(f"  longest token: {_show_token(longest)} ({len(longest)} bytes)")
+    click.echo(f"  wrote {out_dir}/vocab.json, merges.txt, special_tokens.json")
+
+
+def _load_tokenizer(tokenizer_dir: Path):
+    from tinylm.tokenizer.bpe import Tokenizer
+
+    return Tokenizer.from_dir(tokenizer_dir)
+
+
+@click.command("encode")
+@click.argument("input_path", type=click.Path(path_type=Path))
+@click.option("--tokenizer", "-t", "tokenizer_dir", type=click.Path(path_type=Path), required=True, help="Folder with vocab.json and merges.txt.")
+@click.option("--out", "-o", "output", type=click.Path(path_type=Path), required=True, help="Token file: .npy, or raw ids for .bin.")
+@click.option("--workers", "-j", type=int, default=None, help="Encoding processes (default: all cores).")
+@click.option("--chunk-mb", type=float, default=4.0, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def encode_command(input_path, tokenizer_dir, output, workers, chunk_mb, progress):
+    """Encode a text file into a uint16 (or uint32) token array for training."""
+    from tinylm.tokenizer.dataset import encode_file
+
+    tok = _load_tokenizer(tokenizer_dir)
+    t0 = time.perf_counter()
+    info = encode_file(tok, input_path, output, num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=progress)
+    seconds = time.perf_counter() - t0
+    click.echo(
+        f"encoded {info.num_bytes / 1e6:,.1f} MB into {info.num_tokens:,} tokens ({info.dtype}) in {seconds:.1f} s "
+        f"({info.num_bytes / 1e6 / max(seconds, 1e-9):.1f} MB/s, {info.bytes_per_token:.2f} bytes/token) -> {output}"
+    )
+
+
+@click.command("tokenizer-stats")
+@click.argument("input_path", type=click.Path(path_type=Path))
+@click.option("--tokenizer", "-t", "tokenizer_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--docs", "num_docs", type=int, default=1000, show_default=True, help="Documents sampled for the figures.")
+@click.option("--separator", default=DEFAULT_SPECIAL, show_default=True, help="Document separator in the file.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--top", type=int, default=10, show_default=True, help="How many of the longest tokens to list.")
+def tokenizer_stats_command(input_path, tokenizer_dir, num_docs, separator, seed, top):
+    """Compression (bytes/token), throughput and longest tokens of a tokenizer on a corpus."""
+    from tinylm.errors import ConfigError
+    from tinylm.tokenizer.stats import PILE_BYTES, measure, sample_documents
+
+    if num_docs < 1:
+        raise ConfigError("--docs must be at least 1")
+    tok = _load_tokenizer(tokenizer_dir)
+    docs = sample_documents(input_path, separator, num_docs, seed)
+    s = measure(tok, docs, top)
+    click.echo(f"tokenizer: {tokenizer_dir} ({tok.vocab_size:,} tokens)")
+    click.echo(f"sampled {s.documents:,} documents, {s.num_bytes / 1e6:,.2f} MB -> {s.num_tokens:,} tokens")
+    click.echo(f"compression: {s.bytes_per_token:.2f} bytes/token")
+    click.echo(f"throughput: {s.bytes_per_second / 1e6:.2f} MB/s (one process, cold cache)")
+    click.echo(f"time to encode the Pile ({PILE_BYTES / 1e9:.0f} GB) at this speed: {s.pile_seconds:,.0f} s ({s.pile_seconds / 3600:,.1f} h) on one process")
+    click.echo("longest tokens:")
+    for idx, t in s.longest_tokens:
+        click.echo(f"  {idx:>7}  {len(t):>3} bytes  {_show_token(t)}")
+
+
+COMMANDS = [train_bpe_command, encode_command, tokenizer_stats_command]

@@ -1,0 +1,207 @@
+"""`tinylm train`, `tinylm generate`, `tinylm sweep`: parse flags, call tinylm.training, print.
+
+The library work lives in tinylm.training (loop, config), tinylm.generate and tinylm.experiments.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+# flag name -> config key; every one of these is also reachable as --set section.key=value
+_TRAIN_FLAGS = {
+    "out": "train.out_dir",
+    "train_data": "data.train",
+    "val_data": "data.val",
+    "vocab": "tokenizer.vocab",
+    "merges": "tokenizer.merges",
+    "batch_size": "train.batch_size",
+    "max_steps": "train.max_steps",
+    "max_tokens": "train.max_tokens",
+    "lr": "optim.lr_max",
+    "lr_min": "optim.lr_min",
+    "warmup_iters": "optim.warmup_iters",
+    "eval_interval": "train.eval_interval",
+    "checkpoint_interval": "train.checkpoint_interval",
+    "device": "train.device",
+    "seed": "train.seed",
+    "wandb": "train.wandb",
+    "progress": "train.progress",
+}
+_DTYPES = {"float32": "none", "bfloat16": "bf16", "auto": "auto"}
+
+
+def _config_options(func):
+    """--config and --set, shared by `train` and the sweeps."""
+    func = click.option(
+        "--set", "settings", multiple=True, metavar="SECTION.KEY=VALUE",
+        help="Any config setting, e.g. --set model.d_model=256 --set optim.beta2=0.99 (repeatable).",
+    )(func)
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file (see docs).")(func)
+
+
+def _load(config_path, settings, flags: dict):
+    from tinylm.training.config import load_config, parse_value
+
+    overrides = {}
+    for name, key in _TRAIN_FLAGS.items():
+        if flags.get(name) is not None:
+            overrides[key] = flags[name]
+    if flags.get("dtype") is not None:
+        overrides["model.autocast"] = _DTYPES[flags["dtype"]]
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} must look like section.key=value", param_hint="--set")
+        overrides[key.strip()] = parse_value(raw.strip())
+    return load_config(config_path, overrides)
+
+
+@click.command()
+@_config_options
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this folder from its checkpoint.")
+@click.option("--out", help="Run folder for checkpoint, metrics and plots (train.out_dir).")
+@click.option("--train-data", help="Training token file (.npy, or .bin of uint16).")
+@click.option("--val-data", help="Validation token file, evaluated every --eval-interval steps and at the end.")
+@click.option("--vocab", help="Tokenizer vocab.json (copied into the run folder for `tinylm generate`).")
+@click.option("--merges", help="Tokenizer merges.txt (copied into the run folder).")
+@click.option("--batch-size", type=int, help="Sequences per step.")
+@click.option("--max-steps", type=int, help="Steps to train (replaces a token budget).")
+@click.option("--max-tokens", type=int, help="Token budget: steps = tokens / (batch size × context length).")
+@click.option("--lr", type=float, help="Peak learning rate (optim.lr_max).")
+@click.option("--lr-min", type=float, help="Final learning rate after the cosine decay.")
+@click.option("--warmup-iters", type=int, help="Linear warm-up steps.")
+@click.option("--eval-interval", type=int, help="Steps between validation evaluations.")
+@click.option("--checkpoint-interval", type=int, help="Steps between checkpoints (one is always written at the end).")
+@click.option("--device", help="cpu, cuda, cuda:N or mps.")
+@click.option("--dtype", type=click.Choice(list(_DTYPES)), help="float32, bfloat16 (autocast), or auto (bf16 on CUDA only).")
+@click.option("--seed", type=int, help="Seed for initialisation and batch sampling.")
+@click.option("--wandb/--no-wandb", default=None, help="Also log to Weights & Biases (needs `pip install wandb`).")
+@click.option("--progress/--no-progress", default=None, help="Show the progress bar (default on).")
+def train(config_path, settings, resume_dir, **flags):
+    """Train a Transformer LM on token files; writes checkpoint.pt, metrics.jsonl and loss curves.
+
+    \b
+    Examples:
+      tinylm train --config cfg.toml --lr 3e-3 --max-steps 2000 --out runs/fast
+      tinylm train --resume runs/fast          (continue after Ctrl-C, a crash or kill -9)
+    """
+    from tinylm.training.loop import CONFIG, train as run_training
+
+    if resume_dir is not None:
+        if config_path is not None:
+            raise click.UsageError("--resume uses the run's own config.toml; change settings with flags or --set")
+        config_path = Path(resume_dir) / CONFIG
+        flags["out"] = resume_dir
+    config = _load(config_path, settings, flags)
+    result = run_training(config, resume=resume_dir is not None)
+    out = result.out_dir
+    if result.interrupted:
+        click.echo(f"stopped at step {result.step}; checkpoint saved in {out}/checkpoint.pt", err=True)
+        click.echo(f"continue with: tinylm train --resume {out}", err=True)
+        sys.exit(130)
+    parts = [f"trained {result.step} steps"]
+    if result.train_loss is not None:
+        parts.append(f"train loss {result.train_loss:.4f}")
+    if result.val_loss is not None:
+        parts.append(f"val loss {result.val_loss:.4f}")
+    if result.val_bpb is not None:
+        parts.append(f"val {result.val_bpb:.4f} bits/byte")
+    click.echo(", ".join(parts))
+    click.echo(f"run folder: {out} (checkpoint.pt, metrics.jsonl, loss_vs_step.png, loss_vs_time.png)")
+
+
+@click.command()
+@click.option("--checkpoint", "checkpoint", required=True, type=click.Path(exists=True), help="Run folder (or its checkpoint.pt).")
+@click.option("--prompt", required=True, help="Text to continue. Special tokens in it are refused unless --allow-special.")
+@click.option("--max-new-tokens", type=click.IntRange(min=0), default=256, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True, help="0 = greedy.")
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True, help="Nucleus sampling mass.")
+@click.option("--seed", type=int, default=None, help="Seed for sampling (same seed, same text).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--allow-special", is_flag=True, help="Let special tokens written in the prompt act as special tokens.")
+def generate(checkpoint, prompt, max_new_tokens, temperature, top_p, seed, device, allow_special):
+    """Continue a prompt with a trained model, streaming text as it is produced; stops at <|endoftext|>.
+
+    The tokenizer is the vocab.json / merges.txt stored in the run folder by `tinylm train`.
+    """
+    from tinylm.generate import load_run, stream
+
+    model, tokenizer = load_run(checkpoint, device)
+    pieces = stream(model, tokenizer, prompt, max_new_tokens, temperature, top_p, seed, allow_special)
+    click.echo(prompt, nl=False)
+    for piece in pieces:
+        click.echo(piece, nl=False)
+        sys.stdout.flush()
+    click.echo()
+
+
+@click.group()
+def sweep():
+    """Experiments: learning-rate and batch-size sweeps, ablations, the toy SGD study.
+
+    Each sweep writes one run folder per setting, curves.png (all runs side by side) and
+    summary.md (final losses) under --out.
+    """
+
+
+def _floats(text):
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def _print_runs(runs, out):
+    from tinylm.experiments import summary_table
+
+    click.echo(summary_table(runs))
+    for r in runs:
+        if r.diverged:
+            click.echo(f"{r.label}: {r.status}")
+    click.echo(f"curves: {Path(out) / 'curves.png'}; table: {Path(out) / 'summary.md'}")
+
+
+@sweep.command("lr")
+@_config_options
+@click.option("--lrs", required=True, help="Comma-separated peak learning rates; include one large enough to diverge.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the sweep's runs and plot.")
+def sweep_lr(config_path, settings, lrs, out):
+    """One run per peak learning rate; diverging runs are detected and reported."""
+    from tinylm.experiments import lr_sweep
+
+    _print_runs(lr_sweep(_load(config_path, settings, {}), _floats(lrs), out), out)
+
+
+@sweep.command("batch")
+@_config_options
+@click.option("--sizes", required=True, help="Comma-separated batch sizes, e.g. 1,8,32,128.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+def sweep_batch(config_path, settings, sizes, out):
+    """One run per batch size, all on the base config's token budget."""
+    from tinylm.experiments import batch_sweep
+
+    _print_runs(batch_sweep(_load(config_path, settings, {}), [int(v) for v in _floats(sizes)], out), out)
+
+
+@sweep.command("ablations")
+@_config_options
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+def sweep_ablations(config_path, settings, out):
+    """Baseline vs no RMSNorm, post-norm, NoPE and SiLU FFN (same data, steps and learning rate)."""
+    from tinylm.experiments import ablation_sweep
+
+    _print_runs(ablation_sweep(_load(config_path, settings, {}), out), out)
+
+
+@sweep.command("toy-sgd")
+@click.option("--lrs", default="10,100,1000", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def sweep_toy_sgd(lrs, steps, seed):
+    """SGD with lr/sqrt(t+1) on mean(W²), W 10×10 at 5·N(0,1): prints the loss per step for each lr."""
+    from tinylm.experiments import format_toy_sgd, toy_sgd_study
+
+    click.echo(format_toy_sgd(toy_sgd_study(_floats(lrs), steps, seed)))
+
+
+COMMANDS = [train, generate, sweep]

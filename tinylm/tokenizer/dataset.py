@@ -1,0 +1,144 @@
+"""Encode a whole text file into a token array (.npy or raw .bin) that training memory-maps.
+
+Byte ranges of the file (cut at safe places, see chunking.py) are encoded in worker processes and
+written in file order, so the result is identical to a single-process encode. Output goes to a
+temporary name and is renamed only when complete. A small JSON sidecar records what training
+needs to report bits per byte: the text's byte count and the token count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinylm.errors import ConfigError, OutputError
+from tinylm.tokenizer.bpe import Tokenizer
+from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
+from tinylm.tokenizer.files import atomic_write_bytes
+
+_NPY_HEADER_BYTES = 128  # fixed size, so the header can be written once the length is known
+
+
+@dataclass
+class EncodedFileInfo:
+    """The sidecar `<output>.json`: what a token file holds and where it came from."""
+
+    source: str
+    num_bytes: int
+    num_tokens: int
+    dtype: str
+    vocab_size: int
+    format: str
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.num_bytes / max(1, self.num_tokens)
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 holds ids below 65,536 at half the size of uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def _npy_header(dtype: np.dtype, length: int) -> bytes:
+    d = "{'descr': '%s', 'fortran_order': False, 'shape': (%d,), }" % (dtype.str, length)
+    body = d.ljust(_NPY_HEADER_BYTES - 10 - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
+
+
+_WORKER_TOKENIZER: dict = {}
+
+
+def _init_worker(tokenizer: Tokenizer, dtype: str) -> None:
+    _WORKER_TOKENIZER["tok"] = tokenizer
+    _WORKER_TOKENIZER["dtype"] = dtype
+
+
+def _encode_range(args) -> tuple[int, bytes]:
+    path, start, end = args
+    tok: Tokenizer = _WORKER_TOKENIZER["tok"]
+    ids = tok.encode(read_text_range(path, start, end))
+    return end - start, np.asarray(ids, dtype=_WORKER_TOKENIZER["dtype"]).tobytes()
+
+
+def encode_file(
+    tokenizer: Tokenizer,
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    num_workers: int | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    progress: bool = False,
+) -> EncodedFileInfo:
+    """Encode input_path to output_path (`.npy`, or raw little-endian ids for any other suffix)."""
+    from tqdm import tqdm
+
+    src = check_input_file(input_path)
+    out = Path(output_path)
+    if out.is_dir():
+        raise OutputError(f"output path is a directory: {out}")
+    if not out.parent.exists():
+        try:
+            out.parent.mkdir(parents=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {out.parent}: {exc.strerror}") from None
+    if chunk_bytes < 1:
+        raise ConfigError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    dtype = token_dtype(tokenizer.vocab_size)
+    as_npy = out.suffix == ".npy"
+    size = src.stat().st_size
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    workers = num_workers or os.cpu_count() or 1
+    tasks = [(str(src), s, e) for s, e in chunk_ranges(src, tokenizer.special_tokens, chunk_bytes)]
+    num_tokens = 0
+    try:
+        with open(tmp, "wb") as f, tqdm(total=size, unit="B", unit_scale=True, desc="encoding", disable=not progress, leave=False) as bar:
+            if as_npy:
+                f.write(b"\0" * _NPY_HEADER_BYTES)
+            if workers <= 1 or len(tasks) <= 1:
+                _init_worker(tokenizer, dtype.str)
+                results = map(_encode_range, tasks)
+                pool = None
+            else:
+                pool = pool_context().Pool(workers, initializer=_init_worker, initargs=(tokenizer, dtype.str))
+                results = pool.imap(_encode_range, tasks)
+            try:
+                for n, data in results:
+                    f.write(data)
+                    num_tokens += len(data) // dtype.itemsize
+                    bar.update(n)
+            finally:
+                if pool is not None:
+                    pool.terminate()
+                _WORKER_TOKENIZER.clear()
+            if as_npy:
+                f.seek(0)
+                f.write(_npy_header(dtype, num_tokens))
+            f.flush()
+            os.fsync(f.fileno())
+        info = EncodedFileInfo(str(src), size, num_tokens, dtype.name, tokenizer.vocab_size, "npy" if as_npy else "bin")
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    atomic_write_bytes(sidecar_path(out), json.dumps(asdict(info), indent=1).encode())
+    return info
+
+
+def sidecar_path(token_file: str | os.PathLike) -> Path:
+    p = Path(token_file)
+    return p.with_name(p.name + ".json")
+
+
+def load_info(token_file: str | os.PathLike) -> EncodedFileInfo | None:
+    """The sidecar written by encode_file, or None for a token file made elsewhere."""
+    p = sidecar_path(token_file)
+    if not p.exists():
+        return None
+    return EncodedFileInfo(**json.loads(p.read_text()))

@@ -1,0 +1,277 @@
+"""TrainConfig: everything a training run needs, from a TOML file and/or `section.key=value` overrides.
+
+One file describes one run and is saved, resolved, as `config.toml` in the run folder, so
+`tinylm train --config runs/x/config.toml` repeats it and `--resume runs/x` continues it. Every
+impossible setting is a ConfigError naming the key, before any data is read.
+
+    [model]       # ModelConfig fields (tinylm.model.config)
+    [data]        train, val (token files), dtype of raw .bin files, val_bytes_per_token
+    [tokenizer]   vocab, merges, special_tokens (copied into the run folder for `tinylm generate`)
+    [optim]       lr_max, lr_min, warmup_iters, cosine_iters, weight_decay, beta1, beta2, eps, grad_clip
+    [train]       batch_size, max_steps | max_tokens, eval_interval, eval_batches, log_interval,
+                  checkpoint_interval, device, seed, out_dir, progress, wandb, wandb_project, wandb_mode
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinylm.errors import ConfigError, InputFileError
+
+
+@dataclass
+class DataConfig:
+    train: str = ""
+    val: str | None = None
+    dtype: str = "uint16"
+    val_bytes_per_token: float | None = None
+
+
+@dataclass
+class TokenizerConfig:
+    vocab: str | None = None
+    merges: str | None = None
+    special_tokens: list[str] = field(default_factory=lambda: ["<|endoftext|>"])
+
+
+@dataclass
+class OptimConfig:
+    lr_max: float = 1e-3
+    lr_min: float = 1e-4
+    warmup_iters: int = 100
+    cosine_iters: int | None = None  # None: decay over the whole run (max_steps)
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # 0 turns clipping off
+
+
+@dataclass
+class RunConfig:
+    batch_size: int = 32
+    max_steps: int | None = None
+    max_tokens: int | None = None
+    eval_interval: int = 200
+    eval_batches: int = 8
+    log_interval: int = 10
+    checkpoint_interval: int = 500
+    device: str = "cpu"
+    seed: int = 0
+    out_dir: str = "runs/run"
+    progress: bool = True
+    wandb: bool = False
+    wandb_project: str = "tinylm"
+    wandb_mode: str = "offline"
+
+
+@dataclass
+class TrainConfig:
+    model: dict = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: RunConfig = field(default_factory=RunConfig)
+
+    # --- derived values ------------------------------------------------------------------
+    def model_config(self):
+        from tinylm.model.config import ModelConfig
+
+        return ModelConfig.from_dict(dict(self.model))
+
+    @property
+    def total_steps(self) -> int:
+        """max_steps, or the steps that cover max_tokens at batch_size × context_length."""
+        if self.train.max_steps is not None:
+            return self.train.max_steps
+        per_step = self.train.batch_size * self.model_config().context_length
+        return math.ceil(self.train.max_tokens / per_step)
+
+    @property
+    def cosine_iters(self) -> int:
+        return self.optim.cosine_iters if self.optim.cosine_iters is not None else self.total_steps
+
+    def with_absolute_paths(self) -> TrainConfig:
+        """A copy whose data and tokenizer paths no longer depend on the current directory."""
+        def absolute(path):
+            return None if path is None else str(Path(path).expanduser().resolve())
+
+        return dataclasses.replace(
+            self,
+            data=dataclasses.replace(self.data, train=absolute(self.data.train), val=absolute(self.data.val)),
+            tokenizer=dataclasses.replace(self.tokenizer, vocab=absolute(self.tokenizer.vocab), merges=absolute(self.tokenizer.merges)),
+        )
+
+    # --- (de)serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, validate: bool = True) -> TrainConfig:
+        """Build from nested dicts (a TOML file); `validate=False` lets flags complete a partial file first."""
+        if not isinstance(data, dict):
+            raise ConfigError("train config must be a table of sections")
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(sections))
+        if unknown:
+            raise ConfigError(f"unknown config section(s): {', '.join(unknown)} (known: {', '.join(sections)})")
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            if not isinstance(value, dict):
+                raise ConfigError(f"config section [{name}] must be a table, got {value!r}")
+            kwargs[name] = dict(value) if name == "model" else _build_section(name, _SECTION_TYPES[name], value)
+        config = cls(**kwargs)
+        if validate:
+            config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Reject settings that cannot work, naming the key (model fields are checked by ModelConfig)."""
+        self.model_config()
+        t, o, d = self.train, self.optim, self.data
+        if not d.train:
+            raise ConfigError("data.train (the training token file) is required")
+        if (t.max_steps is None) == (t.max_tokens is None):
+            raise ConfigError("set exactly one of train.max_steps and train.max_tokens")
+        for name in ("batch_size", "max_steps", "max_tokens", "eval_interval", "eval_batches", "log_interval", "checkpoint_interval"):
+            value = getattr(t, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"train.{name} must be at least 1, got {value}")
+        for name in ("lr_max", "lr_min", "weight_decay", "eps", "grad_clip"):
+            value = getattr(o, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"optim.{name} must be a finite number >= 0, got {value}")
+        if o.lr_min > o.lr_max:
+            raise ConfigError(f"optim.lr_min ({o.lr_min}) is larger than optim.lr_max ({o.lr_max})")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(o, name) < 1:
+                raise ConfigError(f"optim.{name} must be in [0, 1), got {getattr(o, name)}")
+        if o.warmup_iters < 0:
+            raise ConfigError(f"optim.warmup_iters must be >= 0, got {o.warmup_iters}")
+        if o.cosine_iters is not None and o.cosine_iters < o.warmup_iters:
+            raise ConfigError(f"optim.cosine_iters ({o.cosine_iters}) is shorter than optim.warmup_iters ({o.warmup_iters})")
+        if d.dtype not in ("uint16", "uint32"):
+            raise ConfigError(f"data.dtype must be uint16 or uint32, got {d.dtype!r}")
+        if d.val_bytes_per_token is not None and not d.val_bytes_per_token > 0:
+            raise ConfigError(f"data.val_bytes_per_token must be positive, got {d.val_bytes_per_token}")
+        if (self.tokenizer.vocab is None) != (self.tokenizer.merges is None):
+            raise ConfigError("tokenizer.vocab and tokenizer.merges go together: set both or neither")
+        if t.wandb_mode not in ("online", "offline", "disabled"):
+            raise ConfigError(f"train.wandb_mode must be online, offline or disabled, got {t.wandb_mode!r}")
+        if t.device.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"train.device must be cpu, cuda, cuda:N or mps, got {t.device!r}")
+
+    def with_overrides(self, overrides: list[str] | dict[str, Any]) -> TrainConfig:
+        """A copy with `section.key=value` settings applied (values parsed as TOML, else a string)."""
+        data = self.to_dict()
+        items = overrides.items() if isinstance(overrides, dict) else (_split_override(o) for o in overrides)
+        for key, value in items:
+            section, _, name = key.partition(".")
+            if not name or section not in data:
+                raise ConfigError(f"override {key!r} must look like section.key with a section of {', '.join(data)}")
+            data[section][name] = value
+            if key == "train.max_steps" and value is not None:
+                data["train"]["max_tokens"] = None
+            elif key == "train.max_tokens" and value is not None:
+                data["train"]["max_steps"] = None
+        return TrainConfig.from_dict(data)
+
+
+_SECTION_TYPES = {"data": DataConfig, "tokenizer": TokenizerConfig, "optim": OptimConfig, "train": RunConfig}
+
+
+def _build_section(name: str, cls: type, values: dict):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{name}]: {', '.join(unknown)} (known: {', '.join(fields)})")
+    defaults = cls()
+    out = {}
+    for key, value in values.items():
+        out[key] = _coerce(f"{name}.{key}", value, getattr(defaults, key), fields[key].type)
+    return cls(**out)
+
+
+def _coerce(key: str, value, default, annotation: str):
+    """Check a value against its field's type; ints are accepted where floats are expected."""
+    if value is None:
+        if "None" in annotation:
+            return None
+        raise ConfigError(f"{key} may not be empty")
+    if "bool" in annotation:
+        ok = isinstance(value, bool)
+    elif "float" in annotation:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif "int" in annotation:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif "list" in annotation:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        want = annotation.replace(" | None", "")
+        raise ConfigError(f"{key} must be {want}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _split_override(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    return key.strip(), parse_value(raw.strip())
+
+
+def parse_value(raw: str) -> Any:
+    """A flag's value as TOML (numbers, booleans, lists, quoted strings), else the bare string."""
+    if raw.lower() in ("none", "null"):
+        return None
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
+    """Read a TOML file (or start from defaults) and apply overrides."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise InputFileError(f"config file not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    return TrainConfig.from_dict(data, validate=False).with_overrides(overrides or [])
+
+
+def to_toml(config: TrainConfig) -> str:
+    """Write a config back as TOML (None values are left out: they mean 'the default')."""
+    lines = []
+    for section, values in config.to_dict().items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} to TOML")

@@ -1,0 +1,360 @@
+"""The training loop: a run folder in, a trained model, metrics, curves and checkpoints out.
+
+A run folder holds `config.toml` (resolved), `checkpoint.pt` (latest, written atomically),
+`metrics.jsonl`, `loss_vs_step.png`, `loss_vs_time.png` and the tokenizer's `vocab.json` /
+`merges.txt`. Everything that decides the next step — weights, AdamW moments, step, the batch
+sampler's generator — is in the checkpoint, so a resumed CPU run is bit-identical to one that was
+never stopped. Ctrl-C (or SIGTERM) finishes the current step, saves and returns; a NaN/inf loss
+saves the last good state and raises TrainingDivergedError.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from tinylm.errors import CheckpointError, ConfigError, TrainingDivergedError
+from tinylm.tokenizer.files import atomic_write_bytes, ensure_output_dir
+from tinylm.training import report
+from tinylm.training.checkpoint import (
+    capture_rng_state,
+    read_checkpoint,
+    remove_stale_temp_files,
+    restore,
+    restore_rng_state,
+    save_checkpoint,
+)
+from tinylm.training.config import TrainConfig, to_toml
+from tinylm.training.data import (
+    bytes_per_token,
+    check_tokens,
+    eval_starts,
+    get_batch,
+    load_tokens,
+    token_byte_lengths,
+    windows,
+)
+from tinylm.training.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+CONFIG = "config.toml"
+VOCAB, MERGES = "vocab.json", "merges.txt"
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    interrupted: bool
+    train_loss: float | None
+    val_loss: float | None
+    val_bpb: float | None
+
+
+class Trainer:
+    """One run. `run()` trains; the step pieces are methods so benchmarks time the same code."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False, on_step: Callable[[int, dict | None], bool | None] | None = None):
+        config.validate()
+        config = config.with_absolute_paths()
+        self.config = config
+        self.on_step = on_step
+        self.out = ensure_output_dir(config.train.out_dir)
+        self.ckpt_path = self.out / CHECKPOINT
+        if resume and not self.ckpt_path.exists():
+            raise CheckpointError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
+        if not resume and self.ckpt_path.exists():
+            raise ConfigError(
+                f"{self.out} already holds a run ({CHECKPOINT}); continue it with --resume {self.out} or choose another out_dir"
+            )
+        remove_stale_temp_files(self.out)
+
+        self.model_config = config.model_config()
+        self.device = torch.device(config.train.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("train.device is cuda but no CUDA device is available")
+        ctx, vocab = self.model_config.context_length, self.model_config.vocab_size
+        self.train_tokens = load_tokens(config.data.train, config.data.dtype)
+        check_tokens(self.train_tokens, vocab, ctx, f"training token file {config.data.train}")
+        self.val_tokens = None
+        if config.data.val:
+            self.val_tokens = load_tokens(config.data.val, config.data.dtype)
+            check_tokens(self.val_tokens, vocab, ctx, f"validation token file {config.data.val}")
+        self.val_bytes_per_token = self._val_bytes_per_token()
+
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+            torch.manual_seed(config.train.seed)
+            from tinylm.model.transformer import TransformerLM
+
+            self.model = TransformerLM(self.model_config).to(self.device)
+        self.optimizer = self._make_optimizer()
+        self.generator = torch.Generator().manual_seed(config.train.seed)
+        self.step = 0
+        self.elapsed_before = 0.0
+        self.total_steps = config.total_steps
+        self.tokens_per_step = config.train.batch_size * ctx
+        if resume:
+            self._resume()
+        else:
+            self._copy_tokenizer_files()
+        atomic_write_bytes(self.out / CONFIG, to_toml(config).encode("utf-8"))
+
+    # --- setup -------------------------------------------------------------------------------
+    def _make_optimizer(self) -> AdamW:
+        """Weight decay on matrices only; gains of the norms are left undecayed."""
+        o = self.config.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        groups = [g for g in groups if g["params"]]
+        return AdamW(groups, lr=o.lr_max, betas=(o.beta1, o.beta2), eps=o.eps)
+
+    def _tokenizer_vocab(self) -> dict[int, bytes] | None:
+        t = self.config.tokenizer
+        vocab_path = self.out / VOCAB if (self.out / VOCAB).exists() else t.vocab
+        merges_path = self.out / MERGES if (self.out / MERGES).exists() else t.merges
+        if vocab_path is None:
+            return None
+        from tinylm.tokenizer.bpe import Tokenizer
+
+        return Tokenizer.from_files(vocab_path, merges_path, t.special_tokens).vocab
+
+    def _val_bytes_per_token(self) -> float | None:
+        """Text bytes per validation token: given in the config, or counted from the tokenizer's vocabulary."""
+        if self.val_tokens is None:
+            return None
+        if self.config.data.val_bytes_per_token is not None:
+            return self.config.data.val_bytes_per_token
+        vocab = self._tokenizer_vocab()
+        if vocab is None:
+            return None
+        return bytes_per_token(self.val_tokens, token_byte_lengths(vocab, self.model_config.vocab_size))
+
+    def _copy_tokenizer_files(self) -> None:
+        t = self.config.tokenizer
+        for src, name in ((t.vocab, VOCAB), (t.merges, MERGES)):
+            if src is not None and Path(src).resolve() != (self.out / name).resolve():
+                shutil.copyfile(src, self.out / name)
+
+    def _resume(self) -> None:
+        payload = read_checkpoint(self.ckpt_path)
+        restore(payload, self.model, self.optimizer)
+        try:
+            self.generator.set_state(payload["data"]["generator"])
+            restore_rng_state(payload["rng"])
+            self.elapsed_before = float(payload["progress"]["wall_clock"])
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"{self.ckpt_path} lacks the run state needed to resume ({exc})") from None
+        self.step = payload["iteration"]
+        kept = [r for r in report.read_metrics(self.out / METRICS) if r.get("step", 0) <= self.step]
+        atomic_write_bytes(self.out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode("utf-8"))
+
+    # --- one step, in the pieces the benchmark times ---------------------------------------------
+    def set_lr(self) -> float:
+        o = self.config.optim
+        lr = cosine_lr(self.step, o.lr_max, o.lr_min, o.warmup_iters, self.config.cosine_iters)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def draw_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx = self.model_config.context_length
+        return get_batch(self.train_tokens, self.config.train.batch_size, ctx, self.device, self.generator)
+
+    def forward_backward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = cross_entropy(self.model(inputs), targets)
+        loss.backward()
+        return loss.detach()
+
+    def clip(self) -> torch.Tensor:
+        clip = self.config.optim.grad_clip
+        if clip > 0:
+            return clip_grad_norm(self.model.parameters(), clip)
+        return clip_grad_norm(self.model.parameters(), math.inf)
+
+    def optimizer_step(self) -> None:
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # --- evaluation, checkpoints, logging ---------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Loss on fixed, evenly spaced windows of the validation file (the same ones every time)."""
+        if self.val_tokens is None:
+            return {}
+        ctx, batch = self.model_config.context_length, self.config.train.batch_size
+        starts = eval_starts(len(self.val_tokens), ctx, self.config.train.eval_batches * batch)
+        self.model.eval()
+        total = torch.zeros((), device=self.device)
+        for i in range(0, len(starts), batch):
+            chunk = starts[i : i + batch]
+            inputs, targets = windows(self.val_tokens, chunk, ctx, self.device)
+            total += cross_entropy(self.model(inputs), targets) * len(chunk)
+        self.model.train()
+        loss = float(total) / len(starts)
+        out = {"val_loss": loss, "val_perplexity": math.exp(min(loss, 700.0))}
+        if self.val_bytes_per_token:
+            out["val_bpb"] = loss / math.log(2) / self.val_bytes_per_token
+        return out
+
+    def save(self, generator_state: torch.Tensor | None = None) -> None:
+        save_checkpoint(
+            self.model,
+            self.optimizer,
+            self.step,
+            self.ckpt_path,
+            model_config=self.model_config.to_dict(),
+            train_config=self.config.to_dict(),
+            rng=capture_rng_state(),
+            data={"generator": generator_state if generator_state is not None else self.generator.get_state()},
+            progress={"wall_clock": self.wall_clock(), "tokens": self.step * self.tokens_per_step},
+        )
+
+    def wall_clock(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self._t0)
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.config.train
+        self._t0 = time.perf_counter()
+        stop = _StopRequest()
+        restore_handlers = stop.install()
+        sink = _MetricSink(self.out / METRICS, self.config)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+        loss_sum, loss_steps, window_start, window_step = torch.zeros(()), 0, time.perf_counter(), self.step
+        last_train, last_val = None, {}
+        try:
+            while self.step < self.total_steps and not stop.requested:
+                lr = self.set_lr()
+                generator_state = self.generator.get_state()
+                inputs, targets = self.draw_batch()
+                loss = self.forward_backward(inputs, targets)
+                grad_norm = self.clip()
+                if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+                    self._diverged(float(loss), float(grad_norm), lr, generator_state)
+                self.optimizer_step()
+                self.step += 1
+                loss_sum += loss.cpu()
+                loss_steps += 1
+                bar.update(1)
+
+                last_step = self.step == self.total_steps
+                do_eval = self.step % cfg.eval_interval == 0 or last_step
+                record = None
+                if self.step % cfg.log_interval == 0 or do_eval:
+                    now = time.perf_counter()
+                    tok_s = (self.step - window_step) * self.tokens_per_step / max(now - window_start, 1e-9)
+                    last_train = float(loss_sum) / loss_steps
+                    record = {
+                        "step": self.step,
+                        "tokens": self.step * self.tokens_per_step,
+                        "wall_clock": round(self.wall_clock(), 3),
+                        "train_loss": last_train,
+                        "lr": lr,
+                        "grad_norm": float(grad_norm),
+                        "tokens_per_s": round(tok_s, 1),
+                    }
+                    if do_eval:
+                        last_val = self.evaluate()
+                        record.update(last_val)
+                    sink.write(record)
+                    bar.set_postfix(loss=f"{last_train:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}", refresh=False)
+                    loss_sum, loss_steps, window_start, window_step = torch.zeros(()), 0, time.perf_counter(), self.step
+                if self.step % cfg.checkpoint_interval == 0 and not last_step:
+                    self.save()
+                if self.on_step is not None and self.on_step(self.step, record):
+                    stop.requested = True
+            self.save()
+            return self._result(self.step < self.total_steps, last_train, last_val)
+        finally:
+            bar.close()
+            sink.close()
+            restore_handlers()
+            report.plot_run(report.read_metrics(self.out / METRICS), self.out)
+
+    def _diverged(self, loss: float, grad_norm: float, lr: float, generator_state: torch.Tensor) -> None:
+        """Keep the last state whose losses and gradients were all finite, then stop with advice."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.save(generator_state)
+        what = f"loss became {loss}" if not math.isfinite(loss) else f"gradient norm became {grad_norm}"
+        raise TrainingDivergedError(
+            f"{what} at step {self.step + 1} (lr {lr:.3g}); the last good state (step {self.step}) is saved in "
+            f"{self.ckpt_path}. Lower optim.lr_max or lengthen optim.warmup_iters, then continue with "
+            f"`tinylm train --resume {self.out} --set optim.lr_max=...`"
+        )
+
+    def _result(self, interrupted: bool, train_loss, val: dict) -> TrainResult:
+        return TrainResult(self.out, self.step, interrupted, train_loss, val.get("val_loss"), val.get("val_bpb"))
+
+
+def train(config: TrainConfig, resume: bool = False, on_step=None) -> TrainResult:
+    """Train (or continue) the run described by `config`; see Trainer."""
+    return Trainer(config, resume=resume, on_step=on_step).run()
+
+
+class _StopRequest:
+    """Turns the first Ctrl-C / SIGTERM into 'stop after this step'; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def install(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore_previous():
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return restore_previous
+
+
+class _MetricSink:
+    """metrics.jsonl (one flushed line per record) and, when asked for, Weights & Biases."""
+
+    def __init__(self, path: Path, config: TrainConfig):
+        self.file = open(path, "a", encoding="utf-8")
+        self.wandb_run = None
+        if config.train.wandb:
+            try:
+                import wandb
+            except ImportError:
+                self.file.close()
+                raise ConfigError("train.wandb is on but wandb is not installed: pip install 'tinylm[wandb]'") from None
+            self.wandb_run = wandb.init(
+                project=config.train.wandb_project,
+                mode=config.train.wandb_mode,
+                dir=str(path.parent),
+                name=path.parent.name,
+                config=config.to_dict(),
+            )
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.wandb_run is not None:
+            self.wandb_run.log(record, step=record["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
