@@ -234,7 +234,7 @@ class Trainer:
         restore_handlers = stop.install()
         sink = _MetricSink(self.out / METRICS, self.config)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
-        loss_sum, loss_steps, window_start, window_step = torch.zeros(()), 0, time.perf_counter(), self.step
+        window = _Window(self.step, self.device)
         last_train, last_val = None, {}
         try:
             while self.step < self.total_steps and not stop.requested:
@@ -244,35 +244,26 @@ class Trainer:
                 loss = self.forward_backward(inputs, targets)
                 grad_norm = self.clip()
                 if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+                    if window.steps:  # the curve up to the last good step
+                        sink.write(self.record(window, lr, window.grad_norm))
                     self._diverged(float(loss), float(grad_norm), lr, generator_state)
                 self.optimizer_step()
                 self.step += 1
-                loss_sum += loss.cpu()
-                loss_steps += 1
+                window.add(loss, grad_norm)
                 bar.update(1)
 
                 last_step = self.step == self.total_steps
                 do_eval = self.step % cfg.eval_interval == 0 or last_step
                 record = None
                 if self.step % cfg.log_interval == 0 or do_eval:
-                    now = time.perf_counter()
-                    tok_s = (self.step - window_step) * self.tokens_per_step / max(now - window_start, 1e-9)
-                    last_train = float(loss_sum) / loss_steps
-                    record = {
-                        "step": self.step,
-                        "tokens": self.step * self.tokens_per_step,
-                        "wall_clock": round(self.wall_clock(), 3),
-                        "train_loss": last_train,
-                        "lr": lr,
-                        "grad_norm": float(grad_norm),
-                        "tokens_per_s": round(tok_s, 1),
-                    }
+                    record = self.record(window, lr, grad_norm)
+                    last_train = record["train_loss"]
                     if do_eval:
                         last_val = self.evaluate()
                         record.update(last_val)
                     sink.write(record)
-                    bar.set_postfix(loss=f"{last_train:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}", refresh=False)
-                    loss_sum, loss_steps, window_start, window_step = torch.zeros(()), 0, time.perf_counter(), self.step
+                    bar.set_postfix(loss=f"{last_train:.3f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
+                    window = _Window(self.step, self.device)
                 if self.step % cfg.checkpoint_interval == 0 and not last_step:
                     self.save()
                 if self.on_step is not None and self.on_step(self.step, record):
@@ -284,6 +275,19 @@ class Trainer:
             sink.close()
             restore_handlers()
             report.plot_run(report.read_metrics(self.out / METRICS), self.out)
+
+    def record(self, window: _Window, lr: float, grad_norm: torch.Tensor) -> dict:
+        """One metrics.jsonl line for the steps since the last one (reads the device: a sync)."""
+        seconds = max(time.perf_counter() - window.start, 1e-9)
+        return {
+            "step": self.step,
+            "tokens": self.step * self.tokens_per_step,
+            "wall_clock": round(self.wall_clock(), 3),
+            "train_loss": float(window.loss_sum) / window.steps,
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "tokens_per_s": round((self.step - window.start_step) * self.tokens_per_step / seconds, 1),
+        }
 
     def _diverged(self, loss: float, grad_norm: float, lr: float, generator_state: torch.Tensor) -> None:
         """Keep the last state whose losses and gradients were all finite, then stop with advice."""
@@ -298,6 +302,20 @@ class Trainer:
 
     def _result(self, interrupted: bool, train_loss, val: dict) -> TrainResult:
         return TrainResult(self.out, self.step, interrupted, train_loss, val.get("val_loss"), val.get("val_bpb"))
+
+
+class _Window:
+    """Train loss and throughput accumulated between two metrics records, kept on the device."""
+
+    def __init__(self, step: int, device: torch.device):
+        self.start, self.start_step, self.steps = time.perf_counter(), step, 0
+        self.loss_sum = torch.zeros((), device=device)
+        self.grad_norm = None
+
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.loss_sum += loss
+        self.steps += 1
+        self.grad_norm = grad_norm
 
 
 def train(config: TrainConfig, resume: bool = False, on_step=None) -> TrainResult:

@@ -43,7 +43,8 @@ def plot_run(records: list[dict], out_dir: str | os.PathLike) -> list[Path]:
         ax.set_xlabel(label)
         ax.set_ylabel("cross-entropy (nats/token)")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
         out.append(_save(fig, Path(out_dir) / name))
     return out
 
@@ -61,7 +62,8 @@ def plot_comparison(runs: dict[str, list[dict]], path: str | os.PathLike, title:
         ax.set_xlabel(x.replace("_", " "))
         ax.set_ylabel("nats/token")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     fig.suptitle(title)
     return _save(fig, Path(path))
 

@@ -1,0 +1,59 @@
+"""Whole-file encoding to token arrays: parallel == serial == Tokenizer.encode, atomic output."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinylm.errors import InputFileError, OutputError
+from tinylm.tokenizer.dataset import encode_file, load_info, token_dtype
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    text = ((FIXTURES / "tinystories_sample.txt").read_text() + (FIXTURES / "german.txt").read_text()) * 30
+    path = tmp_path / "corpus.txt"
+    path.write_text(text)
+    return path, text
+
+
+def test_parallel_equals_serial_equals_encode(gpt2_tokenizer, corpus, tmp_path):
+    path, text = corpus
+    serial = encode_file(gpt2_tokenizer, path, tmp_path / "a.npy", num_workers=1)
+    parallel = encode_file(gpt2_tokenizer, path, tmp_path / "b.npy", num_workers=2, chunk_bytes=3000)
+    a = np.load(tmp_path / "a.npy", mmap_mode="r")
+    b = np.load(tmp_path / "b.npy", mmap_mode="r")
+    assert a.dtype == np.uint16 and a.shape == (serial.num_tokens,)
+    assert np.array_equal(a, b)
+    assert a.tolist() == gpt2_tokenizer.encode(text)
+    assert parallel.num_bytes == len(text.encode())
+    assert load_info(tmp_path / "b.npy").num_tokens == serial.num_tokens
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_raw_bin_output(gpt2_tokenizer, corpus, tmp_path):
+    path, text = corpus
+    encode_file(gpt2_tokenizer, path, tmp_path / "t.bin", num_workers=2, chunk_bytes=5000)
+    ids = np.memmap(tmp_path / "t.bin", dtype=np.uint16, mode="r")
+    assert ids.tolist() == gpt2_tokenizer.encode(text)
+    assert json.loads((tmp_path / "t.bin.json").read_text())["format"] == "bin"
+
+
+def test_dtype_choice():
+    assert token_dtype(50257) == np.uint16 and token_dtype(65536) == np.uint16
+    assert token_dtype(100_000) == np.uint32
+
+
+def test_bad_paths(gpt2_tokenizer, corpus, tmp_path):
+    path, _ = corpus
+    with pytest.raises(InputFileError):
+        encode_file(gpt2_tokenizer, tmp_path / "missing.txt", tmp_path / "o.npy")
+    with pytest.raises(OutputError):
+        encode_file(gpt2_tokenizer, path, tmp_path)  # a directory as output
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError):
+        encode_file(gpt2_tokenizer, path, blocker / "sub" / "o.npy")
