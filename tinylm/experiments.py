@@ -51,8 +51,9 @@ def run_sweep(base: TrainConfig, variants: dict[str, dict[str, Any]], out_dir: s
         except TrainingDivergedError as exc:
             status = "diverged: " + str(exc).split(";")[0]
         records = report.read_metrics(run_dir / METRICS)
-        curves[label] = records
-        runs.append(_summarise(label, run_dir, status, records))
+        run = _summarise(label, run_dir, status, records)
+        curves[f"{label} (diverged)" if run.diverged else label] = records
+        runs.append(run)
     report.plot_comparison(curves, out / "curves.png", title, x=x)
     (out / "summary.md").write_text(f"# {title}\n\n{summary_table(runs)}\n", encoding="utf-8")
     (out / "results.json").write_text(json.dumps([asdict(r) for r in runs], indent=1), encoding="utf-8")

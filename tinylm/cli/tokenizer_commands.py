@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +19,10 @@ def _peak_rss_mb() -> tuple[float, float]:
     return own, children
 
 
+def _progress(flag: bool | None) -> bool:
+    return sys.stderr.isatty() if flag is None else flag
+
+
 def _show_token(tok: bytes) -> str:
     return repr(tok.decode("utf-8", errors="replace"))
 
@@ -29,7 +34,7 @@ def _show_token(tok: bytes) -> str:
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("tokenizer"), show_default=True, help="Folder for vocab.json, merges.txt, special_tokens.json.")
 @click.option("--workers", "-j", type=int, default=None, help="Counting processes (default: all cores).")
 @click.option("--chunk-mb", type=float, default=4.0, show_default=True, help="Size of the pieces workers read.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, chunk_mb, progress):
     """Train a byte-level BPE tokenizer on a text file (GPT-2 pre-tokenization)."""
     from tinylm.tokenizer.bpe import Tokenizer
@@ -40,7 +45,7 @@ def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, 
     stats = TrainStats()
     t0 = time.perf_counter()
     vocab, merges = train_bpe(
-        input_path, vocab_size, list(special_tokens), num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=progress, stats=stats
+        input_path, vocab_size, list(special_tokens), num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=_progress(progress), stats=stats
     )
     Tokenizer(vocab, merges, list(special_tokens)).save_dir(out_dir)
     seconds = time.perf_counter() - t0
@@ -66,14 +71,14 @@ def _load_tokenizer(tokenizer_dir: Path):
 @click.option("--out", "-o", "output", type=click.Path(path_type=Path), required=True, help="Token file: .npy, or raw ids for .bin.")
 @click.option("--workers", "-j", type=int, default=None, help="Encoding processes (default: all cores).")
 @click.option("--chunk-mb", type=float, default=4.0, show_default=True)
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 def encode_command(input_path, tokenizer_dir, output, workers, chunk_mb, progress):
     """Encode a text file into a uint16 (or uint32) token array for training."""
     from tinylm.tokenizer.dataset import encode_file
 
     tok = _load_tokenizer(tokenizer_dir)
     t0 = time.perf_counter()
-    info = encode_file(tok, input_path, output, num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=progress)
+    info = encode_file(tok, input_path, output, num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=_progress(progress))
     seconds = time.perf_counter() - t0
     click.echo(
         f"encoded {info.num_bytes / 1e6:,.1f} MB into {info.num_tokens:,} tokens ({info.dtype}) in {seconds:.1f} s "

@@ -30,7 +30,7 @@ from tinylm.tokenizer.files import (
 )
 from tinylm.tokenizer.pretokenize import pretokenize, special_token_regex, validate_special_tokens
 
-_CACHE_LIMIT = 1 << 20
+_CACHE_LIMIT = 200_000  # pre-tokens; bounds the cache to a few tens of MB
 # Cut points for streaming: see pretokenize.find_safe_cut for why these are safe.
 _STREAM_CUT = re.compile(r"[\x21-\x7e]\n(?=[\x21-\x7e])|[\x21-\x7e] (?=[A-Za-z])")
 _STREAM_BUFFER = 1 << 16

@@ -50,17 +50,18 @@ def plot_run(records: list[dict], out_dir: str | os.PathLike) -> list[Path]:
 
 
 def plot_comparison(runs: dict[str, list[dict]], path: str | os.PathLike, title: str, x: str = "step") -> Path:
-    """Several runs' train and val curves side by side in one PNG (one line per run)."""
+    """Several runs' train and val curves side by side in one PNG (one line per run, log-scaled loss)."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
     for label, records in runs.items():
         for ax, y in zip(axes, ("train_loss", "val_loss")):
             xs, ys = series(records, x, y)
             if xs:
-                ax.plot(xs, ys, "-" if y == "train_loss" else "o-", label=label, markersize=3)
+                ax.plot(xs, ys, ".-" if y == "train_loss" else "o-", label=label, markersize=3)
     for ax, y in zip(axes, ("train loss", "val loss")):
         ax.set_title(y)
         ax.set_xlabel(x.replace("_", " "))
-        ax.set_ylabel("nats/token")
+        ax.set_ylabel("nats/token (log scale)")
+        ax.set_yscale("log")  # a diverging run and a converged one fit on one plot
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)

@@ -1,0 +1,211 @@
+"""Shared helpers for the tokenizer benchmarks: run a command, time it, sample its memory.
+
+Peak memory is the peak over time of the SUM of the proportional set size (PSS) of a process and
+all of its descendants (worker processes included), sampled every ~20 ms with psutil
+(`memory_full_info().pss`, read from /proc/PID/smaps_rollup). PSS splits each shared page
+between the processes that map it, so pages shared by a parent and its forked workers are
+counted once in the sum, not once per process. A sample only sees what exists at that moment:
+spikes shorter than the interval can be missed, so the figure is a (tight) lower bound.
+
+Descendants are re-discovered at every sample; a process once seen keeps being sampled until it
+exits, even if its parent exits first and it is re-parented away from the tree.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT / "data"
+SHARED_DATA_DIR = ROOT.parent / "shared" / "data"
+RESULT_MARK = "@@RESULT@@ "  # a child prints one line starting with this, then JSON
+MB = 1_000_000  # benchmarks report decimal megabytes (MB/s and MB of memory)
+
+
+# --- data ------------------------------------------------------------------------------------
+def ensure_corpus(name: str = "bench_en.txt") -> Path:
+    """data/NAME, decompressed from ../shared/data/NAME.xz (with lzma) the first time."""
+    out = DATA_DIR / name
+    if out.exists() and out.stat().st_size > 0:
+        return out
+    src = SHARED_DATA_DIR / f"{name}.xz"
+    if not src.exists():
+        raise SystemExit(f"error: {out} is missing and so is {src} to decompress it from")
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    print(f"decompressing {src} -> {out} ...", file=sys.stderr, flush=True)
+    try:
+        with lzma.open(src, "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 8 << 20)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+# --- memory sampling -------------------------------------------------------------------------
+class TreeMemorySampler:
+    """Samples sum-of-PSS over a process tree in a background thread until stopped."""
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak_bytes = 0
+        self.peak_procs = 0  # processes alive at the peak sample
+        self.max_procs = 0
+        self.samples = 0
+        self._known: dict[int, psutil.Process] = {pid: self.root}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pss-sampler", daemon=True)
+
+    def __enter__(self) -> "TreeMemorySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample_once(self) -> int:
+        try:
+            for child in self.root.children(recursive=True):
+                self._known.setdefault(child.pid, child)
+        except psutil.Error:
+            pass  # root gone (or a zombie): keep sampling the descendants already known
+        total, alive = 0, 0
+        for pid, proc in list(self._known.items()):
+            try:
+                total += proc.memory_full_info().pss
+                alive += 1
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                if proc is not self.root:
+                    del self._known[pid]
+            except psutil.AccessDenied:
+                pass
+        self.samples += 1
+        self.max_procs = max(self.max_procs, alive)
+        if total > self.peak_bytes:
+            self.peak_bytes, self.peak_procs = total, alive
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            self.sample_once()
+            self._stop.wait(max(0.0, self.interval - (time.perf_counter() - t0)))
+
+
+@dataclass
+class RunResult:
+    cmd_label: str
+    wall_s: float  # the whole child process, interpreter start to exit
+    peak_pss_bytes: int
+    peak_procs: int
+    max_procs: int
+    samples: int
+    returncode: int
+    result: dict = field(default_factory=dict)  # the child's RESULT_MARK JSON, if it printed one
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak_pss_bytes / MB
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["peak_mb"] = self.peak_mb
+        return d
+
+
+def run_measured(cmd: list[str], label: str = "", *, env: dict | None = None, interval: float = 0.02,
+                 timeout: float | None = None, cwd: str | os.PathLike | None = None) -> RunResult:
+    """Run cmd to completion; wall time and peak summed PSS of its process tree.
+
+    The child's stdout is captured (it should print RESULT_MARK + JSON on one line); its stderr
+    passes through. A non-zero exit raises RuntimeError with the captured output.
+    """
+    full_env = os.environ.copy()
+    if env:
+        full_env.update(env)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=full_env, cwd=cwd, text=True)
+    with TreeMemorySampler(proc.pid, interval) as sampler:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise RuntimeError(f"{label or cmd}: timed out after {timeout}s") from None
+        wall = time.perf_counter() - t0
+    result: dict = {}
+    for line in out.splitlines():
+        if line.startswith(RESULT_MARK):
+            result = json.loads(line[len(RESULT_MARK):])
+    if proc.returncode != 0:
+        raise RuntimeError(f"{label or cmd}: exit status {proc.returncode}\n{out[-4000:]}")
+    return RunResult(label, wall, sampler.peak_pss_bytes, sampler.peak_procs, sampler.max_procs, sampler.samples,
+                     proc.returncode, result)
+
+
+# --- statistics and printing -----------------------------------------------------------------
+def median(xs) -> float:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def print_table(headers: list[str], rows: list[list], file=None) -> None:
+    """A plain Markdown table (so it can be pasted into docs/BENCHMARKS.md as is)."""
+    cells = [[str(h) for h in headers]] + [[c if isinstance(c, str) else f"{c}" for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    print(line(cells[0]), file=file)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=file)
+    for r in cells[1:]:
+        print(line(r), file=file)
+
+
+def machine_info() -> dict:
+    """What the numbers were measured on, and how busy it was at the start."""
+    import platform
+
+    info = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "mem_total_gb": round(psutil.virtual_memory().total / 1e9, 1),
+    }
+    for mod in ("tinylm", "tokenizers", "tiktoken"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - informational only
+            info[mod] = None
+    return info
+
+
+def busy_warning() -> str | None:
+    load = os.getloadavg()[0]
+    ncpu = os.cpu_count() or 1
+    if load > 0.5:
+        return (f"note: 1-minute load average is {load:.2f} on {ncpu} CPU(s) before starting; other work is running, "
+                f"so wall times (and the ratios) are noisy. Rerun on a quiet machine for the record.")
+    return None
