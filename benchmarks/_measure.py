@@ -158,7 +158,7 @@ def run_measured(cmd: list[str], label: str = "", *, env: dict | None = None, in
             result = json.loads(line[len(RESULT_MARK):])
     if proc.returncode != 0:
         raise RuntimeError(f"{label or cmd}: exit status {proc.returncode}\n{out[-4000:]}")
-    return RunResult(label, wall, sampler.peak_pss_bytes, sampler.peak_procs, sampler.max_procs, sampler.samples,
+    return RunResult(label, wall, sampler.peak_bytes, sampler.peak_procs, sampler.max_procs, sampler.samples,
                      proc.returncode, result)
 
 

@@ -96,18 +96,23 @@ def bpe_merges(word_counts: dict[bytes, int], num_merges: int, progress: bool = 
 
     Ids 0..255 are the bytes; merge k creates id 256+k. Returns the merged id pairs in order.
     Each step takes the most frequent pair, ties to the lexicographically greatest (bytes, bytes).
+
+    A word is held as a str whose characters are token ids (chr(id)), and a pair as the
+    2-character str of its two ids: merging is then `str.replace` and finding merge sites
+    `str.find`, both in C, which is what makes a pure-Python loop fast enough.
     """
     from tqdm import tqdm
 
-    words: list[list[int]] = []
+    words: list[str] = []
     freqs: list[int] = []
-    pair_counts: dict[tuple[int, int], int] = {}
-    pair_words: dict[tuple[int, int], list[int]] = {}
+    pair_counts: dict[str, int] = {}
+    pair_words: dict[str, list[int]] = {}
     for wi, (word, freq) in enumerate(word_counts.items()):
-        ids = list(word)
-        words.append(ids)
+        w = word.decode("latin-1")  # one character per byte, chr(byte) == byte id
+        words.append(w)
         freqs.append(freq)
-        for pair in zip(ids, ids[1:]):
+        for j in range(len(w) - 1):
+            pair = w[j : j + 2]
             pair_counts[pair] = pair_counts.get(pair, 0) + freq
             lst = pair_words.get(pair)
             if lst is None:
@@ -117,85 +122,68 @@ def bpe_merges(word_counts: dict[bytes, int], num_merges: int, progress: bool = 
 
     token_bytes: list[bytes] = [bytes([i]) for i in range(256)]
     tie: list[bytes] = [_tie_key(t) for t in token_bytes]
-    heap = [(-c, tie[a] + tie[b], a, b) for (a, b), c in pair_counts.items()]
+    heap = [(-c, tie[ord(p[0])] + tie[ord(p[1])], p) for p, c in pair_counts.items()]
     heapq.heapify(heap)
 
     merges: list[tuple[int, int]] = []
     bar = tqdm(total=num_merges, desc="merging", unit="merge", disable=not progress, leave=False)
     with bar:
         while len(merges) < num_merges and heap:
-            neg, key, a, b = heapq.heappop(heap)
-            actual = pair_counts.get((a, b), 0)
+            neg, key, ab = heapq.heappop(heap)
+            actual = pair_counts.get(ab, 0)
             if actual != -neg:
                 if actual > 0:  # counts only fall after a pair's creation step: re-file lazily
-                    heapq.heappush(heap, (-actual, key, a, b))
+                    heapq.heappush(heap, (-actual, key, ab))
                 continue
+            a, b = ord(ab[0]), ord(ab[1])
             new_id = len(token_bytes)
+            c = chr(new_id)
             merges.append((a, b))
             token_bytes.append(token_bytes[a] + token_bytes[b])
             tie.append(_tie_key(token_bytes[-1]))
-            pair_counts.pop((a, b), None)
+            del pair_counts[ab]
             # Only pairs next to a merge site change: the old neighbours lose the word's
             # frequency, the new pairs around the merged token gain it.
-            delta: dict[tuple[int, int], int] = {}
-            for wi in set(pair_words.pop((a, b))):
-                word = words[wi]
-                if a not in word:
+            delta: dict[str, int] = {}
+            for wi in set(pair_words.pop(ab)):
+                w = words[wi]
+                j = w.find(ab)
+                if j < 0:  # stale index entry: the pair left this word earlier
                     continue
-                n = len(word)
                 f = freqs[wi]
-                out = None
-                copied = 0
-                j = word.index(a)
-                while True:
-                    if j + 1 < n and word[j + 1] == b:
-                        if out is None:
-                            out = word[:j]
-                        else:
-                            out.extend(word[copied:j])
-                        if j > 0 and copied != j:  # left neighbour not itself just merged
-                            pair = (word[j - 1], a)
-                            delta[pair] = delta.get(pair, 0) - f
-                        if j + 2 < n:
-                            pair = (b, word[j + 2])
-                            delta[pair] = delta.get(pair, 0) - f
-                        out.append(new_id)
-                        copied = j + 2
-                        start_at = copied
-                    else:
-                        start_at = j + 1
-                    try:
-                        j = word.index(a, start_at)
-                    except ValueError:
-                        break
-                if out is None:  # stale index entry: the pair left this word earlier
-                    continue
-                out.extend(word[copied:])
-                m = len(out)
-                k = out.index(new_id)
-                while True:
+                n = len(w)
+                end = -1
+                while j >= 0:
+                    if j > 0 and j != end:  # left neighbour, unless it was itself just merged
+                        pair = w[j - 1 : j + 1]
+                        delta[pair] = delta.get(pair, 0) - f
+                    if j + 2 < n:
+                        pair = w[j + 1 : j + 3]
+                        delta[pair] = delta.get(pair, 0) - f
+                    end = j + 2
+                    j = w.find(ab, end)
+                w = words[wi] = w.replace(ab, c)
+                m = len(w)
+                k = w.find(c)
+                while k >= 0:
                     if k > 0:
-                        pair = (out[k - 1], new_id)
+                        pair = w[k - 1 : k + 1]
                         delta[pair] = delta.get(pair, 0) + f
                         lst = pair_words.get(pair)
                         if lst is None:
                             pair_words[pair] = [wi]
                         elif lst[-1] != wi:
                             lst.append(wi)
-                    if k + 1 < m and out[k + 1] != new_id:
-                        pair = (new_id, out[k + 1])
+                    if k + 1 < m and w[k + 1] != c:
+                        pair = w[k : k + 2]
                         delta[pair] = delta.get(pair, 0) + f
                         lst = pair_words.get(pair)
                         if lst is None:
                             pair_words[pair] = [wi]
                         elif lst[-1] != wi:
                             lst.append(wi)
-                    try:
-                        k = out.index(new_id, k + 1)
-                    except ValueError:
-                        break
-                words[wi] = out
-            delta.pop((a, b), None)
+                    k = w.find(c, k + 1)
+            delta.pop(ab, None)
             for pair, d in delta.items():
                 if d == 0:
                     continue
@@ -203,7 +191,7 @@ def bpe_merges(word_counts: dict[bytes, int], num_merges: int, progress: bool = 
                 if count > 0:
                     pair_counts[pair] = count
                     if d > 0:  # only pairs that hold the new token grow; file them now
-                        heapq.heappush(heap, (-count, tie[pair[0]] + tie[pair[1]], pair[0], pair[1]))
+                        heapq.heappush(heap, (-count, tie[ord(pair[0])] + tie[ord(pair[1])], pair))
                 else:
                     pair_counts.pop(pair, None)
                     pair_words.pop(pair, None)

@@ -70,7 +70,7 @@ class Trainer:
         config = config.with_absolute_paths()
         self.config = config
         self.on_step = on_step
-        self.out = ensure_output_dir(config.train.out_dir)
+        self.out = Path(config.train.out_dir)
         self.ckpt_path = self.out / CHECKPOINT
         if resume and not self.ckpt_path.exists():
             raise CheckpointError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
@@ -78,7 +78,6 @@ class Trainer:
             raise ConfigError(
                 f"{self.out} already holds a run ({CHECKPOINT}); continue it with --resume {self.out} or choose another out_dir"
             )
-        remove_stale_temp_files(self.out)
 
         self.model_config = config.model_config()
         self.device = torch.device(config.train.device)
@@ -91,6 +90,8 @@ class Trainer:
         if config.data.val:
             self.val_tokens = load_tokens(config.data.val, config.data.dtype)
             check_tokens(self.val_tokens, vocab, ctx, f"validation token file {config.data.val}")
+        ensure_output_dir(self.out)  # only now: a bad setting leaves no empty run folder behind
+        remove_stale_temp_files(self.out)
         self.val_bytes_per_token = self._val_bytes_per_token()
 
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
@@ -102,6 +103,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.train.seed)
         self.step = 0
         self.elapsed_before = 0.0
+        self._t0 = time.perf_counter()
         self.total_steps = config.total_steps
         self.tokens_per_step = config.train.batch_size * ctx
         if resume:

@@ -1,0 +1,173 @@
+"""BPE training benchmark: tinylm.train_bpe against Hugging Face `tokenizers`' BpeTrainer.
+
+Each run is a fresh `python -c` subprocess (so no run inherits another's memory or caches);
+the parent measures its wall time and the peak over time of the summed PSS of the child and
+all its descendants (tinylm's counting workers included), sampled every ~20 ms. Inside the
+child the training call itself is timed too, and tinylm reports its TrainStats (counting vs
+merging seconds). Within each repeat the tools alternate (tinylm, tokenizers, tinylm, ...) so
+that background noise hits both. Reported: medians over the repeats, and tinylm/tokenizers ratios.
+
+    .venv/bin/python benchmarks/bench_bpe_train.py                                  # full: bench_en, 10K and 32K, 3 repeats
+    .venv/bin/python benchmarks/bench_bpe_train.py --json bench_bpe_train.json      # also save raw results
+    .venv/bin/python benchmarks/bench_bpe_train.py --input /tmp/small.txt --sizes 1000 --repeats 1   # smoke test
+
+Both tools: vocab size counts the 256 byte tokens and the special token <|endoftext|>;
+tokenizers uses the ByteLevel pre-tokenizer (GPT-2 regex, no prefix space) with the byte
+alphabet as initial alphabet, which is what tinylm does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import (  # noqa: E402
+    RESULT_MARK,
+    busy_warning,
+    ensure_corpus,
+    machine_info,
+    median,
+    print_table,
+    ratio,
+    run_measured,
+)
+
+SPECIAL = "<|endoftext|>"
+
+TINYLM_CHILD = """
+import json, sys, time
+from dataclasses import asdict
+import tinylm
+from tinylm.tokenizer.train import TrainStats
+path, size = sys.argv[1], int(sys.argv[2])
+stats = TrainStats()
+t0 = time.perf_counter()
+vocab, merges = tinylm.train_bpe(path, size, [%(special)r], stats=stats)
+train_s = time.perf_counter() - t0
+out = asdict(stats)
+out.update(train_s=train_s, vocab_size=len(vocab), num_merges=len(merges))
+print(%(mark)r + json.dumps(out), flush=True)
+""" % {"special": SPECIAL, "mark": RESULT_MARK}
+
+TOKENIZERS_CHILD = """
+import json, sys, time
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+path, size = sys.argv[1], int(sys.argv[2])
+tok = Tokenizer(models.BPE())
+tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+trainer = trainers.BpeTrainer(
+    vocab_size=size,
+    special_tokens=[%(special)r],
+    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    show_progress=False,
+)
+t0 = time.perf_counter()
+tok.train([path], trainer)
+train_s = time.perf_counter() - t0
+print(%(mark)r + json.dumps({"train_s": train_s, "vocab_size": tok.get_vocab_size()}), flush=True)
+""" % {"special": SPECIAL, "mark": RESULT_MARK}
+
+TOOLS = {"tinylm": TINYLM_CHILD, "tokenizers": TOKENIZERS_CHILD}
+
+
+def warm_page_cache(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(16 << 20):
+            pass
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--input", type=Path, default=None, help="text file (default: data/bench_en.txt, decompressed from ../shared/data if missing)")
+    ap.add_argument("--sizes", default="10000,32000", help="comma-separated vocab sizes (default 10000,32000)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--interval", type=float, default=0.02, help="memory sampling interval in seconds (default 0.02)")
+    ap.add_argument("--json", type=Path, default=None, help="save raw results here")
+    args = ap.parse_args()
+
+    path = args.input if args.input is not None else ensure_corpus("bench_en.txt")
+    if not path.is_file():
+        ap.error(f"input file not found: {path}")
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.repeats < 1 or not sizes:
+        ap.error("need at least one size and one repeat")
+
+    info = machine_info()
+    warn = busy_warning()
+    print(f"input: {path} ({path.stat().st_size / 1e6:.1f} MB); sizes {sizes}; {args.repeats} repeat(s); "
+          f"{info['cpu_count']} CPUs; tinylm {info['tinylm']}, tokenizers {info['tokenizers']}", flush=True)
+    if warn:
+        print(warn, flush=True)
+    warm_page_cache(path)
+
+    runs: list[dict] = []
+    for rep in range(args.repeats):
+        for size in sizes:
+            for tool, code in TOOLS.items():  # alternate: tinylm, tokenizers, tinylm, tokenizers, ...
+                label = f"{tool} vocab={size} repeat={rep + 1}"
+                r = run_measured([sys.executable, "-c", code, str(path), str(size)], label, interval=args.interval)
+                if r.result.get("vocab_size") != size:
+                    print(f"warning: {label} produced a vocabulary of {r.result.get('vocab_size')} tokens, not {size}", flush=True)
+                rec = {"tool": tool, "size": size, "repeat": rep + 1, **r.to_json()}
+                runs.append(rec)
+                extra = ""
+                if tool == "tinylm":
+                    extra = f"  (count {r.result['count_seconds']:.2f}s, merge {r.result['merge_seconds']:.2f}s)"
+                print(f"  {label}: train {r.result['train_s']:.2f}s, process {r.wall_s:.2f}s, peak {r.peak_mb:.0f} MB "
+                      f"summed PSS over up to {r.max_procs} process(es){extra}", flush=True)
+
+    def med(tool, size, key):
+        return median(x[key] if key in x else x["result"].get(key) for x in runs if x["tool"] == tool and x["size"] == size)
+
+    print()
+    print(f"Medians of {args.repeats} run(s). train = the training call, timed inside the child; process = the whole "
+          f"child process (interpreter start, imports, training, exit); peak = peak of summed PSS of the child and its "
+          f"workers, sampled every {args.interval * 1000:.0f} ms.")
+    print()
+    rows = []
+    for size in sizes:
+        for tool in TOOLS:
+            rows.append([tool, f"{size:,}", f"{med(tool, size, 'train_s'):.2f}", f"{med(tool, size, 'wall_s'):.2f}",
+                         f"{med(tool, size, 'peak_mb'):.0f}"])
+    print_table(["tool", "vocab", "train wall (s)", "process wall (s)", "peak PSS (MB)"], rows)
+    print()
+    rows = []
+    summary = []
+    for size in sizes:
+        t_r = ratio(med("tinylm", size, "train_s"), med("tokenizers", size, "train_s"))
+        p_r = ratio(med("tinylm", size, "wall_s"), med("tokenizers", size, "wall_s"))
+        m_r = ratio(med("tinylm", size, "peak_mb"), med("tokenizers", size, "peak_mb"))
+        rows.append([f"{size:,}", f"{t_r:.2f}x", f"{p_r:.2f}x", f"{m_r:.2f}x"])
+        summary.append({"size": size, "train_wall_ratio": t_r, "process_wall_ratio": p_r, "peak_memory_ratio": m_r})
+    print("tinylm / tokenizers (targets: wall <= 0.80x, memory <= 1.00x)")
+    print()
+    print_table(["vocab", "train wall", "process wall", "peak memory"], rows)
+    print()
+    rows = []
+    for size in sizes:
+        c, m, t = med("tinylm", size, "count_seconds"), med("tinylm", size, "merge_seconds"), med("tinylm", size, "train_s")
+        d = med("tinylm", size, "distinct_pretokens")
+        rows.append([f"{size:,}", f"{c:.2f}", f"{m:.2f}", f"{max(0.0, t - c - m):.2f}", f"{t:.2f}", f"{d:,.0f}"])
+    print("where tinylm's time goes (medians)")
+    print()
+    print_table(["vocab", "counting (s)", "merging (s)", "other (s)", "train total (s)", "distinct pre-tokens"], rows)
+    if warn:
+        print()
+        print(warn)
+
+    if args.json:
+        doc = {"benchmark": "bpe_train", "input": str(path), "input_bytes": path.stat().st_size, "sizes": sizes,
+               "repeats": args.repeats, "sample_interval_s": args.interval, "machine": info,
+               "loadavg_at_end": __import__("os").getloadavg(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "ratios": summary, "runs": runs}
+        args.json.write_text(json.dumps(doc, indent=1))
+        print(f"raw results -> {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
