@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import lzma
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -54,6 +55,20 @@ def ensure_corpus(name: str = "bench_en.txt") -> Path:
         if tmp.exists():
             tmp.unlink()
     return out
+
+
+def cut_text(src: Path, limit_bytes: int, dst: Path, separator: str = "<|endoftext|>") -> int:
+    """Write the first ~limit_bytes of src to dst, ending just after the last separator; returns the size."""
+    with open(src, "rb") as f:
+        data = f.read(limit_bytes)
+    sep = separator.encode()
+    end = data.rfind(sep)
+    if end == -1:
+        raise SystemExit(f"error: no {separator} in the first {limit_bytes:,} bytes of {src}; cannot cut at a document boundary")
+    data = data[: end + len(sep)]
+    data.decode("utf-8")  # whole documents, so valid UTF-8; fail loudly if not
+    dst.write_bytes(data)
+    return len(data)
 
 
 # --- memory sampling -------------------------------------------------------------------------
@@ -120,6 +135,7 @@ class RunResult:
     max_procs: int
     samples: int
     returncode: int
+    cpu_s: float = 0.0  # user+system CPU of the whole tree (every descendant that was waited for)
     result: dict = field(default_factory=dict)  # the child's RESULT_MARK JSON, if it printed one
 
     @property
@@ -142,6 +158,7 @@ def run_measured(cmd: list[str], label: str = "", *, env: dict | None = None, in
     full_env = os.environ.copy()
     if env:
         full_env.update(env)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=full_env, cwd=cwd, text=True)
     with TreeMemorySampler(proc.pid, interval) as sampler:
@@ -152,6 +169,8 @@ def run_measured(cmd: list[str], label: str = "", *, env: dict | None = None, in
             proc.communicate()
             raise RuntimeError(f"{label or cmd}: timed out after {timeout}s") from None
         wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     result: dict = {}
     for line in out.splitlines():
         if line.startswith(RESULT_MARK):
@@ -159,7 +178,7 @@ def run_measured(cmd: list[str], label: str = "", *, env: dict | None = None, in
     if proc.returncode != 0:
         raise RuntimeError(f"{label or cmd}: exit status {proc.returncode}\n{out[-4000:]}")
     return RunResult(label, wall, sampler.peak_bytes, sampler.peak_procs, sampler.max_procs, sampler.samples,
-                     proc.returncode, result)
+                     proc.returncode, cpu, result)
 
 
 # --- statistics and printing -----------------------------------------------------------------

@@ -9,7 +9,7 @@ that background noise hits both. Reported: medians over the repeats, and tinylm/
 
     .venv/bin/python benchmarks/bench_bpe_train.py                                  # full: bench_en, 10K and 32K, 3 repeats
     .venv/bin/python benchmarks/bench_bpe_train.py --json bench_bpe_train.json      # also save raw results
-    .venv/bin/python benchmarks/bench_bpe_train.py --input /tmp/small.txt --sizes 1000 --repeats 1   # smoke test
+    .venv/bin/python benchmarks/bench_bpe_train.py --mb 5 --sizes 1000 --repeats 1   # smoke test on a 5 MB cut
 
 Both tools: vocab size counts the 256 byte tokens and the special token <|endoftext|>;
 tokenizers uses the ByteLevel pre-tokenizer (GPT-2 regex, no prefix space) with the byte
@@ -21,13 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import (  # noqa: E402
     RESULT_MARK,
+    MB,
     busy_warning,
+    cut_text,
     ensure_corpus,
     machine_info,
     median,
@@ -83,6 +86,7 @@ def warm_page_cache(path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", type=Path, default=None, help="text file (default: data/bench_en.txt, decompressed from ../shared/data if missing)")
+    ap.add_argument("--mb", type=float, default=None, help="train on only the first MB megabytes of the input, cut after an <|endoftext|> (for smoke tests; default: the whole file)")
     ap.add_argument("--sizes", default="10000,32000", help="comma-separated vocab sizes (default 10000,32000)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--interval", type=float, default=0.02, help="memory sampling interval in seconds (default 0.02)")
@@ -95,7 +99,15 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if args.repeats < 1 or not sizes:
         ap.error("need at least one size and one repeat")
+    if args.mb is None:
+        return run(args, path, sizes)
+    with tempfile.TemporaryDirectory(prefix="tinylm-bench-train-") as tmp:
+        cut = Path(tmp) / f"{path.stem}-{args.mb:g}MB.txt"
+        cut_text(path, int(args.mb * MB), cut, SPECIAL)
+        return run(args, cut, sizes)
 
+
+def run(args, path: Path, sizes: list[int]) -> int:
     info = machine_info()
     warn = busy_warning()
     print(f"input: {path} ({path.stat().st_size / 1e6:.1f} MB); sizes {sizes}; {args.repeats} repeat(s); "
@@ -117,7 +129,7 @@ def main() -> int:
                 extra = ""
                 if tool == "tinylm":
                     extra = f"  (count {r.result['count_seconds']:.2f}s, merge {r.result['merge_seconds']:.2f}s)"
-                print(f"  {label}: train {r.result['train_s']:.2f}s, process {r.wall_s:.2f}s, peak {r.peak_mb:.0f} MB "
+                print(f"  {label}: train {r.result['train_s']:.2f}s, process {r.wall_s:.2f}s, CPU {r.cpu_s:.2f}s, peak {r.peak_mb:.0f} MB "
                       f"summed PSS over up to {r.max_procs} process(es){extra}", flush=True)
 
     def med(tool, size, key):
@@ -125,15 +137,16 @@ def main() -> int:
 
     print()
     print(f"Medians of {args.repeats} run(s). train = the training call, timed inside the child; process = the whole "
-          f"child process (interpreter start, imports, training, exit); peak = peak of summed PSS of the child and its "
+          f"child process (interpreter start, imports, training, exit); CPU = user+system time of the child and its "
+          f"workers (a check less sensitive to other load; threads and processes both add to it); peak = peak of summed PSS of the child and its "
           f"workers, sampled every {args.interval * 1000:.0f} ms.")
     print()
     rows = []
     for size in sizes:
         for tool in TOOLS:
             rows.append([tool, f"{size:,}", f"{med(tool, size, 'train_s'):.2f}", f"{med(tool, size, 'wall_s'):.2f}",
-                         f"{med(tool, size, 'peak_mb'):.0f}"])
-    print_table(["tool", "vocab", "train wall (s)", "process wall (s)", "peak PSS (MB)"], rows)
+                         f"{med(tool, size, 'cpu_s'):.2f}", f"{med(tool, size, 'peak_mb'):.0f}"])
+    print_table(["tool", "vocab", "train wall (s)", "process wall (s)", "CPU, all processes (s)", "peak PSS (MB)"], rows)
     print()
     rows = []
     summary = []
@@ -160,7 +173,7 @@ def main() -> int:
         print(warn)
 
     if args.json:
-        doc = {"benchmark": "bpe_train", "input": str(path), "input_bytes": path.stat().st_size, "sizes": sizes,
+        doc = {"benchmark": "bpe_train", "input": str(path), "input_bytes": path.stat().st_size, "cut_mb": args.mb, "sizes": sizes,
                "repeats": args.repeats, "sample_interval_s": args.interval, "machine": info,
                "loadavg_at_end": __import__("os").getloadavg(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
                "ratios": summary, "runs": runs}

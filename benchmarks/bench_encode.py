@@ -48,6 +48,7 @@ from _measure import (  # noqa: E402
     RESULT_MARK,
     ROOT,
     busy_warning,
+    cut_text,
     ensure_corpus,
     machine_info,
     median,
@@ -72,21 +73,7 @@ CONFIGS = [
 ]
 
 
-# --- text ------------------------------------------------------------------------------------
-def cut_text(src: Path, limit_bytes: int, dst: Path) -> int:
-    """Write the first ~limit_bytes of src to dst, ending just after the last <|endoftext|>."""
-    with open(src, "rb") as f:
-        data = f.read(limit_bytes)
-    eot = EOT.encode()
-    end = data.rfind(eot)
-    if end == -1:
-        raise SystemExit(f"error: no {EOT} in the first {limit_bytes:,} bytes of {src}; cannot cut at a document boundary")
-    data = data[: end + len(eot)]
-    data.decode("utf-8")  # whole documents, so this is valid UTF-8; fail loudly if not
-    dst.write_bytes(data)
-    return len(data)
-
-
+# --- text ---------------------------------------------------------------------------------
 def split_documents(text: str) -> list[str]:
     """Pieces that each end just after an <|endoftext|> (the last may not); joined, they are text."""
     return [d for d in re.split(f"(?<={re.escape(EOT)})", text) if d]
@@ -250,7 +237,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tinylm-bench-encode-") as tmp:
         workdir = Path(tmp)
         text_path = workdir / "text.txt"
-        nbytes = cut_text(src, int(args.mb * MB), text_path)
+        nbytes = cut_text(src, int(args.mb * MB), text_path, EOT)
         print(f"text: first {nbytes / MB:.2f} MB of {src} (cut after an {EOT}); GPT-2 files from {FIXTURES}; "
               f"{args.repeats} repeat(s); {ncpu} CPUs; tiktoken {info['tiktoken']}, tokenizers {info['tokenizers']}", flush=True)
         if warn:

@@ -129,25 +129,23 @@ def generate(
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """(model, tokenizer) from a run folder (or a checkpoint file inside one).
 
-    The tokenizer is the `vocab.json` / `merges.txt` that `tinylm train` copied into the run
-    folder, else the files the run's config names; special tokens come from the config.
+    `tinylm train` saves the tokenizer into the run folder (vocab.json, merges.txt,
+    special_tokens.json); without those files, the tokenizer the run's config names is used.
     """
     from tinylm.tokenizer.bpe import Tokenizer
+    from tinylm.tokenizer.files import VOCAB_FILE
     from tinylm.training.checkpoint import load_model
+    from tinylm.training.config import TokenizerConfig
 
     p = Path(path)
     folder = p if p.is_dir() else p.parent
     model, payload = load_model(p, device)
-    tok_cfg = (payload.get("train_config") or {}).get("tokenizer") or {}
-    candidates = [(folder / "vocab.json", folder / "merges.txt"), (tok_cfg.get("vocab"), tok_cfg.get("merges"))]
-    for vocab, merges in candidates:
-        if vocab and merges and Path(vocab).is_file() and Path(merges).is_file():
-            tokenizer = Tokenizer.from_files(vocab, merges, tok_cfg.get("special_tokens", [END_OF_TEXT]))
-            break
+    if (folder / VOCAB_FILE).exists():
+        tokenizer = Tokenizer.from_dir(folder)
     else:
+        tokenizer = TokenizerConfig(**(payload.get("train_config") or {}).get("tokenizer", {})).load()
+    if tokenizer is None:
         raise InputFileError(f"no tokenizer for {path}: expected vocab.json and merges.txt in {folder}")
     if tokenizer.vocab_size > model.config.vocab_size:
-        raise ConfigError(
-            f"the tokenizer in {folder} has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}"
-        )
+        raise ConfigError(f"the tokenizer in {folder} has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}")
     return model, tokenizer

@@ -20,15 +20,15 @@ EOT = "<|endoftext|>"
 
 @pytest.fixture
 def byte_run(tmp_path, make_config):
-    """A config file for a byte-level tokenizer (257 ids) and its token files."""
+    """A config file for a byte-level tokenizer folder (257 ids) and a raw .bin token file."""
     tok = Tokenizer({i: bytes([i]) for i in range(256)}, [], [EOT])
-    tok.save(tmp_path / "vocab.json", tmp_path / "merges.txt")
+    tok.save_dir(tmp_path / "tok")
     text = ("Once upon a time there was a cat. " * 40 + EOT) * 8
     ids = np.array(tok.encode(text), dtype=np.uint16)
     ids.tofile(tmp_path / "tokens.bin")
     config = make_config(**{
         "model.vocab_size": 257, "data.train": str(tmp_path / "tokens.bin"), "data.val": str(tmp_path / "tokens.bin"),
-        "tokenizer.vocab": str(tmp_path / "vocab.json"), "tokenizer.merges": str(tmp_path / "merges.txt"),
+        "tokenizer.dir": str(tmp_path / "tok"),
     })
     path = tmp_path / "cfg.toml"
     path.write_text(to_toml(config))
@@ -44,7 +44,8 @@ def test_train_then_generate(byte_run, tmp_path):
     res = _invoke("train", "--config", byte_run, "--out", run, "--max-steps", 6, "--lr", 5e-3, "--no-progress")
     assert res.exit_code == 0, res.output
     assert "trained 6 steps" in res.output and "bits/byte" in res.output
-    assert {"checkpoint.pt", "metrics.jsonl", "loss_vs_step.png", "loss_vs_time.png", "config.toml", "vocab.json", "merges.txt"} <= set(os.listdir(run))
+    expected = {"checkpoint.pt", "metrics.jsonl", "loss_vs_step.png", "loss_vs_time.png", "config.toml"}
+    assert expected | {"vocab.json", "merges.txt", "special_tokens.json"} <= set(os.listdir(run))
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 6
 
     args = ("generate", "--checkpoint", run, "--prompt", "Once", "--max-new-tokens", 8, "--temperature", 0)

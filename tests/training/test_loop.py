@@ -137,13 +137,20 @@ def test_data_file_smaller_than_one_batch(make_config, tmp_path):
         train(make_config(**{"data.val": str(tmp_path / "nope.npy")}))
 
 
-def test_val_bits_per_byte_uses_the_tokenizer(make_config, tmp_path):
+@pytest.fixture
+def byte_text(tmp_path):
+    """A byte-level tokenizer (GPT-2 file pair) and text with multi-byte characters."""
     from tinylm import Tokenizer
 
-    vocab = {i: bytes([i]) for i in range(256)}
-    tok = Tokenizer(vocab, [], ["<|endoftext|>"])
+    tok = Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"])
     tok.save(tmp_path / "vocab.json", tmp_path / "merges.txt")
     text = "héllo wörld, " * 300
+    (tmp_path / "text.txt").write_text(text, encoding="utf-8")
+    return tok, text
+
+
+def test_val_bits_per_byte_counted_with_the_tokenizer(make_config, tmp_path, byte_text):
+    tok, text = byte_text
     ids = np.array(tok.encode(text), dtype=np.uint16)
     np.save(tmp_path / "v.npy", ids)
     config = make_config(**{
@@ -154,9 +161,28 @@ def test_val_bits_per_byte_uses_the_tokenizer(make_config, tmp_path):
     result = train(config)
     bytes_per_token = len(text.encode()) / len(ids)
     assert result.val_bpb == pytest.approx(result.val_loss / math.log(2) / bytes_per_token)
-    assert (result.out_dir / "vocab.json").exists() and (result.out_dir / "merges.txt").exists()
+    assert {"vocab.json", "merges.txt", "special_tokens.json"} <= set(os.listdir(result.out_dir))
     given = train(config.with_overrides({"data.val_bytes_per_token": 2.0, "train.out_dir": str(tmp_path / "r2")}))
     assert given.val_bpb == pytest.approx(given.val_loss / math.log(2) / 2.0)
+
+
+def test_val_bits_per_byte_from_the_encode_sidecar(make_config, tmp_path, byte_text):
+    from tinylm.tokenizer.dataset import encode_file
+
+    tok, text = byte_text
+    info = encode_file(tok, tmp_path / "text.txt", tmp_path / "v.bin", num_workers=1)
+    assert (tmp_path / "v.bin.json").exists()
+    config = make_config(**{
+        "model.vocab_size": 257, "data.train": str(tmp_path / "v.bin"), "data.val": str(tmp_path / "v.bin"),
+        "train.max_steps": 2, "train.eval_interval": 2,
+    })  # no tokenizer configured: only the sidecar knows the bytes
+    result = train(config)
+    assert result.val_bpb == pytest.approx(result.val_loss / math.log(2) / (len(text.encode()) / info.num_tokens))
+
+
+def test_tokenizer_larger_than_the_model_is_refused(make_config, tmp_path, byte_text):
+    with pytest.raises(ConfigError, match="257 tokens but model.vocab_size is 64"):
+        train(make_config(**{"tokenizer.vocab": str(tmp_path / "vocab.json"), "tokenizer.merges": str(tmp_path / "merges.txt")}))
 
 
 def test_wandb_logging_when_asked(make_config, monkeypatch):

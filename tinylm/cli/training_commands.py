@@ -15,8 +15,7 @@ _TRAIN_FLAGS = {
     "out": "train.out_dir",
     "train_data": "data.train",
     "val_data": "data.val",
-    "vocab": "tokenizer.vocab",
-    "merges": "tokenizer.merges",
+    "tokenizer": "tokenizer.dir",
     "batch_size": "train.batch_size",
     "max_steps": "train.max_steps",
     "max_tokens": "train.max_tokens",
@@ -65,8 +64,7 @@ def _load(config_path, settings, flags: dict):
 @click.option("--out", help="Run folder for checkpoint, metrics and plots (train.out_dir).")
 @click.option("--train-data", help="Training token file (.npy, or .bin of uint16).")
 @click.option("--val-data", help="Validation token file, evaluated every --eval-interval steps and at the end.")
-@click.option("--vocab", help="Tokenizer vocab.json (copied into the run folder for `tinylm generate`).")
-@click.option("--merges", help="Tokenizer merges.txt (copied into the run folder).")
+@click.option("--tokenizer", help="Tokenizer folder from `tinylm train-bpe` (saved into the run folder for `tinylm generate`).")
 @click.option("--batch-size", type=int, help="Sequences per step.")
 @click.option("--max-steps", type=int, help="Steps to train (replaces a token budget).")
 @click.option("--max-tokens", type=int, help="Token budget: steps = tokens / (batch size × context length).")
@@ -125,7 +123,8 @@ def train(config_path, settings, resume_dir, **flags):
 def generate(checkpoint, prompt, max_new_tokens, temperature, top_p, seed, device, allow_special):
     """Continue a prompt with a trained model, streaming text as it is produced; stops at <|endoftext|>.
 
-    The tokenizer is the vocab.json / merges.txt stored in the run folder by `tinylm train`.
+    The tokenizer is the one `tinylm train` saved into the run folder (vocab.json, merges.txt,
+    special_tokens.json).
     """
     from tinylm.generate import load_run, stream
 

@@ -36,6 +36,11 @@ _STREAM_CUT = re.compile(r"[\x21-\x7e]\n(?=[\x21-\x7e])|[\x21-\x7e] (?=[A-Za-z])
 _STREAM_BUFFER = 1 << 16
 
 
+def _replace_lone_surrogates(text: str) -> str:
+    """U+D800..U+DFFF on their own have no UTF-8 form: make them U+FFFD (tiktoken does the same)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 class Tokenizer:
     """Byte-level BPE tokenizer (GPT-2 compatible).
 
@@ -159,7 +164,10 @@ class Tokenizer:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode treating special-token strings as plain text (safe for untrusted input)."""
-        return list(chain.from_iterable(self._encode_ordinary_pieces(pretokenize(text))))
+        try:
+            return list(chain.from_iterable(self._encode_ordinary_pieces(pretokenize(text))))
+        except UnicodeEncodeError:
+            return self.encode_ordinary(_replace_lone_surrogates(text))
 
     def _check_disallowed(self, text: str, allowed: set[str], disallowed: Collection[str] | str) -> None:
         if disallowed == "all":
@@ -188,9 +196,16 @@ class Tokenizer:
         (longest match first). For untrusted text use `allowed_special=set()` with
         `disallowed_special="all"` (raise SpecialTokenNotAllowedError if any appears, as
         tiktoken does by default) or `encode_ordinary` (treat them as plain text).
+        Lone surrogates (not encodable as UTF-8) are encoded as U+FFFD, as tiktoken does.
         """
         if not isinstance(text, str):
             raise TypeError(f"encode expects str, got {type(text).__name__}")
+        try:
+            return self._encode(text, allowed_special, disallowed_special)
+        except UnicodeEncodeError:
+            return self._encode(_replace_lone_surrogates(text), allowed_special, disallowed_special)
+
+    def _encode(self, text: str, allowed_special, disallowed_special) -> list[int]:
         if allowed_special == "all":
             allowed = set(self.special_tokens)
         else:

@@ -6,7 +6,8 @@ impossible setting is a ConfigError naming the key, before any data is read.
 
     [model]       # ModelConfig fields (tinylm.model.config)
     [data]        train, val (token files), dtype of raw .bin files, val_bytes_per_token
-    [tokenizer]   vocab, merges, special_tokens (copied into the run folder for `tinylm generate`)
+    [tokenizer]   dir (a `tinylm train-bpe` folder) or vocab + merges, special_tokens
+                  (saved into the run folder, which `tinylm generate` then loads as a tokenizer folder)
     [optim]       lr_max, lr_min, warmup_iters, cosine_iters, weight_decay, beta1, beta2, eps, grad_clip
     [train]       batch_size, max_steps | max_tokens, eval_interval, eval_batches, log_interval,
                   checkpoint_interval, device, seed, out_dir, progress, wandb, wandb_project, wandb_mode
@@ -30,15 +31,27 @@ from tinylm.errors import ConfigError, InputFileError
 class DataConfig:
     train: str = ""
     val: str | None = None
-    dtype: str = "uint16"
-    val_bytes_per_token: float | None = None
+    dtype: str | None = None  # raw .bin only: None means the `tinylm encode` sidecar's, else uint16
+    val_bytes_per_token: float | None = None  # None: from the sidecar, else counted with the tokenizer
 
 
 @dataclass
 class TokenizerConfig:
+    dir: str | None = None
     vocab: str | None = None
     merges: str | None = None
-    special_tokens: list[str] = field(default_factory=lambda: ["<|endoftext|>"])
+    special_tokens: list[str] | None = None  # None: the folder's special_tokens.json, else <|endoftext|>
+
+    def load(self):
+        """The Tokenizer these settings name, or None when none is configured."""
+        from tinylm.tokenizer.bpe import Tokenizer
+
+        if self.dir is not None:
+            return Tokenizer.from_dir(self.dir, self.special_tokens)
+        if self.vocab is not None:
+            specials = self.special_tokens if self.special_tokens is not None else ["<|endoftext|>"]
+            return Tokenizer.from_files(self.vocab, self.merges, specials)
+        return None
 
 
 @dataclass
@@ -106,7 +119,9 @@ class TrainConfig:
         return dataclasses.replace(
             self,
             data=dataclasses.replace(self.data, train=absolute(self.data.train), val=absolute(self.data.val)),
-            tokenizer=dataclasses.replace(self.tokenizer, vocab=absolute(self.tokenizer.vocab), merges=absolute(self.tokenizer.merges)),
+            tokenizer=dataclasses.replace(
+                self.tokenizer, dir=absolute(self.tokenizer.dir), vocab=absolute(self.tokenizer.vocab), merges=absolute(self.tokenizer.merges)
+            ),
         )
 
     # --- (de)serialisation -----------------------------------------------------------------
@@ -157,12 +172,15 @@ class TrainConfig:
             raise ConfigError(f"optim.warmup_iters must be >= 0, got {o.warmup_iters}")
         if o.cosine_iters is not None and o.cosine_iters < o.warmup_iters:
             raise ConfigError(f"optim.cosine_iters ({o.cosine_iters}) is shorter than optim.warmup_iters ({o.warmup_iters})")
-        if d.dtype not in ("uint16", "uint32"):
+        if d.dtype not in (None, "uint16", "uint32"):
             raise ConfigError(f"data.dtype must be uint16 or uint32, got {d.dtype!r}")
         if d.val_bytes_per_token is not None and not d.val_bytes_per_token > 0:
             raise ConfigError(f"data.val_bytes_per_token must be positive, got {d.val_bytes_per_token}")
-        if (self.tokenizer.vocab is None) != (self.tokenizer.merges is None):
+        tok = self.tokenizer
+        if (tok.vocab is None) != (tok.merges is None):
             raise ConfigError("tokenizer.vocab and tokenizer.merges go together: set both or neither")
+        if tok.dir is not None and tok.vocab is not None:
+            raise ConfigError("set tokenizer.dir or tokenizer.vocab + tokenizer.merges, not both")
         if t.wandb_mode not in ("online", "offline", "disabled"):
             raise ConfigError(f"train.wandb_mode must be online, offline or disabled, got {t.wandb_mode!r}")
         if t.device.split(":")[0] not in ("cpu", "cuda", "mps"):

@@ -1,8 +1,8 @@
 """The training loop: a run folder in, a trained model, metrics, curves and checkpoints out.
 
 A run folder holds `config.toml` (resolved), `checkpoint.pt` (latest, written atomically),
-`metrics.jsonl`, `loss_vs_step.png`, `loss_vs_time.png` and the tokenizer's `vocab.json` /
-`merges.txt`. Everything that decides the next step — weights, AdamW moments, step, the batch
+`metrics.jsonl`, `loss_vs_step.png`, `loss_vs_time.png` and the tokenizer (`vocab.json`,
+`merges.txt`, `special_tokens.json`: the run folder is a tokenizer folder too). Everything that decides the next step — weights, AdamW moments, step, the batch
 sampler's generator — is in the checkpoint, so a resumed CPU run is bit-identical to one that was
 never stopped. Ctrl-C (or SIGTERM) finishes the current step, saves and returns; a NaN/inf loss
 saves the last good state and raises TrainingDivergedError.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import signal
 import threading
 import time
@@ -24,7 +23,8 @@ import torch
 from tqdm import tqdm
 
 from tinylm.errors import CheckpointError, ConfigError, TrainingDivergedError
-from tinylm.tokenizer.files import atomic_write_bytes, ensure_output_dir
+from tinylm.tokenizer.dataset import load_info
+from tinylm.tokenizer.files import VOCAB_FILE, atomic_write_bytes, ensure_output_dir
 from tinylm.training import report
 from tinylm.training.checkpoint import (
     capture_rng_state,
@@ -49,7 +49,6 @@ from tinylm.training.optim import AdamW, clip_grad_norm, cosine_lr, cross_entrop
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 CONFIG = "config.toml"
-VOCAB, MERGES = "vocab.json", "merges.txt"
 
 
 @dataclass
@@ -84,12 +83,11 @@ class Trainer:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("train.device is cuda but no CUDA device is available")
         ctx, vocab = self.model_config.context_length, self.model_config.vocab_size
-        self.train_tokens = load_tokens(config.data.train, config.data.dtype)
-        check_tokens(self.train_tokens, vocab, ctx, f"training token file {config.data.train}")
+        self.train_tokens = _open_tokens(config.data.train, config.data.dtype, vocab, ctx, "training")
         self.val_tokens = None
         if config.data.val:
-            self.val_tokens = load_tokens(config.data.val, config.data.dtype)
-            check_tokens(self.val_tokens, vocab, ctx, f"validation token file {config.data.val}")
+            self.val_tokens = _open_tokens(config.data.val, config.data.dtype, vocab, ctx, "validation")
+        self.tokenizer = self._load_tokenizer(resume)
         ensure_output_dir(self.out)  # only now: a bad setting leaves no empty run folder behind
         remove_stale_temp_files(self.out)
         self.val_bytes_per_token = self._val_bytes_per_token()
@@ -108,8 +106,8 @@ class Trainer:
         self.tokens_per_step = config.train.batch_size * ctx
         if resume:
             self._resume()
-        else:
-            self._copy_tokenizer_files()
+        elif self.tokenizer is not None:
+            self.tokenizer.save_dir(self.out)  # the run folder is also a tokenizer folder
         atomic_write_bytes(self.out / CONFIG, to_toml(config).encode("utf-8"))
 
     # --- setup -------------------------------------------------------------------------------
@@ -124,32 +122,33 @@ class Trainer:
         groups = [g for g in groups if g["params"]]
         return AdamW(groups, lr=o.lr_max, betas=(o.beta1, o.beta2), eps=o.eps)
 
-    def _tokenizer_vocab(self) -> dict[int, bytes] | None:
-        t = self.config.tokenizer
-        vocab_path = self.out / VOCAB if (self.out / VOCAB).exists() else t.vocab
-        merges_path = self.out / MERGES if (self.out / MERGES).exists() else t.merges
-        if vocab_path is None:
-            return None
-        from tinylm.tokenizer.bpe import Tokenizer
+    def _load_tokenizer(self, resume: bool):
+        """The run's tokenizer: the copy in the run folder when resuming, else the configured one."""
+        if resume and (self.out / VOCAB_FILE).exists():
+            from tinylm.tokenizer.bpe import Tokenizer
 
-        return Tokenizer.from_files(vocab_path, merges_path, t.special_tokens).vocab
+            tokenizer = Tokenizer.from_dir(self.out)
+        else:
+            tokenizer = self.config.tokenizer.load()
+        if tokenizer is not None and tokenizer.vocab_size > self.model_config.vocab_size:
+            raise ConfigError(
+                f"the tokenizer has {tokenizer.vocab_size} tokens but model.vocab_size is {self.model_config.vocab_size}"
+            )
+        return tokenizer
 
     def _val_bytes_per_token(self) -> float | None:
-        """Text bytes per validation token: given in the config, or counted from the tokenizer's vocabulary."""
+        """Text bytes per validation token, for bits per byte: from the config, else the file's
+        `tinylm encode` sidecar, else counted with the tokenizer's vocabulary; None without any."""
         if self.val_tokens is None:
             return None
         if self.config.data.val_bytes_per_token is not None:
             return self.config.data.val_bytes_per_token
-        vocab = self._tokenizer_vocab()
-        if vocab is None:
+        info = load_info(self.config.data.val)
+        if info is not None and info.num_tokens == len(self.val_tokens):
+            return info.bytes_per_token
+        if self.tokenizer is None:
             return None
-        return bytes_per_token(self.val_tokens, token_byte_lengths(vocab, self.model_config.vocab_size))
-
-    def _copy_tokenizer_files(self) -> None:
-        t = self.config.tokenizer
-        for src, name in ((t.vocab, VOCAB), (t.merges, MERGES)):
-            if src is not None and Path(src).resolve() != (self.out / name).resolve():
-                shutil.copyfile(src, self.out / name)
+        return bytes_per_token(self.val_tokens, token_byte_lengths(self.tokenizer.vocab, self.model_config.vocab_size))
 
     def _resume(self) -> None:
         payload = read_checkpoint(self.ckpt_path)
@@ -318,6 +317,16 @@ class _Window:
         self.loss_sum += loss
         self.steps += 1
         self.grad_norm = grad_norm
+
+
+def _open_tokens(path: str, dtype: str | None, vocab_size: int, context_length: int, role: str):
+    """Memmap a token file; a raw .bin's dtype comes from the config, else its sidecar, else uint16."""
+    if dtype is None:
+        info = load_info(path) if Path(path).exists() else None
+        dtype = info.dtype if info is not None else "uint16"
+    tokens = load_tokens(path, dtype)
+    check_tokens(tokens, vocab_size, context_length, f"{role} token file {path}")
+    return tokens
 
 
 def train(config: TrainConfig, resume: bool = False, on_step=None) -> TrainResult:
