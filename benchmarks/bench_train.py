@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from tinylm.training.config import TrainConfig
-from tinylm.training.loop import Trainer, _Window
+from tinylm.training.loop import Trainer, MetricWindow
 
 TINYSTORIES = dict(vocab_size=10_000, context_length=256, d_model=512, num_layers=4, num_heads=16, d_ff=1344, rope_theta=10_000.0)
 PARTS = ("data", "forward_backward", "optimizer", "logging")
@@ -73,7 +73,7 @@ def _sync(device: str) -> float:
 def time_step(trainer: Trainer, log, device: str) -> dict:
     """One training step as the loop runs it, logging every step (the worst case)."""
     t0 = _sync(device)
-    window = _Window(trainer.step, trainer.device)
+    window = MetricWindow(trainer.step, trainer.device)
     lr = trainer.set_lr()
     trainer.generator.get_state()
     inputs, targets = trainer.draw_batch()

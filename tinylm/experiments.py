@@ -20,7 +20,7 @@ import torch
 from tinylm.errors import TrainingDivergedError
 from tinylm.training import report
 from tinylm.training.config import TrainConfig
-from tinylm.training.loop import METRICS, train
+from tinylm.training.loop import CHECKPOINT, METRICS, train
 
 
 @dataclass
@@ -39,7 +39,11 @@ class SweepRun:
 
 
 def run_sweep(base: TrainConfig, variants: dict[str, dict[str, Any]], out_dir: str | os.PathLike, title: str, x: str = "step") -> list[SweepRun]:
-    """Train `base` once per variant (label -> `section.key` overrides); plot and tabulate them."""
+    """Train `base` once per variant (label -> `section.key` overrides); plot and tabulate them.
+
+    Running the same sweep again resumes it: finished runs are kept, an interrupted one continues.
+    Ctrl-C stops the whole sweep after saving the current run's checkpoint.
+    """
     out = Path(out_dir)
     runs, curves = [], {}
     for label, overrides in variants.items():
@@ -47,9 +51,12 @@ def run_sweep(base: TrainConfig, variants: dict[str, dict[str, Any]], out_dir: s
         config = base.with_overrides({**overrides, "train.out_dir": str(run_dir), "train.progress": False})
         status = "ok"
         try:
-            train(config)
+            result = train(config, resume=(run_dir / CHECKPOINT).exists())
         except TrainingDivergedError as exc:
             status = "diverged: " + str(exc).split(";")[0]
+        else:
+            if result.interrupted:
+                raise KeyboardInterrupt(f"sweep stopped during {label}; run the same command again to continue")
         records = report.read_metrics(run_dir / METRICS)
         run = _summarise(label, run_dir, status, records)
         curves[f"{label} (diverged)" if run.diverged else label] = records

@@ -163,7 +163,7 @@ def test_count_pretokens_splits_on_specials(tmp_path):
     path = tmp_path / "x.txt"
     path.write_text(f"hello{EOT} world{EOT}hello")
     counts = count_pretokens(path, [EOT], num_workers=1)
-    assert counts == Counter({"hello": 2, " world": 1})
+    assert dict(counts.items_bytes()) == {b"hello": 2, b" world": 1}
     assert split_on_special("a<|endoftext|>b", special_token_regex([EOT])) == ["a", "b"]
 
 
@@ -177,3 +177,31 @@ def test_tie_key_orders_pairs_greatest_first():
     by_key = sorted(pairs, key=lambda p: _tie_key(p[0]) + _tie_key(p[1]))
     assert by_key == sorted(pairs, reverse=True)
     assert _tie_key(b"es") + _tie_key(b"t") < _tie_key(b"e") + _tie_key(b"st")
+
+
+def test_memory_budget_spills_and_gives_identical_merges(fixtures, tmp_path):
+    from tinylm.tokenizer.train import TrainStats
+
+    text = (fixtures / "corpus.en").read_text() + "<|endoftext|>" + (fixtures / "german.txt").read_text()
+    path = tmp_path / "c.txt"
+    path.write_text(text * 3)
+    in_memory = train_bpe(path, 600, [EOT], num_workers=2, chunk_bytes=20_000)
+    stats = TrainStats()
+    spilled = train_bpe(path, 600, [EOT], num_workers=2, chunk_bytes=20_000, max_memory=100_000, stats=stats, spill_dir=tmp_path)
+    assert stats.spill_runs >= 3
+    assert spilled == in_memory
+    from tinylm.tokenizer.spill import SpillingCounter
+
+    counter = SpillingCounter(10_000, tmp_path)
+    for s, e in chunk_ranges(path, [EOT], 5_000):
+        counter.update(Counter(pretokenize(read_text_range(path, s, e).replace(EOT, " "))))
+    assert len(counter.runs) >= 3
+    merged = dict(counter.items_bytes())
+    expected = Counter(pretokenize(path.read_text().replace(EOT, " ")))
+    assert merged == {k.encode(): v for k, v in expected.items()}
+    assert not list(tmp_path.glob("tinylm-spill-*"))  # spill files cleaned up
+
+
+def test_memory_budget_too_small(fixtures):
+    with pytest.raises(ConfigError, match="max_memory"):
+        train_bpe(fixtures / "corpus.en", 300, [EOT], max_memory=100)

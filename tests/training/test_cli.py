@@ -99,6 +99,9 @@ def test_sweep_lr_reports_the_divergent_rate(byte_run, tmp_path):
     results = {r["label"]: r for r in json.loads((out / "results.json").read_text())}
     assert results["lr=0.003"]["status"] == "ok" and results["lr=1000"]["status"].startswith("diverged")
     assert (out / "curves.png").exists() and "| lr=0.003 |" in (out / "summary.md").read_text()
+    again = _invoke("sweep", "lr", "--config", byte_run, "--lrs", "3e-3,1e3", "--out", out, "--set", "train.max_steps=6")
+    assert again.exit_code == 0, again.output  # a second run resumes: finished runs are kept
+    assert {r["label"]: r for r in json.loads((out / "results.json").read_text())} == results
 
 
 def test_sweep_batch_and_ablations(byte_run, tmp_path):

@@ -19,6 +19,24 @@ def _peak_rss_mb() -> tuple[float, float]:
     return own, children
 
 
+def parse_size(text: str | None) -> int | None:
+    """'4G', '500M', '1.5GB', '65536' -> bytes (binary units)."""
+    from tinylm.errors import ConfigError
+
+    if text is None:
+        return None
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1] if t and t[-1] in units else ""
+    try:
+        value = float(t[: len(t) - len(unit)] if unit else t)
+    except ValueError:
+        raise ConfigError(f"cannot read a memory size from {text!r} (use e.g. 4G or 500M)") from None
+    if value <= 0:
+        raise ConfigError(f"memory size must be positive, got {text!r}")
+    return int(value * units[unit])
+
+
 def _progress(flag: bool | None) -> bool:
     return sys.stderr.isatty() if flag is None else flag
 
@@ -34,8 +52,10 @@ def _show_token(tok: bytes) -> str:
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("tokenizer"), show_default=True, help="Folder for vocab.json, merges.txt, special_tokens.json.")
 @click.option("--workers", "-j", type=int, default=None, help="Counting processes (default: all cores).")
 @click.option("--chunk-mb", type=float, default=4.0, show_default=True, help="Size of the pieces workers read.")
+@click.option("--max-memory", default=None, help="Budget for the pre-token table while counting (e.g. 4G); past it, counts spill to disk.")
+@click.option("--spill-dir", type=click.Path(path_type=Path), default=None, help="Where spilled counts go (default: system temp folder).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
-def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, chunk_mb, progress):
+def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, chunk_mb, max_memory, spill_dir, progress):
     """Train a byte-level BPE tokenizer on a text file (GPT-2 pre-tokenization)."""
     from tinylm.tokenizer.bpe import Tokenizer
     from tinylm.tokenizer.files import ensure_output_dir
@@ -45,7 +65,8 @@ def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, 
     stats = TrainStats()
     t0 = time.perf_counter()
     vocab, merges = train_bpe(
-        input_path, vocab_size, list(special_tokens), num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=_progress(progress), stats=stats
+        input_path, vocab_size, list(special_tokens), num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=_progress(progress), stats=stats,
+        max_memory=parse_size(max_memory), spill_dir=spill_dir,
     )
     Tokenizer(vocab, merges, list(special_tokens)).save_dir(out_dir)
     seconds = time.perf_counter() - t0
@@ -55,6 +76,8 @@ def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, 
     click.echo(f"trained {len(vocab):,} tokens ({stats.num_merges:,} merges) on {stats.input_bytes / 1e6:,.1f} MB in {seconds:.1f} s")
     click.echo(f"  counting {stats.count_seconds:.1f} s ({stats.distinct_pretokens:,} distinct pre-tokens), merging {stats.merge_seconds:.1f} s")
     click.echo(f"  peak memory: {own:,.0f} MB (main process), {child:,.0f} MB (largest worker)")
+    if stats.spill_runs:
+        click.echo(f"  pre-token counts spilled to disk {stats.spill_runs} time(s) to stay under --max-memory {max_memory}")
     click.echo(f"  longest token: {_show_token(longest)} ({len(longest)} bytes)")
     click.echo(f"  wrote {out_dir}/vocab.json, merges.txt, special_tokens.json")
 

@@ -150,9 +150,17 @@ def _floats(text):
     return [float(v) for v in text.split(",") if v.strip()]
 
 
-def _print_runs(runs, out):
+def _print_runs(sweep_fn, *args):
+    """Run a sweep and print its table; on Ctrl-C say how to continue it."""
     from tinylm.experiments import summary_table
 
+    out = args[-1]
+    try:
+        runs = sweep_fn(*args)
+    except KeyboardInterrupt as exc:
+        if exc.args:
+            click.echo(exc.args[0], err=True)
+        raise
     click.echo(summary_table(runs))
     for r in runs:
         if r.diverged:
@@ -165,10 +173,13 @@ def _print_runs(runs, out):
 @click.option("--lrs", required=True, help="Comma-separated peak learning rates; include one large enough to diverge.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the sweep's runs and plot.")
 def sweep_lr(config_path, settings, lrs, out):
-    """One run per peak learning rate; diverging runs are detected and reported."""
+    """One run per peak learning rate; diverging runs are detected and reported.
+
+    Running the same command again continues an interrupted sweep and keeps finished runs.
+    """
     from tinylm.experiments import lr_sweep
 
-    _print_runs(lr_sweep(_load(config_path, settings, {}), _floats(lrs), out), out)
+    _print_runs(lr_sweep, _load(config_path, settings, {}), _floats(lrs), out)
 
 
 @sweep.command("batch")
@@ -179,7 +190,7 @@ def sweep_batch(config_path, settings, sizes, out):
     """One run per batch size, all on the base config's token budget."""
     from tinylm.experiments import batch_sweep
 
-    _print_runs(batch_sweep(_load(config_path, settings, {}), [int(v) for v in _floats(sizes)], out), out)
+    _print_runs(batch_sweep, _load(config_path, settings, {}), [int(v) for v in _floats(sizes)], out)
 
 
 @sweep.command("ablations")
@@ -189,7 +200,7 @@ def sweep_ablations(config_path, settings, out):
     """Baseline vs no RMSNorm, post-norm, NoPE and SiLU FFN (same data, steps and learning rate)."""
     from tinylm.experiments import ablation_sweep
 
-    _print_runs(ablation_sweep(_load(config_path, settings, {}), out), out)
+    _print_runs(ablation_sweep, _load(config_path, settings, {}), out)
 
 
 @sweep.command("toy-sgd")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from tinylm.errors import ConfigError
 from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
+from tinylm.tokenizer.spill import SpillingCounter
 from tinylm.tokenizer.pretokenize import (
     pretokenize,
     special_token_regex,
@@ -34,6 +35,7 @@ class TrainStats:
     count_seconds: float = 0.0
     merge_seconds: float = 0.0
     num_merges: int = 0
+    spill_runs: int = 0
     extra: dict = field(default_factory=dict)
 
 
@@ -54,27 +56,37 @@ def count_pretokens(
     num_workers: int | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress: bool = False,
-) -> Counter[str]:
-    """Pre-token frequencies of a whole file, counted in worker processes over safe chunks."""
+    max_memory: int | None = None,
+    spill_dir: str | os.PathLike | None = None,
+) -> SpillingCounter:
+    """Pre-token frequencies of a whole file, counted in worker processes over safe chunks.
+
+    With max_memory (bytes), the table of distinct pre-tokens is spilled to sorted files on disk
+    whenever it would grow past the budget, and merged back when read.
+    """
     from tqdm import tqdm
 
     path = str(check_input_file(path))
     size = os.path.getsize(path)
     workers = num_workers or os.cpu_count() or 1
     tasks = ((path, s, e, special_tokens) for s, e in chunk_ranges(path, special_tokens, chunk_bytes))
-    total: Counter[str] = Counter()
+    total = SpillingCounter(max_memory, spill_dir)
     bar = tqdm(total=size, unit="B", unit_scale=True, desc="counting pre-tokens", disable=not progress, leave=False)
-    with bar:
-        if workers <= 1 or size <= chunk_bytes:
-            for task in tasks:
-                n, counts = _count_range(task)
-                total.update(counts)
-                bar.update(n)
-        else:
-            with pool_context().Pool(workers) as pool:
-                for n, counts in pool.imap_unordered(_count_range, tasks):
+    try:
+        with bar:
+            if workers <= 1 or size <= chunk_bytes:
+                for task in tasks:
+                    n, counts = _count_range(task)
                     total.update(counts)
                     bar.update(n)
+            else:
+                with pool_context().Pool(workers) as pool:
+                    for n, counts in pool.imap_unordered(_count_range, tasks):
+                        total.update(counts)
+                        bar.update(n)
+    except BaseException:
+        total.close()
+        raise
     return total
 
 
@@ -208,11 +220,16 @@ def train_bpe(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress: bool = False,
     stats: TrainStats | None = None,
+    max_memory: int | None = None,
+    spill_dir: str | os.PathLike | None = None,
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """Train a byte-level BPE tokenizer on a text file.
 
     Returns (vocab id -> token bytes, merges in creation order). Ids: special tokens first, then
     the 256 bytes, then merged tokens. `vocab_size` counts all three.
+
+    max_memory (bytes) bounds the pre-token table while counting: past it, partial counts are
+    spilled to sorted files in spill_dir (default: the system temp folder) and merged at the end.
     """
     special_tokens = validate_special_tokens(special_tokens)
     if not isinstance(vocab_size, int) or vocab_size < 256 + len(special_tokens):
@@ -222,13 +239,16 @@ def train_bpe(
         )
     if chunk_bytes < 1:
         raise ConfigError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    if max_memory is not None and max_memory < 4096:
+        raise ConfigError(f"max_memory must be at least 4 KB, got {max_memory} bytes")
     stats = stats if stats is not None else TrainStats()
     path = check_input_file(input_path)
     stats.input_bytes = path.stat().st_size
 
     t0 = time.perf_counter()
-    counts = count_pretokens(path, special_tokens, num_workers, chunk_bytes, progress)
-    word_counts = {w.encode("utf-8"): c for w, c in counts.items()}
+    counts = count_pretokens(path, special_tokens, num_workers, chunk_bytes, progress, max_memory, spill_dir)
+    stats.spill_runs = len(counts.runs)
+    word_counts = dict(counts.items_bytes())
     del counts
     stats.distinct_pretokens = len(word_counts)
     t1 = time.perf_counter()

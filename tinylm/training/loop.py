@@ -235,7 +235,7 @@ class Trainer:
         restore_handlers = stop.install()
         sink = _MetricSink(self.out / METRICS, self.config)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
-        window = _Window(self.step, self.device)
+        window = MetricWindow(self.step, self.device)
         last_train, last_val = None, {}
         try:
             while self.step < self.total_steps and not stop.requested:
@@ -264,7 +264,7 @@ class Trainer:
                         record.update(last_val)
                     sink.write(record)
                     bar.set_postfix(loss=f"{last_train:.3f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
-                    window = _Window(self.step, self.device)
+                    window = MetricWindow(self.step, self.device)
                 if self.step % cfg.checkpoint_interval == 0 and not last_step:
                     self.save()
                 if self.on_step is not None and self.on_step(self.step, record):
@@ -277,7 +277,7 @@ class Trainer:
             restore_handlers()
             report.plot_run(report.read_metrics(self.out / METRICS), self.out)
 
-    def record(self, window: _Window, lr: float, grad_norm: torch.Tensor) -> dict:
+    def record(self, window: MetricWindow, lr: float, grad_norm: torch.Tensor) -> dict:
         """One metrics.jsonl line for the steps since the last one (reads the device: a sync)."""
         seconds = max(time.perf_counter() - window.start, 1e-9)
         return {
@@ -305,7 +305,7 @@ class Trainer:
         return TrainResult(self.out, self.step, interrupted, train_loss, val.get("val_loss"), val.get("val_bpb"))
 
 
-class _Window:
+class MetricWindow:
     """Train loss and throughput accumulated between two metrics records, kept on the device."""
 
     def __init__(self, step: int, device: torch.device):
