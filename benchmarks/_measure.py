@@ -1,13 +1,15 @@
 """Shared helpers for the tokenizer benchmarks: run a command, time it, sample its memory.
 
 Peak memory is the peak over time of the SUM of the proportional set size (PSS) of a process and
-all of its descendants (worker processes included), sampled every ~20 ms with psutil
-(`memory_full_info().pss`, read from /proc/PID/smaps_rollup). PSS splits each shared page
-between the processes that map it, so pages shared by a parent and its forked workers are
+all of its descendants (worker processes included), sampled with psutil
+(`memory_full_info().pss`, read from /proc/PID/smaps_rollup) every ~20 ms, or less often when
+reading it would take more than 10% of a core (see TreeMemorySampler). PSS splits each shared
+page between the processes that map it, so pages shared by a parent and its forked workers are
 counted once in the sum, not once per process. A sample only sees what exists at that moment:
-spikes shorter than the interval can be missed, so the figure is a (tight) lower bound.
+spikes shorter than the interval can be missed, so the figure is a (tight) lower bound. The peak
+of the summed RSS, read every 20 ms at almost no cost, is kept as an upper bound.
 
-Descendants are re-discovered at every sample; a process once seen keeps being sampled until it
+Descendants are re-discovered at every tick; a process once seen keeps being sampled until it
 exits, even if its parent exits first and it is re-parented away from the tree.
 """
 
@@ -73,16 +75,35 @@ def cut_text(src: Path, limit_bytes: int, dst: Path, separator: str = "<|endofte
 
 # --- memory sampling -------------------------------------------------------------------------
 class TreeMemorySampler:
-    """Samples sum-of-PSS over a process tree in a background thread until stopped."""
+    """Samples a process tree's memory in a background thread until stopped.
 
-    def __init__(self, pid: int, interval: float = 0.02):
-        self.root = psutil.Process(pid)
+    Every `interval` seconds: find the descendants (cheaply, from /proc/PID/task/TID/children
+    when the kernel has it) and read each process's RSS (/proc/PID/statm, microseconds) for the
+    summed-RSS peak, an upper bound that counts shared pages once per process. The summed PSS
+    needs /proc/PID/smaps_rollup, which the kernel computes by walking the page tables: about
+    15 ms of CPU per GB mapped on the 2-core development VM, and it holds the target's mmap lock
+    meanwhile. So PSS is read every `interval` only while that is cheap; otherwise the gap grows
+    so that PSS reading takes at most `pss_duty` of one core (default 10%: about every 60 ms for a
+    400 MB tree, every 150 ms for 1 GB). Without this a 20 ms sampler would use most of a core on a
+    large tree and slow down the very process it measures, penalising the tool that uses more memory.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.02, pss_duty: float = 0.10):
+        self.root_pid = pid
         self.interval = interval
-        self.peak_bytes = 0
-        self.peak_procs = 0  # processes alive at the peak sample
+        self.pss_duty = pss_duty
+        self.peak_bytes = 0  # peak summed PSS
+        self.peak_rss_bytes = 0  # peak summed RSS (upper bound)
+        self.peak_procs = 0  # processes alive at the PSS peak
         self.max_procs = 0
-        self.samples = 0
-        self._known: dict[int, psutil.Process] = {pid: self.root}
+        self.samples = 0  # PSS samples
+        self.ticks = 0  # RSS samples
+        self.pss_cpu_s = 0.0  # CPU time spent reading smaps_rollup
+        self._known: dict[int, psutil.Process] = {pid: psutil.Process(pid)}
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._fast_children = os.path.exists(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/children")
+        self._next_pss = 0.0
+        self._elapsed = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pss-sampler", daemon=True)
 
@@ -97,33 +118,94 @@ class TreeMemorySampler:
         self._stop.set()
         self._thread.join()
 
-    def sample_once(self) -> int:
+    @property
+    def mean_pss_interval(self) -> float:
+        return self._elapsed / self.samples if self.samples else float("nan")
+
+    # -- discovery -------------------------------------------------------------------------
+    def _children_of(self, pid: int) -> list[int]:
+        kids: list[int] = []
         try:
-            for child in self.root.children(recursive=True):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                    kids.extend(int(x) for x in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            pass
+        return kids
+
+    def _discover(self) -> None:
+        if self._fast_children:
+            todo = [self.root_pid]
+            seen = {self.root_pid}
+            while todo:
+                for kid in self._children_of(todo.pop()):
+                    if kid not in seen:
+                        seen.add(kid)
+                        todo.append(kid)
+            new = seen - self._known.keys()
+            for pid in new:
+                try:
+                    self._known[pid] = psutil.Process(pid)
+                except psutil.Error:
+                    pass
+            return
+        try:
+            for child in self._known[self.root_pid].children(recursive=True):
                 self._known.setdefault(child.pid, child)
         except psutil.Error:
             pass  # root gone (or a zombie): keep sampling the descendants already known
-        total, alive = 0, 0
+
+    def _rss(self, pid: int) -> int | None:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                return int(f.read().split()[1]) * self._page
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            return None
+
+    # -- sampling --------------------------------------------------------------------------
+    def sample_once(self, force_pss: bool = False) -> None:
+        self._discover()
+        rss_total, alive = 0, 0
+        for pid in list(self._known):
+            rss = self._rss(pid)
+            if rss is None:
+                if pid != self.root_pid:
+                    del self._known[pid]
+                continue
+            rss_total += rss
+            alive += rss > 0  # a zombie has no pages
+        self.ticks += 1
+        self.max_procs = max(self.max_procs, alive)
+        self.peak_rss_bytes = max(self.peak_rss_bytes, rss_total)
+        now = time.perf_counter()
+        if not force_pss and now < self._next_pss:
+            return
+        c0 = time.thread_time()
+        total, n = 0, 0
         for pid, proc in list(self._known.items()):
             try:
                 total += proc.memory_full_info().pss
-                alive += 1
+                n += 1
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
-                if proc is not self.root:
+                if pid != self.root_pid:
                     del self._known[pid]
             except psutil.AccessDenied:
                 pass
+        cost = time.thread_time() - c0  # CPU of this thread (kernel time walking page tables, mostly)
+        self.pss_cpu_s += cost
+        self._next_pss = now + max(self.interval, cost / self.pss_duty)
         self.samples += 1
-        self.max_procs = max(self.max_procs, alive)
         if total > self.peak_bytes:
-            self.peak_bytes, self.peak_procs = total, alive
-        return total
+            self.peak_bytes, self.peak_procs = total, n
 
     def _run(self) -> None:
+        t_start = time.perf_counter()
         while not self._stop.is_set():
             t0 = time.perf_counter()
-            self.sample_once()
+            self.sample_once(force_pss=self.samples == 0)
+            self._elapsed = time.perf_counter() - t_start
             self._stop.wait(max(0.0, self.interval - (time.perf_counter() - t0)))
+        self._elapsed = time.perf_counter() - t_start
 
 
 @dataclass
@@ -136,6 +218,9 @@ class RunResult:
     samples: int
     returncode: int
     cpu_s: float = 0.0  # user+system CPU of the whole tree (every descendant that was waited for)
+    peak_rss_sum_bytes: int = 0  # upper bound: shared pages counted once per process
+    mean_pss_interval_s: float = 0.0
+    sampler_cpu_s: float = 0.0  # CPU the sampler spent reading PSS (taken from the machine)
     result: dict = field(default_factory=dict)  # the child's RESULT_MARK JSON, if it printed one
 
     @property
@@ -145,11 +230,12 @@ class RunResult:
     def to_json(self) -> dict:
         d = asdict(self)
         d["peak_mb"] = self.peak_mb
+        d["peak_rss_sum_mb"] = self.peak_rss_sum_bytes / MB
         return d
 
 
 def run_measured(cmd: list[str], label: str = "", *, env: dict | None = None, interval: float = 0.02,
-                 timeout: float | None = None, cwd: str | os.PathLike | None = None) -> RunResult:
+                 pss_duty: float = 0.10, timeout: float | None = None, cwd: str | os.PathLike | None = None) -> RunResult:
     """Run cmd to completion; wall time and peak summed PSS of its process tree.
 
     The child's stdout is captured (it should print RESULT_MARK + JSON on one line); its stderr
@@ -161,7 +247,7 @@ def run_measured(cmd: list[str], label: str = "", *, env: dict | None = None, in
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=full_env, cwd=cwd, text=True)
-    with TreeMemorySampler(proc.pid, interval) as sampler:
+    with TreeMemorySampler(proc.pid, interval, pss_duty) as sampler:
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -178,7 +264,7 @@ def run_measured(cmd: list[str], label: str = "", *, env: dict | None = None, in
     if proc.returncode != 0:
         raise RuntimeError(f"{label or cmd}: exit status {proc.returncode}\n{out[-4000:]}")
     return RunResult(label, wall, sampler.peak_bytes, sampler.peak_procs, sampler.max_procs, sampler.samples,
-                     proc.returncode, cpu, result)
+                     proc.returncode, cpu, sampler.peak_rss_bytes, sampler.mean_pss_interval, sampler.pss_cpu_s, result)
 
 
 # --- statistics and printing -----------------------------------------------------------------

@@ -34,7 +34,10 @@ def load_counts(path: Path, workers: int) -> dict[bytes, int]:
             return pickle.load(f)
     t0 = time.perf_counter()
     counts = count_pretokens(path, SPECIAL, num_workers=workers)
-    word_counts = {w.encode("utf-8"): c for w, c in counts.items()}
+    if hasattr(counts, "items_bytes"):  # SpillingCounter: as train_bpe does
+        word_counts = dict(counts.items_bytes())
+    else:
+        word_counts = {w.encode("utf-8"): c for w, c in counts.items()}
     print(f"counted {len(word_counts):,} distinct pre-tokens in {time.perf_counter() - t0:.1f}s -> {cache}", file=sys.stderr)
     tmp = cache.with_suffix(f".tmp{os.getpid()}")
     with open(tmp, "wb") as f:

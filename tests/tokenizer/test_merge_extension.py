@@ -18,6 +18,13 @@ except ImportError as exc:  # optional extension: no compiler at install time
 EOT = "<|endoftext|>"
 
 
+def word_counts_of(counts) -> dict[bytes, int]:
+    """count_pretokens' result as train_bpe feeds it to bpe_merges (SpillingCounter or Counter)."""
+    if hasattr(counts, "items_bytes"):
+        return dict(counts.items_bytes())
+    return {w.encode("utf-8"): c for w, c in counts.items()}
+
+
 def c_merges(word_counts: dict[bytes, int], num_merges: int, callback=None):
     return _bpe_merge.merge(list(word_counts), list(word_counts.values()), num_merges, callback)
 
@@ -31,14 +38,24 @@ def assert_same(word_counts: dict[bytes, int], num_merges: int):
 
 @pytest.fixture(scope="module")
 def corpus_counts(fixtures):
-    counts = count_pretokens(fixtures / "corpus.en", [EOT], num_workers=1)
-    return {w.encode("utf-8"): c for w, c in counts.items()}
+    return word_counts_of(count_pretokens(fixtures / "corpus.en", [EOT], num_workers=1))
 
 
 @pytest.mark.parametrize("num_merges", [500 - 256 - 1, 3000])
 def test_fixture_corpus_matches_python(corpus_counts, num_merges):
     got = assert_same(corpus_counts, num_merges)
     assert len(got) == num_merges
+
+
+def test_fixture_corpus_reproduces_reference_merges(corpus_counts, fixtures):
+    from tinylm.tokenizer.files import load_merges
+
+    table = [bytes([i]) for i in range(256)]
+    got = []
+    for a, b in c_merges(corpus_counts, 500 - 256 - 1):
+        got.append((table[a], table[b]))
+        table.append(table[a] + table[b])
+    assert got == load_merges(fixtures / "train-bpe-reference-merges.txt")
 
 
 def test_fixture_corpus_runs_until_no_pair_left(corpus_counts):

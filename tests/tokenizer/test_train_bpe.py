@@ -15,8 +15,9 @@ from tinylm.tokenizer.train import bpe_merges, count_pretokens
 EOT = "<|endoftext|>"
 
 
-def test_reference_merges_and_vocab(fixtures):
-    vocab, merges = train_bpe(fixtures / "corpus.en", 500, [EOT])
+@pytest.mark.parametrize("backend", ["python", "auto"])
+def test_reference_merges_and_vocab(fixtures, backend):
+    vocab, merges = train_bpe(fixtures / "corpus.en", 500, [EOT], merge_backend=backend)
     assert merges == load_merges(fixtures / "train-bpe-reference-merges.txt")
     ref_vocab = load_vocab(fixtures / "train-bpe-reference-vocab.json")
     assert set(vocab.keys()) == set(ref_vocab.keys())
@@ -205,3 +206,8 @@ def test_memory_budget_spills_and_gives_identical_merges(fixtures, tmp_path):
 def test_memory_budget_too_small(fixtures):
     with pytest.raises(ConfigError, match="max_memory"):
         train_bpe(fixtures / "corpus.en", 300, [EOT], max_memory=100)
+
+
+def test_unknown_merge_backend(fixtures):
+    with pytest.raises(ConfigError, match="merge backend"):
+        train_bpe(fixtures / "corpus.en", 300, [EOT], merge_backend="fortran")

@@ -36,6 +36,7 @@ class TrainStats:
     merge_seconds: float = 0.0
     num_merges: int = 0
     spill_runs: int = 0
+    merge_backend: str = ""
     extra: dict = field(default_factory=dict)
 
 
@@ -211,6 +212,37 @@ def bpe_merges(word_counts: dict[bytes, int], num_merges: int, progress: bool = 
     return merges
 
 
+MERGE_BACKENDS = ("auto", "c", "python")
+
+
+def compiled_merge_loop():
+    """The C merge loop (built by `pip install` when a compiler is present), or None."""
+    try:
+        from tinylm.tokenizer import _bpe_merge
+    except ImportError:
+        return None
+    return _bpe_merge
+
+
+def run_merges(word_counts: dict[bytes, int], num_merges: int, backend: str = "auto", progress: bool = False) -> tuple[list[tuple[int, int]], str]:
+    """Learn merges with the C loop when available (same merges, ~10x faster), else in Python.
+
+    Returns the merges and the name of the backend that ran.
+    """
+    if backend not in MERGE_BACKENDS:
+        raise ConfigError(f"merge backend must be one of {', '.join(MERGE_BACKENDS)}, got {backend!r}")
+    ext = compiled_merge_loop() if backend != "python" else None
+    if ext is None:
+        if backend == "c":
+            raise ConfigError("the compiled merge loop is not built (reinstall tinylm with a C compiler present), use --merge-backend python")
+        return bpe_merges(word_counts, num_merges, progress), "python"
+    from tqdm import tqdm
+
+    with tqdm(total=num_merges, desc="merging", unit="merge", disable=not progress, leave=False) as bar:
+        merges = ext.merge(list(word_counts), list(word_counts.values()), num_merges, lambda n: bar.update(n - bar.n))
+    return merges, "c"
+
+
 def train_bpe(
     input_path: str | os.PathLike,
     vocab_size: int,
@@ -222,13 +254,15 @@ def train_bpe(
     stats: TrainStats | None = None,
     max_memory: int | None = None,
     spill_dir: str | os.PathLike | None = None,
+    merge_backend: str = "auto",
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """Train a byte-level BPE tokenizer on a text file.
 
     Returns (vocab id -> token bytes, merges in creation order). Ids: special tokens first, then
     the 256 bytes, then merged tokens. `vocab_size` counts all three.
 
-    max_memory (bytes) bounds the pre-token table while counting: past it, partial counts are
+    merge_backend: "auto" (the compiled loop when built, else Python), "c" or "python"; all give
+    identical merges. max_memory (bytes) bounds the pre-token table while counting: past it, partial counts are
     spilled to sorted files in spill_dir (default: the system temp folder) and merged at the end.
     """
     special_tokens = validate_special_tokens(special_tokens)
@@ -255,7 +289,7 @@ def train_bpe(
     stats.count_seconds = t1 - t0
 
     num_merges = vocab_size - 256 - len(special_tokens)
-    id_merges = bpe_merges(word_counts, num_merges, progress)
+    id_merges, stats.merge_backend = run_merges(word_counts, num_merges, merge_backend, progress)
     stats.merge_seconds = time.perf_counter() - t1
     stats.num_merges = len(id_merges)
 
