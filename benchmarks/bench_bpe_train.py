@@ -89,7 +89,7 @@ def main() -> int:
     ap.add_argument("--mb", type=float, default=None, help="train on only the first MB megabytes of the input, cut after an <|endoftext|> (for smoke tests; default: the whole file)")
     ap.add_argument("--sizes", default="10000,32000", help="comma-separated vocab sizes (default 10000,32000)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--interval", type=float, default=0.02, help="memory sampling interval in seconds (default 0.02)")
+    ap.add_argument("--interval", type=float, default=0.02, help="memory sampling interval in seconds (default 0.02; PSS is read less often when reading it would take over 10%% of a core)")
     ap.add_argument("--json", type=Path, default=None, help="save raw results here")
     args = ap.parse_args()
 
@@ -130,7 +130,8 @@ def run(args, path: Path, sizes: list[int]) -> int:
                 if tool == "tinylm":
                     extra = f"  (count {r.result['count_seconds']:.2f}s, merge {r.result['merge_seconds']:.2f}s)"
                 print(f"  {label}: train {r.result['train_s']:.2f}s, process {r.wall_s:.2f}s, CPU {r.cpu_s:.2f}s, peak {r.peak_mb:.0f} MB "
-                      f"summed PSS over up to {r.max_procs} process(es){extra}", flush=True)
+                      f"summed PSS over up to {r.max_procs} process(es) ({r.samples} samples, every "
+                      f"{r.mean_pss_interval_s * 1000:.0f} ms; summed RSS peak {r.peak_rss_sum_bytes / 1e6:.0f} MB){extra}", flush=True)
 
     def med(tool, size, key):
         return median(x[key] if key in x else x["result"].get(key) for x in runs if x["tool"] == tool and x["size"] == size)
@@ -139,7 +140,7 @@ def run(args, path: Path, sizes: list[int]) -> int:
     print(f"Medians of {args.repeats} run(s). train = the training call, timed inside the child; process = the whole "
           f"child process (interpreter start, imports, training, exit); CPU = user+system time of the child and its "
           f"workers (a check less sensitive to other load; threads and processes both add to it); peak = peak of summed PSS of the child and its "
-          f"workers, sampled every {args.interval * 1000:.0f} ms.")
+          f"workers, sampled every {args.interval * 1000:.0f} ms or, for large trees, as often as 10% of a core allows.")
     print()
     rows = []
     for size in sizes:

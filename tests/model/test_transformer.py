@@ -13,7 +13,7 @@ SMALL = dict(vocab_size=97, context_length=24, d_model=32, num_layers=2, num_hea
 
 def small_model(**changes) -> TransformerLM:
     torch.manual_seed(0)
-    return TransformerLM(ModelConfig(**SMALL, **changes).reference())
+    return TransformerLM(ModelConfig(**SMALL).reference().replace(**changes))
 
 
 def forward_from_state_dict(sd, ids, num_layers, num_heads, theta, eps=1e-5):

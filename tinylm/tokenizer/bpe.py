@@ -20,13 +20,16 @@ from tinylm.tokenizer.files import (
     MERGES_FILE,
     SPECIAL_TOKENS_FILE,
     VOCAB_FILE,
+    atomic_write_files,
     ensure_output_dir,
     load_merges,
     load_special_tokens,
     load_vocab,
+    merges_txt_bytes,
     save_merges,
-    save_special_tokens,
     save_vocab,
+    special_tokens_json_bytes,
+    vocab_json_bytes,
 )
 from tinylm.tokenizer.pretokenize import pretokenize, special_token_regex, validate_special_tokens
 
@@ -113,8 +116,13 @@ class Tokenizer:
     def save_dir(self, folder: str | os.PathLike) -> Path:
         """Write vocab.json, merges.txt and special_tokens.json into a folder."""
         folder = ensure_output_dir(folder)
-        self.save(folder / VOCAB_FILE, folder / MERGES_FILE)
-        save_special_tokens(self.special_tokens, folder / SPECIAL_TOKENS_FILE)
+        atomic_write_files(
+            {
+                folder / VOCAB_FILE: vocab_json_bytes(self.vocab),
+                folder / MERGES_FILE: merges_txt_bytes(self.merges),
+                folder / SPECIAL_TOKENS_FILE: special_tokens_json_bytes(self.special_tokens),
+            }
+        )
         return folder
 
     @property

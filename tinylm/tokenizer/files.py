@@ -106,30 +106,57 @@ def load_merges(path: str | os.PathLike) -> list[tuple[bytes, bytes]]:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary name in the same folder, fsync, then rename: no half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    atomic_write_files({path: data})
+
+
+def atomic_write_files(files: dict[str | os.PathLike, bytes]) -> None:
+    """Write several files so that none is visible until all are fully on disk.
+
+    Every file is written and fsynced under a temporary name first; only then are they renamed
+    into place, so a kill or a full disk midway leaves the previous files (or none), never a new
+    vocab.json beside an old merges.txt.
+    """
+    pending: list[tuple[Path, Path]] = []
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, data in files.items():
+            path = Path(path)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            pending.append((tmp, path))
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in pending:
+            os.replace(tmp, path)
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        for tmp, _ in pending:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def save_vocab(vocab: dict[int, bytes], path: str | os.PathLike) -> None:
+def vocab_json_bytes(vocab: dict[int, bytes]) -> bytes:
     obj = {token_to_str(tok): idx for idx, tok in sorted(vocab.items())}
-    atomic_write_bytes(path, json.dumps(obj, ensure_ascii=False, indent=0).encode("utf-8"))
+    return json.dumps(obj, ensure_ascii=False, indent=0).encode("utf-8")
+
+
+def merges_txt_bytes(merges: list[tuple[bytes, bytes]]) -> bytes:
+    lines = ["#version: 0.2"] + [f"{token_to_str(a)} {token_to_str(b)}" for a, b in merges]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def special_tokens_json_bytes(special_tokens: list[str]) -> bytes:
+    return json.dumps({"special_tokens": list(special_tokens)}, ensure_ascii=False).encode("utf-8")
+
+
+def save_vocab(vocab: dict[int, bytes], path: str | os.PathLike) -> None:
+    atomic_write_bytes(path, vocab_json_bytes(vocab))
 
 
 def save_merges(merges: list[tuple[bytes, bytes]], path: str | os.PathLike) -> None:
-    lines = ["#version: 0.2"] + [f"{token_to_str(a)} {token_to_str(b)}" for a, b in merges]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, merges_txt_bytes(merges))
 
 
 def ensure_output_dir(path: str | os.PathLike) -> Path:
@@ -143,10 +170,6 @@ def ensure_output_dir(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write to output folder {p}: {exc.strerror or exc}") from None
     return p
-
-
-def save_special_tokens(special_tokens: list[str], path: str | os.PathLike) -> None:
-    atomic_write_bytes(path, json.dumps({"special_tokens": list(special_tokens)}, ensure_ascii=False).encode("utf-8"))
 
 
 def load_special_tokens(path: str | os.PathLike) -> list[str]:
