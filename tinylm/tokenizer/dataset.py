@@ -18,7 +18,7 @@ import numpy as np
 from tinylm.errors import ConfigError, OutputError
 from tinylm.tokenizer.bpe import Tokenizer
 from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
-from tinylm.tokenizer.files import atomic_write_bytes
+from tinylm.tokenizer.files import atomic_write_bytes, remove_stale_temp_files
 
 _NPY_HEADER_BYTES = 128  # fixed size, so the header can be written once the length is known
 
@@ -91,6 +91,7 @@ def encode_file(
     dtype = token_dtype(tokenizer.vocab_size)
     as_npy = out.suffix == ".npy"
     size = src.stat().st_size
+    remove_stale_temp_files(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     workers = num_workers or os.cpu_count() or 1
     tasks = [(str(src), s, e) for s, e in chunk_ranges(src, tokenizer.special_tokens, chunk_bytes)]

@@ -109,6 +109,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     atomic_write_files({path: data})
 
 
+def remove_stale_temp_files(path: str | os.PathLike) -> None:
+    """Delete temporaries that a killed earlier write of `path` left behind (`.name.tmp-PID`)."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
+
+
 def atomic_write_files(files: dict[str | os.PathLike, bytes]) -> None:
     """Write several files so that none is visible until all are fully on disk.
 
@@ -120,6 +130,7 @@ def atomic_write_files(files: dict[str | os.PathLike, bytes]) -> None:
     try:
         for path, data in files.items():
             path = Path(path)
+            remove_stale_temp_files(path)
             tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
             pending.append((tmp, path))
             with open(tmp, "wb") as f:
