@@ -3,7 +3,8 @@
 Each sweep trains one run per setting in `<out>/<label>/` (full run folders: resumable,
 plotted), then writes `<out>/curves.png` (all runs side by side) and `<out>/summary.md` (a table
 of final losses and each run's status). A run counts as diverged when its loss became NaN/inf
-(TrainingDivergedError) or when it ended above the loss it started from.
+(TrainingDivergedError), or when it ended above the loss it started from or above ln(vocab size),
+the loss of a uniform guess.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def run_sweep(base: TrainConfig, variants: dict[str, dict[str, Any]], out_dir: s
             if result.interrupted:
                 raise KeyboardInterrupt(f"sweep stopped during {label}; run the same command again to continue")
         records = report.read_metrics(run_dir / METRICS)
-        run = _summarise(label, run_dir, status, records)
+        run = _summarise(label, run_dir, status, records, math.log(config.model_config().vocab_size))
         curves[f"{label} (diverged)" if run.diverged else label] = records
         runs.append(run)
     report.plot_comparison(curves, out / "curves.png", title, x=x)
@@ -67,11 +68,16 @@ def run_sweep(base: TrainConfig, variants: dict[str, dict[str, Any]], out_dir: s
     return runs
 
 
-def _summarise(label: str, run_dir: Path, status: str, records: list[dict]) -> SweepRun:
+def _summarise(label: str, run_dir: Path, status: str, records: list[dict], uniform_loss: float) -> SweepRun:
+    """Final losses; a finite run still counts as diverged when it ends above where it started
+    or above the loss of a uniform guess over the vocabulary (ln V): it learned nothing."""
     train_losses = [r["train_loss"] for r in records if r.get("train_loss") is not None]
     vals = [r for r in records if r.get("val_loss") is not None]
-    if status == "ok" and len(train_losses) > 1 and not train_losses[-1] < train_losses[0]:
-        status = f"diverged: loss rose from {train_losses[0]:.3f} to {train_losses[-1]:.3f}"
+    if status == "ok" and train_losses:
+        if len(train_losses) > 1 and not train_losses[-1] < train_losses[0]:
+            status = f"diverged: loss rose from {train_losses[0]:.3f} to {train_losses[-1]:.3f}"
+        elif train_losses[-1] > uniform_loss:
+            status = f"diverged: final loss {train_losses[-1]:.3f} is worse than a uniform guess (ln V = {uniform_loss:.3f})"
     return SweepRun(
         label=label,
         out_dir=str(run_dir),

@@ -33,3 +33,16 @@ def tiktoken_factory():
 @pytest.fixture(scope="session")
 def tiktoken_gpt2():
     return tiktoken_from_files()
+
+
+def _backend_params():
+    from tinylm.tokenizer.fast_encode import c_backend_available
+
+    skip_c = pytest.mark.skipif(not c_backend_available(), reason="C extension tinylm.tokenizer._bpe_encode is not built")
+    return [pytest.param("python"), pytest.param("c", marks=skip_c)]
+
+
+@pytest.fixture(scope="session", params=_backend_params())
+def gpt2_tokenizer_each_backend(request) -> Tokenizer:
+    """GPT-2's tokenizer once per encoder backend (pure Python, and C when built)."""
+    return Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", [EOT], backend=request.param)

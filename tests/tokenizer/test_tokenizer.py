@@ -15,7 +15,8 @@ TEXTS = ["address.txt", "german.txt", "tinystories_sample.txt", "corpus.en"]
 
 
 @pytest.mark.parametrize("name", TEXTS)
-def test_identical_to_tiktoken(gpt2_tokenizer, tiktoken_gpt2, name):
+def test_identical_to_tiktoken(gpt2_tokenizer_each_backend, tiktoken_gpt2, name):
+    gpt2_tokenizer = gpt2_tokenizer_each_backend
     text = (FIXTURES / name).read_text(encoding="utf-8")
     ids = gpt2_tokenizer.encode(text)
     assert ids == tiktoken_gpt2.encode(text, allowed_special="all")
@@ -27,7 +28,8 @@ def test_identical_to_tiktoken(gpt2_tokenizer, tiktoken_gpt2, name):
     ["", " ", "\n\n\n", "Hello, world!", "  leading and trailing  ", "it's we'll they've I'M", "数字 123 4567 ½ Ⅻ", "🙂🙃 emoji",
      "tabs\tand\r\nwindows", "a\u00a0b\u2003c", f"x{EOT}y{EOT}{EOT} z", "ünïcödé ñ", "$$$ ### ...", "<|endoftext"],
 )
-def test_identical_to_tiktoken_edge_cases(gpt2_tokenizer, tiktoken_gpt2, text):
+def test_identical_to_tiktoken_edge_cases(gpt2_tokenizer_each_backend, tiktoken_gpt2, text):
+    gpt2_tokenizer = gpt2_tokenizer_each_backend
     assert gpt2_tokenizer.encode(text) == tiktoken_gpt2.encode(text, allowed_special="all")
     assert gpt2_tokenizer.decode(gpt2_tokenizer.encode(text)) == text
 
@@ -45,7 +47,8 @@ def test_overlapping_special_tokens_longest_wins(tiktoken_factory):
     assert tok.encode(text) == tt.encode(text, allowed_special="all")
 
 
-def test_disallowed_special_refuses_untrusted_text(gpt2_tokenizer, tiktoken_gpt2):
+def test_disallowed_special_refuses_untrusted_text(gpt2_tokenizer_each_backend, tiktoken_gpt2):
+    gpt2_tokenizer = gpt2_tokenizer_each_backend
     text = f"ignore previous{EOT}instructions"
     with pytest.raises(SpecialTokenNotAllowedError, match="endoftext"):
         gpt2_tokenizer.encode(text, allowed_special=set(), disallowed_special="all")

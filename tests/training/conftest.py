@@ -6,7 +6,7 @@ import torch
 
 from tinylm.training.config import TrainConfig
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny ops on a shared 2-core box: one thread is 10-20x faster than contended OpenMP spinning."""
     before = torch.get_num_threads()

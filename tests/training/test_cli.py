@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import torch
 import pytest
 from click.testing import CliRunner
 
@@ -121,3 +122,32 @@ def test_toy_sgd_command_prints_losses():
     assert res.exit_code == 0
     lines = res.output.strip().splitlines()
     assert lines[0].split() == ["step", "lr=10", "lr=100", "lr=1000"] and len(lines) == 11
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(byte_run, tmp_path):
+    from tinylm.training.checkpoint import read_checkpoint
+    from tinylm.training.config import load_config
+    from tinylm.training.loop import train
+
+    killed = tmp_path / "killed"
+    settings = ["--set", "train.max_steps=40", "--set", "train.checkpoint_interval=3", "--set", "train.eval_interval=100"]
+    cmd = [sys.executable, "-c", "from tinylm.cli import main; main()", "train", "--config", str(byte_run),
+           "--out", str(killed), "--no-progress", *settings]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 60
+    while not (killed / "metrics.jsonl").exists() or len((killed / "metrics.jsonl").read_text().splitlines()) < 8:
+        assert proc.poll() is None and time.time() < deadline, "run ended or stalled before the kill"
+        time.sleep(0.02)
+    proc.kill()  # SIGKILL: no handler runs, whatever was being written stays half-written
+    proc.communicate()
+    stopped_at = read_checkpoint(killed)["iteration"]
+    assert 0 < stopped_at < 40
+
+    res = _invoke("train", "--resume", killed, "--no-progress")
+    assert res.exit_code == 0, res.output
+    config = load_config(byte_run, {"train.max_steps": 40, "train.checkpoint_interval": 3, "train.eval_interval": 100,
+                                    "train.out_dir": str(tmp_path / "whole")})
+    whole = train(config)
+    a, b = read_checkpoint(whole.out_dir)["model"], read_checkpoint(killed)["model"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    assert [r["step"] for r in map(json.loads, (killed / "metrics.jsonl").read_text().splitlines())] == list(range(1, 41))

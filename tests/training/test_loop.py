@@ -129,6 +129,16 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(make_config):
         train(config.with_overrides({"train.out_dir": config.train.out_dir + "-new"}), resume=True)
 
 
+def test_resume_before_the_first_checkpoint_starts_the_run(make_config):
+    config = make_config(**{"train.max_steps": 3})
+    first = train(config)
+    reference = read_checkpoint(first.out_dir)["model"]
+    (first.out_dir / "checkpoint.pt").unlink()  # as if killed before any save
+    again = train(config, resume=True)
+    assert again.step == 3 and [r["step"] for r in _records(first.out_dir)] == [1, 2, 3]
+    assert all(torch.equal(v, read_checkpoint(again.out_dir)["model"][k]) for k, v in reference.items())
+
+
 def test_data_file_smaller_than_one_batch(make_config, tmp_path):
     np.save(tmp_path / "small.npy", np.arange(10, dtype=np.uint16))
     with pytest.raises(DataError, match="has 10 tokens"):

@@ -115,7 +115,10 @@ def accounting(preset, memory, batch_size, as_json, **overrides):
     if batch_size:
         click.echo(f"batch_size {batch_size}: {_gb(mem.total(batch_size))}")
     fits = f"largest batch that fits in {memory} ({_gb(memory_bytes)}): {max_batch}"
-    click.echo(fits if max_batch else fits + " (weights, gradients and optimizer state alone do not fit)")
+    if not max_batch:
+        fits += (" (weights, gradients and optimizer state alone do not fit)" if mem.fixed > memory_bytes
+                 else " (one sequence's activations do not fit; shorten the context)")
+    click.echo(fits)
 
 
 COMMANDS = [accounting]

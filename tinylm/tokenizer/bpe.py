@@ -3,7 +3,9 @@
 Encoding splits text on special tokens (longest match wins), pre-tokenizes each piece with the
 GPT-2 pattern, and applies merges inside each pre-token in the order they were learned. Pre-tokens
 repeat heavily in real text, so each one's ids are cached: most of the work is the regex, and
-the lookups run through `map(dict.get, ...)` in C.
+the lookups run through `map(dict.get, ...)` in C. When the optional C extension
+tinylm.tokenizer._bpe_encode is built, the text between special tokens is encoded by it instead
+(same ids; see fast_encode.py); backend="python" keeps the pure-Python path.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tinylm.tokenizer.files import (
     special_tokens_json_bytes,
     vocab_json_bytes,
 )
+from tinylm.tokenizer.fast_encode import check_backend, make_encoder
 from tinylm.tokenizer.pretokenize import pretokenize, special_token_regex, validate_special_tokens
 
 _CACHE_LIMIT = 200_000  # pre-tokens; bounds the cache to a few tens of MB
@@ -49,10 +52,19 @@ class Tokenizer:
 
     vocab: id -> token bytes; merges: (left, right) pairs in the order they were learned;
     special_tokens: strings matched in text before pre-tokenization, added to the vocabulary
-    when missing.
+    when missing. backend: "auto" (the C encoder when built, else Python), "c" (ConfigError
+    when not built) or "python".
     """
 
-    def __init__(self, vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: list[str] | None = None):
+    def __init__(
+        self,
+        vocab: dict[int, bytes],
+        merges: list[tuple[bytes, bytes]],
+        special_tokens: list[str] | None = None,
+        *,
+        backend: str = "auto",
+    ):
+        check_backend(backend)
         specials = validate_special_tokens(special_tokens)
         self.vocab: dict[int, bytes] = dict(vocab)
         self.merges: list[tuple[bytes, bytes]] = list(merges)
@@ -92,26 +104,45 @@ class Tokenizer:
         for idx, tok in self.vocab.items():
             self._decode_table[idx] = tok
         self._cache: dict[str, tuple[int, ...]] = {}
+        self._backend_request = backend
+        self._fast = make_encoder(backend, self._byte_ids, self._merge_triples)
+
+    @property
+    def backend(self) -> str:
+        """The encoder in use: "c" or "python"."""
+        return "python" if self._fast is None else "c"
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_fast"] = None  # a C object: rebuilt on unpickling (spawned workers)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._backend_request = state.get("_backend_request", "auto")
+        self._fast = make_encoder(self._backend_request, self._byte_ids, self._merge_triples)
 
     # --- construction and files -----------------------------------------------------------
     @classmethod
-    def from_files(cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: list[str] | None = None) -> "Tokenizer":
+    def from_files(
+        cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: list[str] | None = None, *, backend: str = "auto"
+    ) -> "Tokenizer":
         """Load GPT-2-format vocab.json and merges.txt (as written by tinylm, GPT-2 or HF tokenizers)."""
-        return cls(load_vocab(vocab_path), load_merges(merges_path), special_tokens)
+        return cls(load_vocab(vocab_path), load_merges(merges_path), special_tokens, backend=backend)
 
     def save(self, vocab_path: str | os.PathLike, merges_path: str | os.PathLike) -> None:
         save_vocab(self.vocab, vocab_path)
         save_merges(self.merges, merges_path)
 
     @classmethod
-    def from_dir(cls, folder: str | os.PathLike, special_tokens: list[str] | None = None) -> "Tokenizer":
+    def from_dir(cls, folder: str | os.PathLike, special_tokens: list[str] | None = None, *, backend: str = "auto") -> "Tokenizer":
         """Load a tokenizer folder: vocab.json, merges.txt and (when present) special_tokens.json."""
         folder = Path(folder)
         if not folder.is_dir():
             raise InputFileError(f"tokenizer folder not found: {folder} (expected vocab.json and merges.txt in it)")
         if special_tokens is None:
             special_tokens = load_special_tokens(folder / SPECIAL_TOKENS_FILE)
-        return cls.from_files(folder / VOCAB_FILE, folder / MERGES_FILE, special_tokens)
+        return cls.from_files(folder / VOCAB_FILE, folder / MERGES_FILE, special_tokens, backend=backend)
 
     def save_dir(self, folder: str | os.PathLike) -> Path:
         """Write vocab.json, merges.txt and special_tokens.json into a folder."""
@@ -170,10 +201,16 @@ class Tokenizer:
                     found[i] = ids
         return found
 
+    def _ordinary(self, text: str) -> list[int]:
+        """Ids of text with no special-token handling; UnicodeEncodeError on lone surrogates."""
+        if self._fast is not None:
+            return self._fast.encode_ordinary(text)
+        return list(chain.from_iterable(self._encode_ordinary_pieces(pretokenize(text))))
+
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode treating special-token strings as plain text (safe for untrusted input)."""
         try:
-            return list(chain.from_iterable(self._encode_ordinary_pieces(pretokenize(text))))
+            return self._ordinary(text)
         except UnicodeEncodeError:
             return self.encode_ordinary(_replace_lone_surrogates(text))
 
@@ -230,11 +267,11 @@ class Tokenizer:
         pos = 0
         for m in special_re.finditer(text):
             if m.start() > pos:
-                out.extend(chain.from_iterable(self._encode_ordinary_pieces(pretokenize(text[pos : m.start()]))))
+                out.extend(self._ordinary(text[pos : m.start()]))
             out.append(self.special_to_id[m.group()])
             pos = m.end()
         if pos < len(text):
-            out.extend(chain.from_iterable(self._encode_ordinary_pieces(pretokenize(text[pos:]))))
+            out.extend(self._ordinary(text[pos:]))
         return out
 
     def encode_iterable(self, iterable: Iterable[str], **encode_kwargs) -> Iterator[int]:

@@ -152,7 +152,7 @@ class TrainConfig:
         self.model_config()
         t, o, d = self.train, self.optim, self.data
         if not d.train:
-            raise ConfigError("data.train (the training token file) is required")
+            raise ConfigError("no training data: set data.train in the config or pass --train-data FILE")
         if (t.max_steps is None) == (t.max_tokens is None):
             raise ConfigError("set exactly one of train.max_steps and train.max_tokens")
         for name in ("batch_size", "max_steps", "max_tokens", "eval_interval", "eval_batches", "log_interval", "checkpoint_interval"):
@@ -210,14 +210,10 @@ def _build_section(name: str, cls: type, values: dict):
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(f"unknown key(s) in [{name}]: {', '.join(unknown)} (known: {', '.join(fields)})")
-    defaults = cls()
-    out = {}
-    for key, value in values.items():
-        out[key] = _coerce(f"{name}.{key}", value, getattr(defaults, key), fields[key].type)
-    return cls(**out)
+    return cls(**{key: _coerce(f"{name}.{key}", value, fields[key].type) for key, value in values.items()})
 
 
-def _coerce(key: str, value, default, annotation: str):
+def _coerce(key: str, value, annotation: str):
     """Check a value against its field's type; ints are accepted where floats are expected."""
     if value is None:
         if "None" in annotation:

@@ -72,7 +72,9 @@ class Trainer:
         self.out = Path(config.train.out_dir)
         self.ckpt_path = self.out / CHECKPOINT
         if resume and not self.ckpt_path.exists():
-            raise CheckpointError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
+            if not (self.out / CONFIG).exists():
+                raise CheckpointError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
+            resume = False  # the run was stopped before its first checkpoint: continuing it is starting it
         if not resume and self.ckpt_path.exists():
             raise ConfigError(
                 f"{self.out} already holds a run ({CHECKPOINT}); continue it with --resume {self.out} or choose another out_dir"
@@ -106,9 +108,10 @@ class Trainer:
         self.tokens_per_step = config.train.batch_size * ctx
         if resume:
             self._resume()
-        elif self.tokenizer is not None:
-            self.tokenizer.save_dir(self.out)  # the run folder is also a tokenizer folder
+        self._drop_metrics_after_checkpoint()
         atomic_write_bytes(self.out / CONFIG, to_toml(config).encode("utf-8"))
+        if self.tokenizer is not None and not (self.out / VOCAB_FILE).exists():
+            self.tokenizer.save_dir(self.out)  # the run folder is also a tokenizer folder
 
     # --- setup -------------------------------------------------------------------------------
     def _make_optimizer(self) -> AdamW:
@@ -160,6 +163,9 @@ class Trainer:
         except (KeyError, TypeError, RuntimeError) as exc:
             raise CheckpointError(f"{self.ckpt_path} lacks the run state needed to resume ({exc})") from None
         self.step = payload["iteration"]
+
+    def _drop_metrics_after_checkpoint(self) -> None:
+        """Lines logged after the checkpoint (by a run that was killed) are logged again: keep each step once."""
         kept = [r for r in report.read_metrics(self.out / METRICS) if r.get("step", 0) <= self.step]
         atomic_write_bytes(self.out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode("utf-8"))
 

@@ -1,0 +1,306 @@
+"""The C encoder (tinylm.tokenizer._bpe_encode) gives exactly the ids of the pure-Python path and
+of tiktoken: fixture texts, pre-tokenizer edge cases, arbitrary text (hypothesis; `-m slow` tries
+10,000 examples), odd merge lists, threads, pickling and the backend flag."""
+
+import pickle
+import random
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tinylm import Tokenizer
+from tinylm.errors import ConfigError
+from tinylm.tokenizer import fast_encode
+
+try:
+    from tinylm.tokenizer import _bpe_encode
+except ImportError as exc:  # optional extension: no compiler at install time
+    pytest.skip(
+        f"C extension tinylm.tokenizer._bpe_encode is not built ({exc}); "
+        "build it with `python setup.py build_ext --inplace` or `pip install -e .`",
+        allow_module_level=True,
+    )
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+EOT = "<|endoftext|>"
+TEXTS = ["address.txt", "german.txt", "tinystories_sample.txt", "corpus.en"]
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SLOW = settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+EDGE_CASES = [
+    "",
+    " ",
+    "  ",
+    "\n",
+    "\n\n\n",
+    "x ",
+    "x  ",
+    "   word",
+    "  \nword",
+    "\n\n word",
+    "\t\t\tword",
+    " \u2003word",
+    "\u2003\u2003word",
+    "a\u00a0b\u2003c",
+    "a \u00a0b",
+    "\u0085x\u3000 y\u1680z",
+    "it's we'll they've I'M you'd she'd 're 'Ve",
+    "'S vs 's",
+    "'Sam 'Dave 'Tom 'Mary 'LLama 'VEry 'REd 'Ll 'sam 'dave 'tom 'mary 'llama 'very 'red",
+    "'s'd'm't'll've're",
+    "''s",
+    " 's",
+    "'",
+    "x'",
+    "!'s",
+    "'sx 'llama 'very 'reed",
+    "2024 1,000,000.5 3.14159 007",
+    "½ Ⅻ ² ³⁄₄ ① ٣٤ ๓",
+    "数字 123 4567 漢字かなカナ 한국어",
+    "🙂🙃 emoji 👍🏽 👨‍👩‍👧 🇩🇪",
+    "ünïcödé ñ Ελληνικά русский עברית العربية",
+    "$$$ ### ... ?!? ---",
+    "tabs\tand\r\nwindows\r\n",
+    "\x00\x01\x1c\x1d\x1e\x1f\x7f",
+    "e\u0301 combining\u0308 marks",
+    "\ufeffBOM \u200bzero\u200cwidth",
+    f"x{EOT}y{EOT}{EOT} z",
+    "<|endoftext",
+    " " * 3000 + "x",
+    "a" * 5000,
+    "ab" * 3000,
+    "\n" * 2000,
+    "9" * 4000,
+    "." * 3000 + "x",
+]
+SURROGATES = ["a\ud800b", "\udfff", "\ud800", "x\ud83d\ude00y", "\ude00\ud83d", "ok \udc80\udc81 end", f"\ud800{EOT}\udfff"]
+
+
+@pytest.fixture(scope="module")
+def py_tok() -> Tokenizer:
+    return Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", [EOT], backend="python")
+
+
+@pytest.fixture(scope="module")
+def c_tok() -> Tokenizer:
+    return Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", [EOT], backend="c")
+
+
+def assert_same(c_tok, py_tok, text, tt=None):
+    expected = py_tok.encode_ordinary(text)
+    assert c_tok.encode_ordinary(text) == expected
+    assert c_tok.encode(text) == py_tok.encode(text)
+    if tt is not None:
+        assert expected == tt.encode_ordinary(text)
+        assert c_tok.encode(text) == tt.encode(text, allowed_special="all")
+
+
+def test_backends_in_use(c_tok, py_tok, gpt2_tokenizer):
+    assert c_tok.backend == "c" and py_tok.backend == "python"
+    assert gpt2_tokenizer.backend == "c"  # the default once built
+
+
+@pytest.mark.parametrize("name", TEXTS)
+def test_fixture_texts(c_tok, py_tok, tiktoken_gpt2, name):
+    text = (FIXTURES / name).read_text(encoding="utf-8")
+    assert_same(c_tok, py_tok, text, tiktoken_gpt2)
+    for piece in text.split(EOT)[:50]:  # many short calls share the cache
+        assert c_tok.encode_ordinary(piece) == py_tok.encode_ordinary(piece)
+
+
+@pytest.mark.parametrize("text", EDGE_CASES)
+def test_edge_cases(c_tok, py_tok, tiktoken_gpt2, text):
+    assert_same(c_tok, py_tok, text, tiktoken_gpt2)
+    assert c_tok.decode(c_tok.encode(text)) == text
+
+
+@pytest.mark.parametrize("text", SURROGATES)
+def test_lone_surrogates(c_tok, py_tok, tiktoken_gpt2, text):
+    assert_same(c_tok, py_tok, text, tiktoken_gpt2)
+    with pytest.raises(UnicodeEncodeError):  # the raw encoder refuses; the Tokenizer retries
+        c_tok._fast.encode_ordinary(text)
+
+
+def test_code_points_at_class_boundaries(c_tok, py_tok):
+    """Code points at both sides of every class range edge, plus a random sample, each alone,
+    after a space, between letters and in runs (surrogates excluded: they are replaced first)."""
+    cps = set(range(0x300))
+    for ranges in fast_encode.unicode_class_ranges():
+        for a, b in ranges:
+            cps.update((a - 1, a, b - 1, b))
+    cps.update(random.Random(0).sample(range(0x110000), 5000))
+    chars = [chr(c) for c in sorted(cps) if 0 <= c < 0x110000 and not 0xD800 <= c <= 0xDFFF]
+    for i in range(0, len(chars), 1024):
+        block = chars[i : i + 1024]
+        text = "".join(f"{ch} {ch}a{ch}{ch}  {ch}'s\n" for ch in block)
+        assert c_tok.encode_ordinary(text) == py_tok.encode_ordinary(text), f"block from U+{ord(block[0]):04X}"
+
+
+def test_class_tables_are_disjoint_and_match_regex():
+    import regex
+
+    letters, numbers, spaces = fast_encode.unicode_class_ranges()
+    seen = set()
+    for ranges in (letters, numbers, spaces):
+        cps = {c for a, b in ranges for c in range(a, b)}
+        assert not cps & seen
+        seen |= cps
+    for cp in (0x20, 0x85, 0xA0, 0x2003, 0x3000, 0xBD, 0x216B, 0xB2, 0x4E00, 0x1F642):
+        ch = chr(cp)
+        assert (cp in seen) == bool(regex.match(r"[\p{L}\p{N}\s]", ch))
+
+
+# --- arbitrary text ---------------------------------------------------------------------------
+TRICKY = " \t\n\r\x0b\x0c\u00a0\u2003\u3000\u0085'sdmtlvreSDMTLVRE0123456789½Ⅻ²aé数🙂.,!?-_\"$\ufffd\ud800\udc00"
+texts = st.one_of(st.text(), st.text(alphabet=TRICKY), st.lists(st.sampled_from(EDGE_CASES[:36] + [EOT]), max_size=8).map("".join))
+
+
+def _check(c_tok, py_tok, text):
+    assert c_tok.encode_ordinary(text) == py_tok.encode_ordinary(text)
+    assert c_tok.encode(text) == py_tok.encode(text)
+
+
+@FAST
+@given(text=texts)
+def test_arbitrary_text(c_tok, py_tok, text):
+    _check(c_tok, py_tok, text)
+
+
+@pytest.mark.slow
+@SLOW
+@given(text=texts)
+def test_arbitrary_text_10k(c_tok, py_tok, text):
+    _check(c_tok, py_tok, text)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=TRICKY.replace("\ud800", "").replace("\udc00", ""), max_size=60))
+def test_arbitrary_text_vs_tiktoken(c_tok, tiktoken_gpt2, text):
+    assert c_tok.encode_ordinary(text) == tiktoken_gpt2.encode_ordinary(text)
+
+
+# --- merge lists that no trainer would write ----------------------------------------------------
+def _random_tokenizers(seed: int, n: int = 30):
+    """Vocabularies over 'abc ' with merges in shuffled order and duplicated pairs."""
+    rng = random.Random(seed)
+    for _ in range(n):
+        vocab = {i: bytes([i]) for i in range(256)}
+        tokens = [b"a", b"b", b"c", b" "]
+        merges = []
+        for _ in range(rng.randint(1, 40)):
+            a, b = rng.choice(tokens), rng.choice(tokens)
+            if a + b not in tokens:
+                tokens.append(a + b)
+                vocab[len(vocab)] = a + b
+            merges.append((a, b))
+        rng.shuffle(merges)
+        merges += rng.sample(merges, min(3, len(merges)))  # duplicates: the first rank wins
+        yield rng, vocab, merges
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_odd_merge_lists(seed):
+    for rng, vocab, merges in _random_tokenizers(seed):
+        c = Tokenizer(vocab, merges, backend="c")
+        py = Tokenizer(vocab, merges, backend="python")
+        for _ in range(40):
+            text = "".join(rng.choice("abc  ") for _ in range(rng.randint(0, 40)))
+            assert c.encode_ordinary(text) == py.encode_ordinary(text), (merges, text)
+
+
+def test_small_trained_tokenizer(tmp_path):
+    from tinylm import train_bpe
+
+    vocab, merges = train_bpe(FIXTURES / "corpus.en", 600, [EOT], num_workers=1)
+    c = Tokenizer(vocab, merges, [EOT], backend="c")
+    py = Tokenizer(vocab, merges, [EOT], backend="python")
+    text = (FIXTURES / "corpus.en").read_text()[:200_000] + (FIXTURES / "german.txt").read_text()
+    assert c.encode(text) == py.encode(text)
+
+
+# --- cache, threads, pickling, backend flag -----------------------------------------------------
+def test_cache_is_bounded_and_results_stay_right(tiktoken_gpt2):
+    tok = Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", [EOT], backend="c")
+    text = " ".join(f"x{i}y" for i in range(260_000))  # >200,000 distinct pre-tokens: one clear
+    expected = tiktoken_gpt2.encode_ordinary(text)
+    assert tok.encode_ordinary(text) == expected
+    assert 0 < tok._fast.cache_size <= 200_000
+    assert tok.encode_ordinary(text) == expected  # warm (partly)
+    tok._fast.clear_cache()
+    assert tok._fast.cache_size == 0
+    assert tok.encode_ordinary(text[:1000]) == tiktoken_gpt2.encode_ordinary(text[:1000])
+
+
+def test_threads_share_one_encoder(c_tok, py_tok):
+    texts = [(FIXTURES / name).read_text(encoding="utf-8") for name in TEXTS]
+    expected = [py_tok.encode(t) for t in texts]
+    errors = []
+
+    def work(k):
+        for j in range(6):
+            i = (k + j) % len(texts)
+            if c_tok.encode(texts[i]) != expected[i]:
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_pickle_rebuilds_the_encoder(c_tok, py_tok):
+    text = (FIXTURES / "german.txt").read_text()
+    for tok, backend in ((c_tok, "c"), (py_tok, "python")):
+        clone = pickle.loads(pickle.dumps(tok))
+        assert clone.backend == backend
+        assert clone.encode(text) == tok.encode(text)
+    assert pickle.loads(pickle.dumps(c_tok))._fast is not c_tok._fast
+
+
+def test_encode_file_spawn_workers(c_tok, tmp_path, monkeypatch):
+    """Workers started by spawn get the tokenizer by pickle and rebuild the C encoder."""
+    import multiprocessing
+
+    import numpy as np
+
+    from tinylm.tokenizer import chunking, dataset
+
+    text = ((FIXTURES / "tinystories_sample.txt").read_text() + (FIXTURES / "german.txt").read_text()) * 30
+    path = tmp_path / "c.txt"
+    path.write_text(text)
+    monkeypatch.setattr(chunking, "pool_context", lambda: multiprocessing.get_context("spawn"))
+    monkeypatch.setattr(dataset, "pool_context", lambda: multiprocessing.get_context("spawn"))
+    dataset.encode_file(c_tok, path, tmp_path / "t.npy", num_workers=2, chunk_bytes=20_000)
+    assert np.load(tmp_path / "t.npy").tolist() == c_tok.encode(text)
+
+
+def test_backend_flag(monkeypatch):
+    vocab = {i: bytes([i]) for i in range(256)}
+    with pytest.raises(ConfigError, match="unknown encoder backend"):
+        Tokenizer(vocab, [], backend="rust")
+    assert Tokenizer(vocab, [], backend="auto").backend == "c"
+    monkeypatch.setattr(fast_encode, "_bpe_encode", None)
+    with pytest.raises(ConfigError, match="not built"):
+        Tokenizer(vocab, [], backend="c")
+    tok = Tokenizer(vocab, [], backend="auto")
+    assert tok.backend == "python"
+    assert tok.encode("héllo") == list("héllo".encode())
+
+
+def test_raw_encoder_argument_checks():
+    letters, numbers, spaces = fast_encode.unicode_class_ranges()
+    with pytest.raises(ValueError):
+        _bpe_encode.Encoder(list(range(255)), [], letters, numbers, spaces)
+    with pytest.raises(ValueError):
+        _bpe_encode.Encoder(list(range(256)), [(1, 2, -3)], letters, numbers, spaces)
+    with pytest.raises(ValueError):
+        _bpe_encode.Encoder(list(range(256)), [], [(0, 0x110001)], numbers, spaces)
+    enc = _bpe_encode.Encoder(list(range(256)), [(97, 98, 256)], letters, numbers, spaces)
+    assert enc.encode_ordinary("abab cab") == [256, 256, 32, 99, 256]
+    with pytest.raises(TypeError):
+        enc.encode_ordinary(b"bytes")

@@ -1,0 +1,654 @@
+/*
+ * tinylm.tokenizer._bpe_encode: Tokenizer.encode_ordinary (GPT-2 pre-tokenization + BPE) in C.
+ *
+ * Encoder(byte_ids, merges, letter_ranges, number_ranges, space_ranges)
+ *   byte_ids:  256 ints, the id of each single byte;
+ *   merges:    (left id, right id, merged id) in rank order; a pair given twice keeps its first
+ *              rank (as Tokenizer._ranks.setdefault does);
+ *   *_ranges:  (start, end) code point ranges, end exclusive, of \p{L}, \p{N} and \s as the
+ *              `regex` module sees them (built by tinylm.tokenizer.fast_encode).
+ * Encoder.encode_ordinary(text) -> list[int]
+ *
+ * Same result as the pure-Python path (pretokenize + Tokenizer._bpe):
+ *   - the text is taken as UTF-8 (ASCII str: its own buffer; otherwise a temporary copy), so a
+ *     str holding surrogates raises UnicodeEncodeError and the Python caller retries with them
+ *     replaced, exactly as the Python path does;
+ *   - pre-tokens are found by a hand-written matcher equivalent to the GPT-2 pattern
+ *       '(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ *     with its backtracking: a whitespace run of two or more characters followed by a
+ *     non-space leaves its last character to the next pre-token;
+ *   - each pre-token's bytes are merged lowest rank first, every non-overlapping occurrence
+ *     of the best pair left to right per round (as Tokenizer._bpe);
+ *   - pre-token bytes -> ids are cached per Encoder (cleared past CACHE_LIMIT entries).
+ *
+ * The core loop runs without the GIL; a per-Encoder lock guards the cache and scratch space.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pythread.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NCODEPOINTS 0x110000
+#define NO_RANK INT32_MAX
+#define CACHE_SLOTS (1u << 19)       /* power of two */
+#define CACHE_LIMIT 200000            /* entries; the table is cleared past this */
+#define CACHE_ARENA_LIMIT (64u << 20) /* bytes of cached keys + ids; cleared past this */
+#define CACHE_MAX_KEY 1024            /* longer pre-tokens are not cached */
+#define IDOBJ_LIMIT (1 << 24)         /* ids below this get a shared PyLong */
+
+enum { K_OTHER = 0, K_LETTER = 1, K_NUMBER = 2, K_SPACE = 3 };
+
+typedef struct {
+    PyObject_HEAD
+    uint8_t *cls;             /* NCODEPOINTS classes */
+    int32_t byte_ids[256];
+
+    /* merges: (a, b) -> rank in an open-addressing table; rank -> a, b, merged id */
+    uint64_t *mkeys;          /* a << 32 | b, or UINT64_MAX for empty */
+    int32_t *mvals;
+    uint64_t mmask;
+    int32_t *mleft, *mright, *mnew;
+    int32_t nmerges;
+
+    PyObject **idobj;         /* PyLong for ids 0..nidobj-1 */
+    int32_t nidobj;
+
+    /* cache: slot = (hash >> 32) << 32 | (arena offset + 1), 0 = empty */
+    uint64_t *slots;
+    uint8_t *arena;
+    size_t narena, carena;
+    int32_t ncache;
+
+    /* BPE scratch */
+    int32_t *work_ids, *work_ranks;
+    size_t cwork;
+
+    PyThread_type_lock lock;
+} Encoder;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Hashing                                                                                    */
+
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static inline uint64_t hash_bytes(const uint8_t *p, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    return mix64(h ^ w);
+}
+
+static inline int32_t merge_rank(const Encoder *e, int32_t a, int32_t b) {
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    uint64_t h = mix64(key) & e->mmask;
+    for (;;) {
+        uint64_t k = e->mkeys[h];
+        if (k == key) return e->mvals[h];
+        if (k == UINT64_MAX) return NO_RANK;
+        h = (h + 1) & e->mmask;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* BPE of one pre-token (Tokenizer._bpe)                                                      */
+
+static int ensure_work(Encoder *e, size_t n) {
+    if (n <= e->cwork) return 0;
+    size_t nc = e->cwork ? e->cwork : 64;
+    while (nc < n) nc *= 2;
+    int32_t *ni = (int32_t *)realloc(e->work_ids, nc * sizeof(int32_t));
+    if (!ni) return -1;
+    e->work_ids = ni;
+    int32_t *nr = (int32_t *)realloc(e->work_ranks, nc * sizeof(int32_t));
+    if (!nr) return -1;
+    e->work_ranks = nr;
+    e->cwork = nc;
+    return 0;
+}
+
+/* Merges the n >= 1 bytes p into e->work_ids; returns the number of ids, or -1 (memory). */
+static Py_ssize_t bpe(Encoder *e, const uint8_t *p, size_t n) {
+    if (ensure_work(e, n) < 0) return -1;
+    int32_t *ids = e->work_ids, *rk = e->work_ranks;
+    for (size_t i = 0; i < n; i++) ids[i] = e->byte_ids[p[i]];
+    for (size_t i = 0; i + 1 < n; i++) rk[i] = merge_rank(e, ids[i], ids[i + 1]);
+    while (n > 1) {
+        int32_t best = NO_RANK;
+        for (size_t i = 0; i + 1 < n; i++)
+            if (rk[i] < best) best = rk[i];
+        if (best == NO_RANK) break;
+        int32_t a = e->mleft[best], b = e->mright[best], c = e->mnew[best];
+        /* every occurrence, leftmost first, never overlapping; in place (m <= i). rk[m - 1]
+           is the rank of (ids[m - 1], ids[m]): looked up when either side is new, otherwise
+           the two were neighbours before and keep their old rank rk[i - 1]. */
+        size_t m = 0, i = 0;
+        int prev_new = 0;
+        while (i < n) {
+            int32_t id;
+            int is_new;
+            size_t old = i;
+            if (i + 1 < n && ids[i] == a && ids[i + 1] == b) {
+                id = c;
+                is_new = 1;
+                i += 2;
+            } else {
+                id = ids[i];
+                is_new = 0;
+                i += 1;
+            }
+            if (m > 0) {
+                if (is_new || prev_new)
+                    rk[m - 1] = merge_rank(e, ids[m - 1], id);
+                else
+                    rk[m - 1] = rk[old - 1];
+            }
+            ids[m++] = id;
+            prev_new = is_new;
+        }
+        n = m;
+    }
+    return (Py_ssize_t)n;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Cache: arena entries are [uint32 key length][uint32 id count][key, padded to 4][ids]        */
+
+static void cache_clear(Encoder *e) {
+    memset(e->slots, 0, CACHE_SLOTS * sizeof(uint64_t));
+    e->narena = 0;
+    e->ncache = 0;
+}
+
+static inline size_t entry_key_space(size_t keylen) { return (keylen + 3) & ~(size_t)3; }
+
+/* The cached ids of key (count in *nids), or NULL. */
+static inline const int32_t *cache_get(const Encoder *e, const uint8_t *key, size_t len, uint64_t h,
+                                       uint32_t *nids) {
+    uint32_t tag = (uint32_t)(h >> 32);
+    size_t s = (size_t)h & (CACHE_SLOTS - 1);
+    for (;;) {
+        uint64_t v = e->slots[s];
+        if (v == 0) return NULL;
+        if ((uint32_t)(v >> 32) == tag) {
+            const uint8_t *ent = e->arena + ((uint32_t)v - 1);
+            uint32_t kl, ni;
+            memcpy(&kl, ent, 4);
+            if (kl == len && memcmp(ent + 8, key, len) == 0) {
+                memcpy(&ni, ent + 4, 4);
+                *nids = ni;
+                return (const int32_t *)(ent + 8 + entry_key_space(len));
+            }
+        }
+        s = (s + 1) & (CACHE_SLOTS - 1);
+    }
+}
+
+/* Files key -> ids (not present). 0, or -1 on memory error. */
+static int cache_put(Encoder *e, const uint8_t *key, size_t len, uint64_t h, const int32_t *ids, size_t nids) {
+    size_t need = 8 + entry_key_space(len) + nids * sizeof(int32_t);
+    if (e->ncache >= CACHE_LIMIT || e->narena + need > CACHE_ARENA_LIMIT) cache_clear(e);
+    if (e->narena + need > e->carena) {
+        size_t nc = e->carena ? e->carena : (1u << 20);
+        while (nc < e->narena + need) nc *= 2;
+        uint8_t *na = (uint8_t *)realloc(e->arena, nc);
+        if (!na) return -1;
+        e->arena = na;
+        e->carena = nc;
+    }
+    uint8_t *ent = e->arena + e->narena;
+    uint32_t kl = (uint32_t)len, ni = (uint32_t)nids;
+    memcpy(ent, &kl, 4);
+    memcpy(ent + 4, &ni, 4);
+    memcpy(ent + 8, key, len);
+    memcpy(ent + 8 + entry_key_space(len), ids, nids * sizeof(int32_t));
+    size_t s = (size_t)h & (CACHE_SLOTS - 1);
+    while (e->slots[s] != 0) s = (s + 1) & (CACHE_SLOTS - 1);
+    e->slots[s] = ((h >> 32) << 32) | (uint64_t)(e->narena + 1);
+    e->narena += need;
+    e->ncache++;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Output buffer                                                                              */
+
+typedef struct {
+    int32_t *v;
+    size_t n, cap;
+} IdBuf;
+
+static inline int out_reserve(IdBuf *o, size_t extra) {
+    if (o->n + extra <= o->cap) return 0;
+    size_t nc = o->cap ? o->cap * 2 : 1024;
+    while (nc < o->n + extra) nc *= 2;
+    int32_t *nv = (int32_t *)realloc(o->v, nc * sizeof(int32_t));
+    if (!nv) return -1;
+    o->v = nv;
+    o->cap = nc;
+    return 0;
+}
+
+/* Appends the ids of one pre-token. 0, or -1 on memory error. */
+static int encode_piece(Encoder *e, const uint8_t *p, size_t len, IdBuf *o) {
+    if (len == 1) {
+        if (out_reserve(o, 1) < 0) return -1;
+        o->v[o->n++] = e->byte_ids[p[0]];
+        return 0;
+    }
+    uint64_t h = 0;
+    if (len <= CACHE_MAX_KEY) {
+        uint32_t nids;
+        h = hash_bytes(p, len);
+        const int32_t *ids = cache_get(e, p, len, h, &nids);
+        if (ids) {
+            if (out_reserve(o, nids) < 0) return -1;
+            memcpy(o->v + o->n, ids, nids * sizeof(int32_t));
+            o->n += nids;
+            return 0;
+        }
+    }
+    Py_ssize_t nids = bpe(e, p, len);
+    if (nids < 0) return -1;
+    if (out_reserve(o, (size_t)nids) < 0) return -1;
+    memcpy(o->v + o->n, e->work_ids, (size_t)nids * sizeof(int32_t));
+    o->n += (size_t)nids;
+    if (len <= CACHE_MAX_KEY && cache_put(e, p, len, h, e->work_ids, (size_t)nids) < 0) return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* GPT-2 pre-tokenization over valid UTF-8                                                    */
+
+static inline uint32_t decode_cp(const uint8_t *s, size_t i, size_t *len) {
+    uint8_t b = s[i];
+    if (b < 0x80) {
+        *len = 1;
+        return b;
+    }
+    if (b < 0xE0) {
+        *len = 2;
+        return ((uint32_t)(b & 0x1F) << 6) | (s[i + 1] & 0x3F);
+    }
+    if (b < 0xF0) {
+        *len = 3;
+        return ((uint32_t)(b & 0x0F) << 12) | ((uint32_t)(s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3F);
+    }
+    *len = 4;
+    return ((uint32_t)(b & 0x07) << 18) | ((uint32_t)(s[i + 1] & 0x3F) << 12) | ((uint32_t)(s[i + 2] & 0x3F) << 6) |
+           (s[i + 3] & 0x3F);
+}
+
+/* End of the run of class k starting at i. */
+static inline size_t run_end(const uint8_t *cls, const uint8_t *s, size_t i, size_t n, int k) {
+    while (i < n) {
+        size_t l;
+        uint32_t c = decode_cp(s, i, &l);
+        if (cls[c] != k) break;
+        i += l;
+    }
+    return i;
+}
+
+/* Encodes s[0..n) (valid UTF-8) into o. 0, or -1 on memory error. Call with e->lock held. */
+static int encode_core(Encoder *e, const uint8_t *s, size_t n, IdBuf *o) {
+    const uint8_t *cls = e->cls;
+    size_t i = 0;
+    while (i < n) {
+        size_t end, l0;
+        uint8_t b0 = s[i];
+        if (b0 == '\'' && i + 1 < n) { /* '(?:[sdmt]|ll|ve|re) */
+            uint8_t b1 = s[i + 1];
+            if (b1 == 's' || b1 == 'd' || b1 == 'm' || b1 == 't') {
+                end = i + 2;
+                goto emit;
+            }
+            if (i + 2 < n) {
+                uint8_t b2 = s[i + 2];
+                if ((b1 == 'l' && b2 == 'l') || (b1 == 'v' && b2 == 'e') || (b1 == 'r' && b2 == 'e')) {
+                    end = i + 3;
+                    goto emit;
+                }
+            }
+        }
+        uint32_t c0 = decode_cp(s, i, &l0);
+        int k0 = cls[c0];
+        if (c0 == ' ' && i + 1 < n) { /* " ?\p{L}+", " ?\p{N}+", " ?[^\s\p{L}\p{N}]+" with the space */
+            size_t l1;
+            uint32_t c1 = decode_cp(s, i + 1, &l1);
+            int k1 = cls[c1];
+            if (k1 != K_SPACE) {
+                end = run_end(cls, s, i + 1 + l1, n, k1);
+                goto emit;
+            }
+        }
+        if (k0 != K_SPACE) { /* the same without the space */
+            end = run_end(cls, s, i + l0, n, k0);
+            goto emit;
+        }
+        { /* \s+(?!\S) | \s+ */
+            size_t j = i + l0, last = i;
+            while (j < n) {
+                size_t l;
+                uint32_t c = decode_cp(s, j, &l);
+                if (cls[c] != K_SPACE) break;
+                last = j;
+                j += l;
+            }
+            end = (j == n || last == i) ? j : last;
+        }
+    emit:
+        if (encode_piece(e, s + i, end - i, o) < 0) return -1;
+        i = end;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Python type                                                                                */
+
+static void Encoder_dealloc(Encoder *e) {
+    free(e->cls);
+    free(e->mkeys);
+    free(e->mvals);
+    free(e->mleft);
+    free(e->mright);
+    free(e->mnew);
+    if (e->idobj) {
+        for (int32_t i = 0; i < e->nidobj; i++) Py_XDECREF(e->idobj[i]);
+        free(e->idobj);
+    }
+    free(e->slots);
+    free(e->arena);
+    free(e->work_ids);
+    free(e->work_ranks);
+    if (e->lock) PyThread_free_lock(e->lock);
+    Py_TYPE(e)->tp_free((PyObject *)e);
+}
+
+static int as_id(PyObject *o, const char *what, Py_ssize_t idx, int32_t *out) {
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (v < 0 || v >= INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s[%zd]: id %ld out of range", what, idx, v);
+        return -1;
+    }
+    *out = (int32_t)v;
+    return 0;
+}
+
+static int fill_class(uint8_t *cls, PyObject *ranges, int k, const char *what) {
+    PyObject *seq = PySequence_Fast(ranges, "ranges must be a sequence of (start, end) pairs");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long a, b;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "ll", &a, &b)) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (a < 0 || b > NCODEPOINTS || a > b) {
+            PyErr_Format(PyExc_ValueError, "%s[%zd]: bad code point range (%ld, %ld)", what, i, a, b);
+            Py_DECREF(seq);
+            return -1;
+        }
+        memset(cls + a, k, (size_t)(b - a));
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static int Encoder_init(Encoder *e, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"byte_ids", "merges", "letter_ranges", "number_ranges", "space_ranges", NULL};
+    PyObject *byte_ids, *merges, *letters, *numbers, *spaces;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOO:Encoder", kwlist, &byte_ids, &merges, &letters, &numbers,
+                                     &spaces))
+        return -1;
+    if (e->cls) {
+        PyErr_SetString(PyExc_RuntimeError, "Encoder is already initialized");
+        return -1;
+    }
+    int32_t max_id = 0;
+
+    PyObject *bseq = PySequence_Fast(byte_ids, "byte_ids must be a sequence of 256 ints");
+    if (!bseq) return -1;
+    if (PySequence_Fast_GET_SIZE(bseq) != 256) {
+        PyErr_SetString(PyExc_ValueError, "byte_ids must hold 256 ids");
+        Py_DECREF(bseq);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < 256; i++) {
+        if (as_id(PySequence_Fast_GET_ITEM(bseq, i), "byte_ids", i, &e->byte_ids[i]) < 0) {
+            Py_DECREF(bseq);
+            return -1;
+        }
+        if (e->byte_ids[i] > max_id) max_id = e->byte_ids[i];
+    }
+    Py_DECREF(bseq);
+
+    e->cls = (uint8_t *)calloc(NCODEPOINTS, 1);
+    if (!e->cls) goto nomem;
+    if (fill_class(e->cls, letters, K_LETTER, "letter_ranges") < 0) return -1;
+    if (fill_class(e->cls, numbers, K_NUMBER, "number_ranges") < 0) return -1;
+    if (fill_class(e->cls, spaces, K_SPACE, "space_ranges") < 0) return -1;
+
+    PyObject *mseq = PySequence_Fast(merges, "merges must be a sequence of (left, right, merged) ids");
+    if (!mseq) return -1;
+    Py_ssize_t nm = PySequence_Fast_GET_SIZE(mseq);
+    if (nm >= INT32_MAX / 4) {
+        PyErr_SetString(PyExc_OverflowError, "too many merges");
+        Py_DECREF(mseq);
+        return -1;
+    }
+    e->nmerges = (int32_t)nm;
+    uint64_t cap = 1024;
+    while (cap < (uint64_t)nm * 2 + 1) cap *= 2;
+    e->mmask = cap - 1;
+    e->mkeys = (uint64_t *)malloc(cap * sizeof(uint64_t));
+    e->mvals = (int32_t *)malloc(cap * sizeof(int32_t));
+    e->mleft = (int32_t *)malloc((size_t)(nm ? nm : 1) * sizeof(int32_t));
+    e->mright = (int32_t *)malloc((size_t)(nm ? nm : 1) * sizeof(int32_t));
+    e->mnew = (int32_t *)malloc((size_t)(nm ? nm : 1) * sizeof(int32_t));
+    if (!e->mkeys || !e->mvals || !e->mleft || !e->mright || !e->mnew) {
+        Py_DECREF(mseq);
+        goto nomem;
+    }
+    memset(e->mkeys, 0xff, cap * sizeof(uint64_t));
+    for (Py_ssize_t r = 0; r < nm; r++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(mseq, r);
+        PyObject *ta = NULL, *tb = NULL, *tc = NULL;
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3) {
+            PyErr_Format(PyExc_TypeError, "merges[%zd] must be a (left, right, merged) tuple", r);
+            Py_DECREF(mseq);
+            return -1;
+        }
+        ta = PyTuple_GET_ITEM(t, 0);
+        tb = PyTuple_GET_ITEM(t, 1);
+        tc = PyTuple_GET_ITEM(t, 2);
+        int32_t a, b, c;
+        if (as_id(ta, "merges", r, &a) < 0 || as_id(tb, "merges", r, &b) < 0 || as_id(tc, "merges", r, &c) < 0) {
+            Py_DECREF(mseq);
+            return -1;
+        }
+        e->mleft[r] = a;
+        e->mright[r] = b;
+        e->mnew[r] = c;
+        if (c > max_id) max_id = c;
+        uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+        uint64_t h = mix64(key) & e->mmask;
+        while (e->mkeys[h] != UINT64_MAX && e->mkeys[h] != key) h = (h + 1) & e->mmask;
+        if (e->mkeys[h] == UINT64_MAX) { /* first rank wins */
+            e->mkeys[h] = key;
+            e->mvals[h] = (int32_t)r;
+        }
+    }
+    Py_DECREF(mseq);
+
+    e->nidobj = max_id < IDOBJ_LIMIT ? max_id + 1 : IDOBJ_LIMIT;
+    e->idobj = (PyObject **)calloc((size_t)e->nidobj, sizeof(PyObject *));
+    if (!e->idobj) goto nomem;
+    for (int32_t i = 0; i < e->nidobj; i++) {
+        e->idobj[i] = PyLong_FromLong(i);
+        if (!e->idobj[i]) return -1;
+    }
+
+    e->slots = (uint64_t *)calloc(CACHE_SLOTS, sizeof(uint64_t));
+    if (!e->slots) goto nomem;
+    e->lock = PyThread_allocate_lock();
+    if (!e->lock) goto nomem;
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+static PyObject *Encoder_encode_ordinary(Encoder *e, PyObject *text) {
+    if (!e->cls || !e->lock) {
+        PyErr_SetString(PyExc_RuntimeError, "Encoder is not initialized");
+        return NULL;
+    }
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "encode_ordinary expects str, got %.100s", Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    PyObject *utf8 = NULL;
+    const uint8_t *s;
+    size_t n;
+    if (PyUnicode_IS_ASCII(text)) {
+        s = (const uint8_t *)PyUnicode_DATA(text);
+        n = (size_t)PyUnicode_GET_LENGTH(text);
+    } else {
+        utf8 = PyUnicode_AsUTF8String(text); /* UnicodeEncodeError on surrogates: the caller retries */
+        if (!utf8) return NULL;
+        s = (const uint8_t *)PyBytes_AS_STRING(utf8);
+        n = (size_t)PyBytes_GET_SIZE(utf8);
+    }
+    IdBuf o = {NULL, 0, 0};
+    int rc = 0;
+    if (n > 0) {
+        rc = out_reserve(&o, n / 3 + 16);
+        if (rc == 0) {
+            Py_BEGIN_ALLOW_THREADS
+            PyThread_acquire_lock(e->lock, WAIT_LOCK);
+            rc = encode_core(e, s, n, &o);
+            PyThread_release_lock(e->lock);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    Py_XDECREF(utf8);
+    if (rc < 0) {
+        free(o.v);
+        return PyErr_NoMemory();
+    }
+    PyObject *list = PyList_New((Py_ssize_t)o.n);
+    if (!list) {
+        free(o.v);
+        return NULL;
+    }
+    for (size_t k = 0; k < o.n; k++) {
+        int32_t id = o.v[k];
+        PyObject *v;
+        if (id < e->nidobj) {
+            v = e->idobj[id];
+            Py_INCREF(v);
+        } else {
+            v = PyLong_FromLong(id);
+            if (!v) {
+                Py_DECREF(list);
+                free(o.v);
+                return NULL;
+            }
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)k, v);
+    }
+    free(o.v);
+    return list;
+}
+
+static PyObject *Encoder_clear_cache(Encoder *e, PyObject *Py_UNUSED(ignored)) {
+    if (e->slots && e->lock) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(e->lock, WAIT_LOCK);
+        cache_clear(e);
+        PyThread_release_lock(e->lock);
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Encoder_cache_size(Encoder *e, void *Py_UNUSED(closure)) { return PyLong_FromLong(e->ncache); }
+
+PyDoc_STRVAR(encode_ordinary_doc,
+"encode_ordinary(text: str) -> list[int]\n"
+"\n"
+"GPT-2 pre-tokenization and BPE of text, special-token strings treated as plain text: the same\n"
+"ids as the pure-Python Tokenizer.encode_ordinary. Raises UnicodeEncodeError when text holds\n"
+"surrogates (the caller replaces them and retries).");
+
+static PyMethodDef Encoder_methods[] = {
+    {"encode_ordinary", (PyCFunction)Encoder_encode_ordinary, METH_O, encode_ordinary_doc},
+    {"clear_cache", (PyCFunction)Encoder_clear_cache, METH_NOARGS, "Empty the pre-token cache."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Encoder_getset[] = {
+    {"cache_size", (getter)Encoder_cache_size, NULL, "Number of cached pre-tokens.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(Encoder_doc,
+"Encoder(byte_ids, merges, letter_ranges, number_ranges, space_ranges)\n"
+"\n"
+"byte_ids: the 256 single-byte ids; merges: (left id, right id, merged id) in rank order;\n"
+"*_ranges: (start, end) code point ranges (end exclusive) of \\p{L}, \\p{N} and \\s.");
+
+static PyTypeObject EncoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tinylm.tokenizer._bpe_encode.Encoder",
+    .tp_basicsize = sizeof(Encoder),
+    .tp_dealloc = (destructor)Encoder_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = Encoder_doc,
+    .tp_methods = Encoder_methods,
+    .tp_getset = Encoder_getset,
+    .tp_init = (initproc)Encoder_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    "tinylm.tokenizer._bpe_encode",
+    "Tokenizer.encode_ordinary (GPT-2 pre-tokenization and BPE) in C.",
+    -1,
+    NULL,
+};
+
+PyMODINIT_FUNC PyInit__bpe_encode(void) {
+    if (PyType_Ready(&EncoderType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&EncoderType);
+    if (PyModule_AddObject(m, "Encoder", (PyObject *)&EncoderType) < 0) {
+        Py_DECREF(&EncoderType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
