@@ -66,8 +66,11 @@ def _atomic_save(payload: dict, path: Path) -> None:
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+        # torch.save reports a full disk as a RuntimeError from its zip writer, with the OSError as context
+        cause = exc if isinstance(exc, OSError) else exc.__context__ if isinstance(exc, RuntimeError) else None
+        if isinstance(cause, OSError):
+            kept = "; the previous checkpoint there is unchanged" if path.exists() else ""
+            raise OutputError(f"cannot write checkpoint {path}: {cause.strerror or cause}{kept}") from None
         raise
 
 

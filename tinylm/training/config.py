@@ -9,8 +9,14 @@ impossible setting is a ConfigError naming the key, before any data is read.
     [tokenizer]   dir (a `tinylm train-bpe` folder) or vocab + merges, special_tokens
                   (saved into the run folder, which `tinylm generate` then loads as a tokenizer folder)
     [optim]       lr_max, lr_min, warmup_iters, cosine_iters, weight_decay, beta1, beta2, eps, grad_clip
-    [train]       batch_size, max_steps | max_tokens, eval_interval, eval_batches, log_interval,
-                  checkpoint_interval, device, seed, out_dir, progress, wandb, wandb_project, wandb_mode
+    [train]       batch_size, grad_accum_steps | global_batch_size, max_steps | max_tokens, eval_interval,
+                  eval_batches, log_interval, checkpoint_interval, device, tf32, seed, out_dir, progress,
+                  wandb, wandb_project, wandb_mode
+
+Batch sizes: `batch_size` is the sequences one process runs forward at once (a micro-batch: what
+fits in memory). One optimizer step sees the global batch = batch_size × grad_accum_steps × world
+size (processes under torchrun). Setting `global_batch_size` instead derives grad_accum_steps from
+the world size, so the same config trains the same way on 1 or N processes.
 """
 
 from __future__ import annotations
@@ -69,7 +75,9 @@ class OptimConfig:
 
 @dataclass
 class RunConfig:
-    batch_size: int = 32
+    batch_size: int = 32  # sequences per micro-batch, per process
+    grad_accum_steps: int = 1  # micro-batches per optimizer step (per process)
+    global_batch_size: int | None = None  # set: grad_accum_steps = this / (batch_size × world size)
     max_steps: int | None = None
     max_tokens: int | None = None
     eval_interval: int = 200
@@ -77,6 +85,7 @@ class RunConfig:
     log_interval: int = 10
     checkpoint_interval: int = 500
     device: str = "cpu"
+    tf32: bool = True  # CUDA: TF32 tensor cores for float32 matmuls (torch.set_float32_matmul_precision("high"))
     seed: int = 0
     out_dir: str = "runs/run"
     progress: bool = True
@@ -99,13 +108,34 @@ class TrainConfig:
 
         return ModelConfig.from_dict(dict(self.model))
 
-    @property
-    def total_steps(self) -> int:
-        """max_steps, or the steps that cover max_tokens at batch_size × context_length."""
+    def grad_accum_steps(self, world_size: int = 1) -> int:
+        """Micro-batches per optimizer step on each of `world_size` processes."""
+        t = self.train
+        if t.global_batch_size is None:
+            return t.grad_accum_steps
+        per_pass = t.batch_size * world_size
+        if t.global_batch_size % per_pass:
+            raise ConfigError(
+                f"train.global_batch_size ({t.global_batch_size}) is not a multiple of train.batch_size × processes "
+                f"({t.batch_size} × {world_size} = {per_pass})"
+            )
+        return t.global_batch_size // per_pass
+
+    def global_batch_size(self, world_size: int = 1) -> int:
+        """Sequences per optimizer step, over all processes and micro-batches."""
+        return self.train.batch_size * self.grad_accum_steps(world_size) * world_size
+
+    def steps(self, world_size: int = 1) -> int:
+        """max_steps, or the steps that cover max_tokens at the global batch × context_length."""
         if self.train.max_steps is not None:
             return self.train.max_steps
-        per_step = self.train.batch_size * self.model_config().context_length
+        per_step = self.global_batch_size(world_size) * self.model_config().context_length
         return math.ceil(self.train.max_tokens / per_step)
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of a one-process run (see `steps` for N processes)."""
+        return self.steps(1)
 
     @property
     def cosine_iters(self) -> int:
@@ -155,7 +185,8 @@ class TrainConfig:
             raise ConfigError("no training data: set data.train in the config or pass --train-data FILE")
         if (t.max_steps is None) == (t.max_tokens is None):
             raise ConfigError("set exactly one of train.max_steps and train.max_tokens")
-        for name in ("batch_size", "max_steps", "max_tokens", "eval_interval", "eval_batches", "log_interval", "checkpoint_interval"):
+        for name in ("batch_size", "grad_accum_steps", "global_batch_size", "max_steps", "max_tokens", "eval_interval",
+                     "eval_batches", "log_interval", "checkpoint_interval"):
             value = getattr(t, name)
             if value is not None and value < 1:
                 raise ConfigError(f"train.{name} must be at least 1, got {value}")
@@ -163,6 +194,13 @@ class TrainConfig:
             value = getattr(o, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"optim.{name} must be a finite number >= 0, got {value}")
+        if t.global_batch_size is not None:
+            if t.grad_accum_steps != 1:
+                raise ConfigError("set train.grad_accum_steps or train.global_batch_size, not both")
+            if t.global_batch_size % t.batch_size:
+                raise ConfigError(
+                    f"train.global_batch_size ({t.global_batch_size}) is not a multiple of train.batch_size ({t.batch_size})"
+                )
         if o.lr_min > o.lr_max:
             raise ConfigError(f"optim.lr_min ({o.lr_min}) is larger than optim.lr_max ({o.lr_max})")
         for name in ("beta1", "beta2"):
@@ -199,6 +237,10 @@ class TrainConfig:
                 data["train"]["max_tokens"] = None
             elif key == "train.max_tokens" and value is not None:
                 data["train"]["max_steps"] = None
+            elif key == "train.global_batch_size" and value is not None:
+                data["train"]["grad_accum_steps"] = 1
+            elif key == "train.grad_accum_steps" and value is not None:
+                data["train"]["global_batch_size"] = None
         return TrainConfig.from_dict(data)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from tinylm.errors import CheckpointError, ConfigError, TrainingDivergedError
+from tinylm.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
 from tinylm.tokenizer.dataset import load_info
 from tinylm.tokenizer.files import VOCAB_FILE, atomic_write_bytes, ensure_output_dir
 from tinylm.training import report
@@ -39,11 +40,11 @@ from tinylm.training.data import (
     bytes_per_token,
     check_tokens,
     eval_starts,
-    get_batch,
     load_tokens,
     token_byte_lengths,
     windows,
 )
+from tinylm.training.distributed import Distributed, DistributedError, configure_device, rank_batches
 from tinylm.training.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
 
 CHECKPOINT = "checkpoint.pt"
@@ -59,6 +60,7 @@ class TrainResult:
     train_loss: float | None
     val_loss: float | None
     val_bpb: float | None
+    rank: int = 0  # under torchrun only rank 0 reports
 
 
 class Trainer:
@@ -84,14 +86,18 @@ class Trainer:
         self.device = torch.device(config.train.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("train.device is cuda but no CUDA device is available")
+        # torchrun: join the process group (a cuda device becomes cuda:LOCAL_RANK); otherwise a no-op
+        self.dist, self.device = Distributed.from_env(config.train.device)
+        configure_device(self.device, config.train.tf32)
         ctx, vocab = self.model_config.context_length, self.model_config.vocab_size
         self.train_tokens = _open_tokens(config.data.train, config.data.dtype, vocab, ctx, "training")
         self.val_tokens = None
         if config.data.val:
             self.val_tokens = _open_tokens(config.data.val, config.data.dtype, vocab, ctx, "validation")
         self.tokenizer = self._load_tokenizer(resume)
-        ensure_output_dir(self.out)  # only now: a bad setting leaves no empty run folder behind
-        remove_stale_temp_files(self.out)
+        if self.dist.is_main:  # only rank 0 writes in the run folder
+            ensure_output_dir(self.out)  # only now: a bad setting leaves no empty run folder behind
+            remove_stale_temp_files(self.out)
         self.val_bytes_per_token = self._val_bytes_per_token()
 
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
@@ -99,19 +105,25 @@ class Trainer:
             from tinylm.model.transformer import TransformerLM
 
             self.model = TransformerLM(self.model_config).to(self.device)
+        self.ddp = self.dist.wrap(self.model, self.device)  # the model itself on one process
         self.optimizer = self._make_optimizer()
         self.generator = torch.Generator().manual_seed(config.train.seed)
         self.step = 0
+        self.saved_step = None  # step of the checkpoint on disk, when there is one
         self.elapsed_before = 0.0
         self._t0 = time.perf_counter()
-        self.total_steps = config.total_steps
-        self.tokens_per_step = config.train.batch_size * ctx
+        world = self.dist.world_size
+        self.total_steps = config.steps(world)
+        self.accum_steps = config.grad_accum_steps(world)  # micro-batches per step on this process
+        self.tokens_per_step = config.global_batch_size(world) * ctx  # over all processes
+        self.check_every_step = self.device.type != "cuda"  # CUDA: NaN check at log intervals (no sync per step)
         if resume:
             self._resume()
-        self._drop_metrics_after_checkpoint()
-        atomic_write_bytes(self.out / CONFIG, to_toml(config).encode("utf-8"))
-        if self.tokenizer is not None and not (self.out / VOCAB_FILE).exists():
-            self.tokenizer.save_dir(self.out)  # the run folder is also a tokenizer folder
+        if self.dist.is_main:
+            self._drop_metrics_after_checkpoint()
+            atomic_write_bytes(self.out / CONFIG, to_toml(config).encode("utf-8"))
+            if self.tokenizer is not None and not (self.out / VOCAB_FILE).exists():
+                self.tokenizer.save_dir(self.out)  # the run folder is also a tokenizer folder
 
     # --- setup -------------------------------------------------------------------------------
     def _make_optimizer(self) -> AdamW:
@@ -162,7 +174,12 @@ class Trainer:
             self.elapsed_before = float(payload["progress"]["wall_clock"])
         except (KeyError, TypeError, RuntimeError) as exc:
             raise CheckpointError(f"{self.ckpt_path} lacks the run state needed to resume ({exc})") from None
-        self.step = payload["iteration"]
+        self.step = self.saved_step = payload["iteration"]
+        saved_batch = payload["progress"].get("global_batch")
+        if self.dist.is_main and saved_batch is not None and saved_batch != self.tokens_per_step // self.model_config.context_length:
+            print(f"warning: the run trained with a global batch of {saved_batch} sequences and continues with "
+                  f"{self.tokens_per_step // self.model_config.context_length}; set train.global_batch_size to keep it "
+                  "when the number of processes changes", file=sys.stderr)
 
     def _drop_metrics_after_checkpoint(self) -> None:
         """Lines logged after the checkpoint (by a run that was killed) are logged again: keep each step once."""
@@ -172,19 +189,27 @@ class Trainer:
     # --- one step, in the pieces the benchmark times ---------------------------------------------
     def set_lr(self) -> float:
         o = self.config.optim
-        lr = cosine_lr(self.step, o.lr_max, o.lr_min, o.warmup_iters, self.config.cosine_iters)
+        cosine_iters = o.cosine_iters if o.cosine_iters is not None else self.total_steps
+        lr = cosine_lr(self.step, o.lr_max, o.lr_min, o.warmup_iters, cosine_iters)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
 
-    def draw_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx = self.model_config.context_length
-        return get_batch(self.train_tokens, self.config.train.batch_size, ctx, self.device, self.generator)
+    def draw_batch(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """This process's micro-batches (inputs, targets) of the next global batch (distributed.rank_batches)."""
+        ctx, d = self.model_config.context_length, self.dist
+        return rank_batches(self.train_tokens, self.config.train.batch_size, self.accum_steps, ctx, self.device,
+                            self.generator, d.rank, d.world_size)
 
-    def forward_backward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        loss = cross_entropy(self.model(inputs), targets)
-        loss.backward()
-        return loss.detach()
+    def forward_backward(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Gradients of the mean loss over the micro-batches; DDP averages them over processes on the last one."""
+        n, total = len(batches), None
+        for i, (inputs, targets) in enumerate(batches):
+            with self.dist.sync_gradients(self.ddp, sync=i == n - 1):
+                loss = cross_entropy(self.ddp(inputs), targets)
+                (loss / n if n > 1 else loss).backward()
+            total = loss.detach() if total is None else total + loss.detach()
+        return total / n if n > 1 else total
 
     def clip(self) -> torch.Tensor:
         clip = self.config.optim.grad_clip
@@ -206,18 +231,23 @@ class Trainer:
         starts = eval_starts(len(self.val_tokens), ctx, self.config.train.eval_batches * batch)
         self.model.eval()
         total = torch.zeros((), device=self.device)
-        for i in range(0, len(starts), batch):
+        d = self.dist  # several processes: each takes every world_size-th chunk, then the sums are added
+        for i in range(d.rank * batch, len(starts), batch * d.world_size):
             chunk = starts[i : i + batch]
             inputs, targets = windows(self.val_tokens, chunk, ctx, self.device)
             total += cross_entropy(self.model(inputs), targets) * len(chunk)
         self.model.train()
-        loss = float(total) / len(starts)
+        loss = float(d.sum(total)) / len(starts)
         out = {"val_loss": loss, "val_perplexity": math.exp(min(loss, 700.0))}
         if self.val_bytes_per_token:
             out["val_bpb"] = loss / math.log(2) / self.val_bytes_per_token
         return out
 
     def save(self, generator_state: torch.Tensor | None = None) -> None:
+        """Write the checkpoint (rank 0 only: every rank holds the same state)."""
+        self.saved_step = self.step
+        if not self.dist.is_main:
+            return
         save_checkpoint(
             self.model,
             self.optimizer,
@@ -227,7 +257,8 @@ class Trainer:
             train_config=self.config.to_dict(),
             rng=capture_rng_state(),
             data={"generator": generator_state if generator_state is not None else self.generator.get_state()},
-            progress={"wall_clock": self.wall_clock(), "tokens": self.step * self.tokens_per_step},
+            progress={"wall_clock": self.wall_clock(), "tokens": self.step * self.tokens_per_step,
+                      "global_batch": self.tokens_per_step // self.model_config.context_length},
         )
 
     def wall_clock(self) -> float:
@@ -327,9 +358,11 @@ class MetricWindow:
 
 def _open_tokens(path: str, dtype: str | None, vocab_size: int, context_length: int, role: str):
     """Memmap a token file; a raw .bin's dtype comes from the config, else its sidecar, else uint16."""
+    info = load_info(path) if Path(path).exists() else None
     if dtype is None:
-        info = load_info(path) if Path(path).exists() else None
         dtype = info.dtype if info is not None else "uint16"
+    elif info is not None and info.format == "bin" and info.dtype != dtype:
+        raise DataError(f"{role} token file {path} holds {info.dtype} ids (its `tinylm encode` sidecar says so), not {dtype}: fix data.dtype")
     tokens = load_tokens(path, dtype)
     check_tokens(tokens, vocab_size, context_length, f"{role} token file {path}")
     return tokens

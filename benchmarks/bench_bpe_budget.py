@@ -1,0 +1,46 @@
+"""BPE training with and without a memory budget for the pre-token table (`--max-memory`).
+
+Runs `tinylm train-bpe` as a child process per setting and reports wall time, peak summed PSS of
+the process tree (workers included) and how many times counts spilled to disk; checks that the
+merges are identical with and without the budget.
+
+    .venv/bin/python benchmarks/bench_bpe_budget.py --sizes 10000,32000 --budget 16M
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _measure import ensure_corpus, print_table, run_measured  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--input", type=Path, default=None)
+    ap.add_argument("--sizes", default="10000,32000")
+    ap.add_argument("--budget", default="16M", help="--max-memory for the budgeted runs")
+    args = ap.parse_args()
+    path = args.input or ensure_corpus()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in [int(s) for s in args.sizes.split(",")]:
+            outs = {}
+            for label, extra in (("no budget", []), (f"--max-memory {args.budget}", ["--max-memory", args.budget])):
+                out = Path(tmp) / f"{size}-{len(extra)}"
+                cmd = [sys.executable, "-m", "tinylm", "train-bpe", str(path), "-v", str(size), "-o", str(out), "--no-progress", *extra]
+                r = run_measured(cmd, label)
+                outs[label] = out
+                rows.append([f"{size:,}", label, f"{r.wall_s:.2f}", f"{r.peak_mb:.0f}", ""])
+            same = filecmp.cmp(*(o / "merges.txt" for o in outs.values()), shallow=False)
+            rows[-1][-1] = rows[-2][-1] = "identical" if same else "DIFFERENT"
+    print_table(["vocab", "setting", "wall (s)", "peak summed PSS (MB)", "merges"], rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
