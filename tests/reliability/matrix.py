@@ -6,9 +6,11 @@ observed on this machine."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,6 +25,11 @@ class Case:
     setup: Callable[[Path], list[str]]  # builds inputs in a temp folder, returns the CLI arguments
     expect: list[str]  # words the error line must contain
     api: str  # the exception the library raises
+    check: Callable[[Path], None] | None = None  # what else must hold afterwards (default: nothing written)
+
+
+class Skip(Exception):
+    """Raised by a setup that cannot run here (mounting needs root); the test skips with the reason."""
 
 
 def _tok_dir(d: Path) -> Path:
@@ -73,12 +80,256 @@ TOKENIZER_CASES = [
     Case("memory budget that cannot be read", lambda d: _bpe(str(FIXTURES / "corpus.en"), "--max-memory", "lots"), ["memory size"], "ConfigError"),
 ]
 
-CASES = TOKENIZER_CASES
+# --- training, checkpoints, generation ---------------------------------------------------------------
+TINY_MODEL = dict(vocab_size=257, context_length=16, d_model=32, num_layers=1, num_heads=4, d_ff=64)
+CLI_ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}  # tiny models: 1 thread is fastest
+_MOUNTS: list[Path] = []
+
+
+def _byte_tok(d: Path) -> Path:
+    """A byte-level tokenizer folder: ids 0-255 are the bytes, 256 is <|endoftext|>."""
+    from tinylm import Tokenizer
+
+    out = d / "btok"
+    if not out.exists():
+        Tokenizer({i: bytes([i]) for i in range(256)}, [], [EOT]).save_dir(out)
+    return out
+
+
+def _ids(n: int = 3000):
+    import numpy as np
+
+    return np.resize(np.frombuffer(b"Once upon a time there was a cat. ", dtype=np.uint8).astype(np.uint16), n)
+
+
+def _token_file(d: Path, name: str, ids) -> str:
+    import numpy as np
+
+    if name.endswith(".npy"):
+        np.save(d / name, ids)
+    else:
+        ids.tofile(d / name)
+    return str(d / name)
+
+
+def _config(d: Path, **model) -> str:
+    """cfg.toml for a 4-step run of a tiny model on a byte-level token file."""
+    from tinylm.training.config import TrainConfig, to_toml
+
+    cfg = TrainConfig.from_dict({
+        "model": {**TINY_MODEL, **model},
+        "data": {"train": _token_file(d, "tokens.npy", _ids())},
+        "tokenizer": {"dir": str(_byte_tok(d))},
+        "optim": {"lr_max": 3e-3, "lr_min": 3e-4, "warmup_iters": 2},
+        "train": {"batch_size": 4, "max_steps": 4, "eval_interval": 100, "log_interval": 1, "checkpoint_interval": 100,
+                  "progress": False, "out_dir": str(d / "out")},
+    })
+    (d / "cfg.toml").write_text(to_toml(cfg))
+    return str(d / "cfg.toml")
+
+
+def _train(d: Path, *extra: str) -> list[str]:
+    return ["train", "--config", _config(d), "--out", "OUT", *extra]
+
+
+def _out_of_vocab(d: Path) -> list[str]:
+    ids = _ids()
+    ids[1234] = 300  # encoded with a larger tokenizer than the model's 257 ids
+    return _train(d, "--train-data", _token_file(d, "big.npy", ids))
+
+
+def _wrong_bin_dtype(d: Path) -> list[str]:
+    """uint16 ids in a raw .bin (as `tinylm encode` writes them, sidecar included) read as uint32."""
+    from tinylm.tokenizer.dataset import encode_file
+
+    encode_file(FIXTURES / "address.txt", d / "t.bin", _load_byte_tok(d), num_workers=1)
+    return _train(d, "--train-data", str(d / "t.bin"), "--set", "data.dtype=uint32")
+
+
+def _load_byte_tok(d: Path):
+    from tinylm import Tokenizer
+
+    return Tokenizer.from_dir(_byte_tok(d))
+
+
+def _run(d: Path) -> Path:
+    """A finished 2-step run folder (trained in this process): checkpoint.pt, config.toml, tokenizer."""
+    from tinylm.training.config import load_config
+    from tinylm.training.loop import train
+
+    run = d / "run"
+    if not (run / "checkpoint.pt").exists():
+        train(load_config(_config(d), {"train.max_steps": 2, "train.out_dir": str(run)}))
+    return run
+
+
+def _truncate(run: Path) -> None:
+    data = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+
+
+def _newer_format(run: Path) -> None:
+    import torch
+
+    from tinylm.training.checkpoint import FORMAT_VERSION
+
+    payload = torch.load(run / "checkpoint.pt", weights_only=True)
+    payload["format_version"] = FORMAT_VERSION + 1
+    torch.save(payload, run / "checkpoint.pt")
+
+
+def _resume_after(change: Callable[[Path], None], *extra: str) -> Callable[[Path], list[str]]:
+    def setup(d: Path) -> list[str]:
+        change(_run(d))
+        return ["train", "--resume", str(d / "run"), "--no-progress", *extra]
+
+    return setup
+
+
+def _generate_after(change: Callable[[Path], None], prompt: str = "Once") -> Callable[[Path], list[str]]:
+    def setup(d: Path) -> list[str]:
+        change(_run(d))
+        return ["generate", "--checkpoint", str(d / "run"), "--prompt", prompt, "--max-new-tokens", "4"]
+
+    return setup
+
+
+def _checkpoint_beside_bigger_tokenizer(d: Path) -> list[str]:
+    """A run's checkpoint (257 ids) copied into a folder whose tokenizer has 300 ids."""
+    import shutil
+
+    other = d / "other"
+    shutil.copytree(_tok_dir(d), other)
+    shutil.copy(_run(d) / "checkpoint.pt", other)
+    return ["generate", "--checkpoint", str(other), "--prompt", "Once"]
+
+
+def _mount_tmpfs(where: Path, options: str) -> Path:
+    """A tmpfs at `where` (unmounted by run_case/run_fault); Skip where this machine cannot mount."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        raise Skip("mounting a tmpfs needs root")
+    where.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True)
+    if r.returncode:
+        raise Skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    _MOUNTS.append(where)
+    return where
+
+
+def unmount_all() -> None:
+    while _MOUNTS:
+        subprocess.run(["umount", "-l", str(_MOUNTS.pop())], capture_output=True)
+
+
+def _diverged_state_is_finite(d: Path) -> None:
+    import torch
+
+    from tinylm.training.checkpoint import read_checkpoint
+
+    payload = read_checkpoint(d / "out")
+    assert payload["iteration"] >= 1 and all(bool(torch.isfinite(v).all()) for v in payload["model"].values())
+
+
+def _nothing_written(d: Path) -> None:
+    assert not (d / "out" / "checkpoint.pt").exists()
+
+
+TRAINING_CASES = [
+    Case("token ids >= the model's vocab_size", _out_of_vocab, ["holds token id 300", "outside the model's vocabulary of 257"], "DataError", _nothing_written),
+    Case("raw .bin read with the wrong dtype", _wrong_bin_dtype, ["holds uint16 ids", "not uint32"], "DataError", _nothing_written),
+    Case("raw .bin that is not a whole number of tokens", lambda d: _train(d, "--train-data", _write(d, "odd.bin", b"\x01\x00\x02")), ["3 bytes", "not a whole number of uint16 tokens"], "DataError", _nothing_written),
+    Case(".npy token file of floats", lambda d: _train(d, "--train-data", _token_file(d, "f.npy", _ids().astype("float32"))), ["float32 array", "expected a 1-d uint16 or uint32"], "DataError", _nothing_written),
+    Case("token file shorter than one training example", lambda d: _train(d, "--train-data", _token_file(d, "short.npy", _ids(10))), ["has 10 tokens", "context_length + 1 = 17"], "DataError", _nothing_written),
+    Case("d_model not divisible by num_heads", lambda d: _train(d, "--set", "model.d_model=30"), ["d_model (30) must be divisible by num_heads (4)"], "ConfigError", _nothing_written),
+    Case("odd head dimension with RoPE", lambda d: _train(d, "--set", "model.d_model=12"), ["head dimension", "= 3 must be even"], "ConfigError", _nothing_written),
+    Case("truncated checkpoint (train --resume)", _resume_after(_truncate), ["truncated or corrupt"], "CheckpointError"),
+    Case("truncated checkpoint (generate)", _generate_after(_truncate), ["truncated or corrupt"], "CheckpointError"),
+    Case("checkpoint from another model config (train --resume)", _resume_after(lambda run: None, "--set", "model.d_model=64"), ["another model config", "d_model=32 in checkpoint vs 64"], "CheckpointError"),
+    Case("checkpoint beside a tokenizer with more ids (generate)", _checkpoint_beside_bigger_tokenizer, ["has 300 tokens but the model only 257"], "ConfigError"),
+    Case("checkpoint from a newer format version (train --resume)", _resume_after(_newer_format), ["format version 2", "upgrade tinylm"], "CheckpointError"),
+    Case("checkpoint from a newer format version (generate)", _generate_after(_newer_format), ["format version 2", "upgrade tinylm"], "CheckpointError"),
+    Case("special token in the generate prompt", _generate_after(lambda run: None, f"Once{EOT}upon"), ["special token", "<|endoftext|>"], "SpecialTokenNotAllowedError"),
+    Case("run folder where a file is", lambda d: _train(d) + ["--out", _write(d, "f", b"x") + "/run"], ["cannot write to output folder", "Not a directory"], "OutputError", _nothing_written),
+    Case("run folder on a read-only file system", lambda d: _train(d) + ["--out", str(_mount_tmpfs(d / "ro", "size=1m,ro") / "run")], ["cannot write to output folder", "Read-only file system"], "OutputError", _nothing_written),
+    Case("NaN/inf loss (absurd learning rate)", lambda d: _train(d, "--lr", "1e30", "--max-steps", "6"), ["became nan", "last good state", "--resume"], "TrainingDivergedError", _diverged_state_is_finite),
+]
+
+CASES = TOKENIZER_CASES + TRAINING_CASES
+
+
+def _args(case: Case, folder: Path) -> list[str]:
+    return [a.replace("OUT", str(folder / "out")) if a == "OUT" else a for a in case.setup(folder)]
 
 
 def run_case(case: Case, folder: Path) -> subprocess.CompletedProcess:
-    args = [a.replace("OUT", str(folder / "out")) if a == "OUT" else a for a in case.setup(folder)]
-    return subprocess.run([sys.executable, "-m", "tinylm", *args], capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    try:
+        args = _args(case, folder)
+        return subprocess.run([sys.executable, "-m", "tinylm", *args], capture_output=True, text=True, timeout=600, env=CLI_ENV)
+    finally:
+        unmount_all()
+
+
+# --- faults: outcomes other than "one error line, exit 2" ------------------------------------------------
+@dataclass
+class Fault:
+    name: str
+    run: Callable[[Path], subprocess.CompletedProcess]  # causes the fault and asserts the outcome
+    outcome: str  # what the run asserts, in words
+
+
+def _ctrl_c(d: Path) -> subprocess.CompletedProcess:
+    from tinylm.training.checkpoint import read_checkpoint
+    from tinylm.training.report import read_metrics
+
+    run = d / "out"
+    cmd = [sys.executable, "-m", "tinylm", *[str(run) if a == "OUT" else a for a in _train(d, "--max-steps", "100000", "--no-progress")]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLI_ENV)
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() or (run / "metrics.jsonl").stat().st_size == 0:  # training has begun
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1] if proc.poll() is not None else "timeout"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    step = read_checkpoint(run)["iteration"]
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [f"stopped at step {step}; checkpoint saved in {run}/checkpoint.pt", f"continue with: tinylm train --resume {run}"], err
+    assert read_metrics(run / "metrics.jsonl")[-1]["step"] == step  # every finished step logged and saved
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _full_disk(d: Path) -> subprocess.CompletedProcess:
+    from tinylm.generate import generate, load_run
+    from tinylm.training.checkpoint import read_checkpoint
+
+    run = _mount_tmpfs(d / "disk", "size=2m") / "run"
+    # This model's checkpoint is ~1.4 MB: the one of step 2 fits in 2 MB, step 4's beside it (the atomic save's temporary) does not.
+    cfg = _config(d, d_model=64, num_layers=2, d_ff=128)
+    cmd = [sys.executable, "-m", "tinylm", "train", "--config", cfg, "--out", str(run), "--max-steps", "6", "--checkpoint-interval", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=CLI_ENV)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"error: cannot write checkpoint {run}/checkpoint.pt: No space left on device"), r.stderr
+    assert read_checkpoint(run)["iteration"] == 2 and not list(run.glob(".tmp-*"))
+    model, tokenizer = load_run(run)  # the previous checkpoint is still a working model
+    generate(model, tokenizer, "Once", 4, temperature=0)
+    return r
+
+
+FAULTS = [
+    Fault("Ctrl-C (SIGINT) during training", _ctrl_c, "exit 130; the step in progress finishes, is logged and saved; two lines say where and how to resume"),
+    Fault("full disk during a checkpoint save (2 MB tmpfs)", _full_disk, "exit 2, one error line; the previous checkpoint (step 2) is intact, loads and generates; no temporary left"),
+]
+
+
+def run_fault(fault: Fault, folder: Path) -> subprocess.CompletedProcess:
+    try:
+        return fault.run(folder)
+    finally:
+        unmount_all()
+
+
+def _shown(text: str, tmp: str) -> str:
+    return text.strip().replace(tmp, "…").replace("|", "\\|").replace("\n", " / ")
 
 
 def main() -> None:
@@ -86,11 +337,25 @@ def main() -> None:
     print("|---|---|---|---|")
     for case in CASES:
         with tempfile.TemporaryDirectory() as tmp:
-            r = run_case(case, Path(tmp))
-            args = " ".join(case.setup(Path(tmp))[:1])
-            msg = r.stderr.strip().replace(tmp, "…").replace("|", "\\|")
-            print(f"| {case.name} | `tinylm {args}` | `{msg}` ({r.returncode}) | `{case.api}` |")
-
+            try:
+                r = run_case(case, Path(tmp))
+            except Skip as skip:
+                print(f"| {case.name} | | skipped here: {skip} | `{case.api}` |")
+                continue
+            args = r.args[3:]
+            command = args[0] + (" --resume" if "--resume" in args else "")
+            print(f"| {case.name} | `tinylm {command}` | `{_shown(r.stderr, tmp)}` ({r.returncode}) | `{case.api}` |")
+    print()
+    print("| fault | asserted outcome | observed message (exit status) |")
+    print("|---|---|---|")
+    for fault in FAULTS:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                r = run_fault(fault, Path(tmp))
+            except Skip as skip:
+                print(f"| {fault.name} | {fault.outcome} | skipped here: {skip} |")
+                continue
+            print(f"| {fault.name} | {fault.outcome} | `{_shown(r.stderr, tmp)}` ({r.returncode}) |")
 
 if __name__ == "__main__":
     main()
