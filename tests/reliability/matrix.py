@@ -142,7 +142,7 @@ def _wrong_bin_dtype(d: Path) -> list[str]:
     """uint16 ids in a raw .bin (as `tinylm encode` writes them, sidecar included) read as uint32."""
     from tinylm.tokenizer.dataset import encode_file
 
-    encode_file(FIXTURES / "address.txt", d / "t.bin", _load_byte_tok(d), num_workers=1)
+    encode_file(_load_byte_tok(d), FIXTURES / "address.txt", d / "t.bin", num_workers=1)
     return _train(d, "--train-data", str(d / "t.bin"), "--set", "data.dtype=uint32")
 
 
@@ -261,12 +261,49 @@ def _args(case: Case, folder: Path) -> list[str]:
     return [a.replace("OUT", str(folder / "out")) if a == "OUT" else a for a in case.setup(folder)]
 
 
+# Commands that import torch run in this process through click's CliRunner: the same `main`, its exit
+# status and its stderr, without ~2 s of torch import per row (an unexpected exception shows up as
+# exit status 1 with its traceback appended to stderr). The tokenizer rows, the fault rows and the
+# kill tests run real processes.
+IN_PROCESS = {"train", "generate"}
+
+
 def run_case(case: Case, folder: Path) -> subprocess.CompletedProcess:
     try:
-        args = _args(case, folder)
+        with _one_torch_thread():  # tiny models on a shared machine: one thread is fastest
+            args = _args(case, folder)
+            if args[0] in IN_PROCESS:
+                return _invoke(args)
         return subprocess.run([sys.executable, "-m", "tinylm", *args], capture_output=True, text=True, timeout=600, env=CLI_ENV)
     finally:
         unmount_all()
+
+
+def _invoke(args: list[str]) -> subprocess.CompletedProcess:
+    import traceback
+
+    from click.testing import CliRunner
+
+    from tinylm.cli import main
+
+    r = CliRunner().invoke(main, args)
+    stderr = r.stderr
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(r.exception))
+    return subprocess.CompletedProcess(["tinylm", *args], r.exit_code, r.stdout, stderr)
+
+
+class _one_torch_thread:
+    def __enter__(self):
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.before)
 
 
 # --- faults: outcomes other than "one error line, exit 2" ------------------------------------------------
@@ -342,7 +379,7 @@ def main() -> None:
             except Skip as skip:
                 print(f"| {case.name} | | skipped here: {skip} | `{case.api}` |")
                 continue
-            args = r.args[3:]
+            args = r.args[1:] if r.args[0] == "tinylm" else r.args[3:]
             command = args[0] + (" --resume" if "--resume" in args else "")
             print(f"| {case.name} | `tinylm {command}` | `{_shown(r.stderr, tmp)}` ({r.returncode}) | `{case.api}` |")
     print()
@@ -356,6 +393,7 @@ def main() -> None:
                 print(f"| {fault.name} | {fault.outcome} | skipped here: {skip} |")
                 continue
             print(f"| {fault.name} | {fault.outcome} | `{_shown(r.stderr, tmp)}` ({r.returncode}) |")
+
 
 if __name__ == "__main__":
     main()

@@ -52,7 +52,8 @@ class TinylmGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TinylmError as exc:
-            click.echo(f"error: {exc}", err=True)
+            if not getattr(exc, "reported", False):  # a multi-process failure prints its line at once
+                click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

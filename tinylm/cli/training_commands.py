@@ -85,6 +85,7 @@ def train(config_path, settings, resume_dir, **flags):
     Examples:
       tinylm train --config cfg.toml --lr 3e-3 --max-steps 2000 --out runs/fast
       tinylm train --resume runs/fast          (continue after Ctrl-C, a crash or kill -9)
+      torchrun --nproc_per_node 4 -m tinylm train --config cfg.toml --device cuda   (4 GPUs, DDP)
     """
     from tinylm.training.loop import CONFIG, train as run_training
 
@@ -96,6 +97,8 @@ def train(config_path, settings, resume_dir, **flags):
     config = _load(config_path, settings, flags)
     result = run_training(config, resume=resume_dir is not None)
     out = result.out_dir
+    if result.rank != 0:  # under torchrun, rank 0 reports for the run
+        sys.exit(130 if result.interrupted else 0)
     if result.interrupted:
         click.echo(f"stopped at step {result.step}; checkpoint saved in {out}/checkpoint.pt", err=True)
         click.echo(f"continue with: tinylm train --resume {out}", err=True)
@@ -126,9 +129,17 @@ def generate(checkpoint, prompt, max_new_tokens, temperature, top_p, seed, devic
     The tokenizer is the one `tinylm train` saved into the run folder (vocab.json, merges.txt,
     special_tokens.json).
     """
+    from tinylm.errors import SpecialTokenNotAllowedError
     from tinylm.generate import load_run, stream
 
     model, tokenizer = load_run(checkpoint, device)
+    if not allow_special:  # refuse before printing anything, with the flag's name rather than the API's
+        try:
+            tokenizer.encode(prompt, allowed_special=set(), disallowed_special="all")
+        except SpecialTokenNotAllowedError as exc:
+            raise SpecialTokenNotAllowedError(
+                f"{str(exc).split(';')[0]} of the prompt; pass --allow-special to let it act as one"
+            ) from None
     pieces = stream(model, tokenizer, prompt, max_new_tokens, temperature, top_p, seed, allow_special)
     click.echo(prompt, nl=False)
     for piece in pieces:

@@ -19,20 +19,21 @@ DEFAULT_CHUNK_BYTES = 4 << 20
 _SCAN_WINDOW = 1 << 20
 
 
-def check_input_file(path: str | os.PathLike) -> Path:
+def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
+    """The path, if it names a readable, non-empty file; else one clear InputFileError."""
     p = Path(path)
     if not p.exists():
-        raise InputFileError(f"input file not found: {p}")
+        raise InputFileError(f"{what} file not found: {p}")
     if p.is_dir():
-        raise InputFileError(f"input path is a directory, not a file: {p}")
+        raise InputFileError(f"{what} path is a directory, not a file: {p}")
     try:
         size = p.stat().st_size
         with open(p, "rb"):
             pass
     except OSError as exc:
-        raise InputFileError(f"cannot read input file {p}: {exc.strerror}") from None
+        raise InputFileError(f"cannot read {what} file {p}: {exc.strerror}") from None
     if size == 0:
-        raise InputFileError(f"input file is empty: {p}")
+        raise InputFileError(f"{what} file is empty: {p}")
     return p
 
 

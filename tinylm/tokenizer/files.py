@@ -52,11 +52,9 @@ def str_to_token(text: str, where: str = "") -> bytes:
 
 
 def _read_text(path: str | os.PathLike, what: str) -> str:
-    p = Path(path)
-    if not p.exists():
-        raise InputFileError(f"{what} file not found: {p}")
-    if p.is_dir():
-        raise InputFileError(f"{what} path is a directory, not a file: {p}")
+    from tinylm.tokenizer.chunking import check_input_file
+
+    p = check_input_file(path, what)
     try:
         data = p.read_bytes()
     except OSError as exc:

@@ -107,7 +107,8 @@ def read_checkpoint(path_or_file: str | os.PathLike | BinaryIO) -> dict:
     try:
         payload = torch.load(path_or_file, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(f"checkpoint {name} is truncated or corrupt ({type(exc).__name__}: {_first_line(exc)})") from None
+        reason = _first_line(exc).split(". ")[0]  # torch's zip reader adds several sentences of advice
+        raise CheckpointError(f"checkpoint {name} is truncated or corrupt ({type(exc).__name__}: {reason})") from None
     if not isinstance(payload, dict) or "format_version" not in payload or "model" not in payload:
         raise CheckpointError(f"{name} is not a tinylm checkpoint (no format_version / model entries)")
     version = payload["format_version"]

@@ -26,6 +26,7 @@ all-reduce on a gloo (CPU) group: no host-device sync, even under NCCL.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -106,7 +107,10 @@ class Distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        # the only buffers (RoPE tables) are computed, never trained: no need to sync them every forward
+        params = inspect.signature(DistributedDataParallel).parameters
+        quiet = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+        return DistributedDataParallel(model, device_ids=ids, **quiet)
 
     @staticmethod
     def sync_gradients(model: torch.nn.Module, sync: bool):

@@ -270,18 +270,19 @@ class Trainer:
         self._t0 = time.perf_counter()
         stop = _StopRequest()
         restore_handlers = stop.install()
-        sink = _MetricSink(self.out / METRICS, self.config)
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+        main = self.dist.is_main  # only rank 0 logs, plots and shows progress
+        sink = _MetricSink(self.out / METRICS, self.config) if main else _NullSink()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (cfg.progress and main), unit="step", dynamic_ncols=True)
         window = MetricWindow(self.step, self.device)
-        last_train, last_val = None, {}
+        last_train, last_val, stopping = None, {}, False
         try:
-            while self.step < self.total_steps and not stop.requested:
+            while self.step < self.total_steps and not stopping:
                 lr = self.set_lr()
                 generator_state = self.generator.get_state()
-                inputs, targets = self.draw_batch()
-                loss = self.forward_backward(inputs, targets)
+                loss = self.forward_backward(self.draw_batch())
                 grad_norm = self.clip()
-                if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+                # CPU: checked every step, so the last good state is the one before this step (CUDA: _check_window)
+                if self.check_every_step and self.dist.agree(not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)))[0]:
                     if window.steps:  # the curve up to the last good step
                         sink.write(self.record(window, lr, window.grad_norm))
                     self._diverged(float(loss), float(grad_norm), lr, generator_state)
@@ -292,8 +293,12 @@ class Trainer:
 
                 last_step = self.step == self.total_steps
                 do_eval = self.step % cfg.eval_interval == 0 or last_step
+                do_log = self.step % cfg.log_interval == 0 or do_eval
+                do_save = self.step % cfg.checkpoint_interval == 0 and not last_step
+                if do_log or do_save:
+                    self._check_window(window)
                 record = None
-                if self.step % cfg.log_interval == 0 or do_eval:
+                if do_log:
                     record = self.record(window, lr, grad_norm)
                     last_train = record["train_loss"]
                     if do_eval:
@@ -302,17 +307,28 @@ class Trainer:
                     sink.write(record)
                     bar.set_postfix(loss=f"{last_train:.3f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
                     window = MetricWindow(self.step, self.device)
-                if self.step % cfg.checkpoint_interval == 0 and not last_step:
+                if do_save:
                     self.save()
                 if self.on_step is not None and self.on_step(self.step, record):
                     stop.requested = True
+                stopping = self.dist.agree(stop.requested)[0]  # every process stops after the same step
+            self._check_window(window)
             self.save()
             return self._result(self.step < self.total_steps, last_train, last_val)
+        except RuntimeError as exc:
+            if self.dist.is_peer_loss(exc):
+                error = self._peer_lost(exc)
+                print(f"error: {error}", file=sys.stderr, flush=True)  # now: the launcher may SIGTERM us any moment
+                error.reported = True
+                raise error from exc
+            raise
         finally:
             bar.close()
             sink.close()
             restore_handlers()
-            report.plot_run(report.read_metrics(self.out / METRICS), self.out)
+            self.dist.close()
+            if main:
+                report.plot_run(report.read_metrics(self.out / METRICS), self.out)
 
     def record(self, window: MetricWindow, lr: float, grad_norm: torch.Tensor) -> dict:
         """One metrics.jsonl line for the steps since the last one (reads the device: a sync)."""
@@ -321,7 +337,7 @@ class Trainer:
             "step": self.step,
             "tokens": self.step * self.tokens_per_step,
             "wall_clock": round(self.wall_clock(), 3),
-            "train_loss": float(window.loss_sum) / window.steps,
+            "train_loss": float(self.dist.mean(window.loss_sum)) / window.steps,  # over all processes
             "lr": lr,
             "grad_norm": float(grad_norm),
             "tokens_per_s": round((self.step - window.start_step) * self.tokens_per_step / seconds, 1),
@@ -338,8 +354,38 @@ class Trainer:
             f"`tinylm train --resume {self.out} --set optim.lr_max=...`"
         )
 
+    def _check_window(self, window: MetricWindow) -> None:
+        """CUDA: were the losses and gradient norms since the last check all finite? (reads the device)
+
+        The GPU step never waits for the device, so a NaN is seen here, at the next log or checkpoint
+        step, after the optimizer has applied it. No checkpoint is written before this check passes,
+        so the checkpoint on disk is always a finite state: the last good one. (CPU checks each step.)
+        """
+        if self.check_every_step or not window.steps:
+            return
+        if self.dist.agree(not bool(window.finite))[0]:
+            self.optimizer.zero_grad(set_to_none=True)
+            kept = f"the last good checkpoint (step {self.saved_step})" if self.saved_step is not None else "no checkpoint"
+            raise TrainingDivergedError(
+                f"loss or gradient norm became non-finite between steps {window.start_step + 1} and {self.step} "
+                f"(checked at log intervals on {self.device.type}); {kept} is in {self.ckpt_path}, nothing later was saved. "
+                f"Lower optim.lr_max or lengthen optim.warmup_iters, then continue with "
+                f"`tinylm train --resume {self.out} --set optim.lr_max=...`"
+            )
+
+    def _peer_lost(self, exc: RuntimeError) -> DistributedError:
+        """The error a process reports when another one died or the network failed mid-step."""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        kept = (f"the last checkpoint (step {self.saved_step}) in {self.ckpt_path} is complete"
+                if self.saved_step is not None else "no checkpoint was written yet")
+        return DistributedError(
+            f"process {self.dist.rank} of {self.dist.world_size} stopped at step {self.step + 1}: another process "
+            f"died or lost contact ({first[:200]}). Nothing was saved after that; {kept}. Continue with "
+            f"`torchrun --nproc_per_node N -m tinylm train --resume {self.out}` (any number of processes)"
+        )
+
     def _result(self, interrupted: bool, train_loss, val: dict) -> TrainResult:
-        return TrainResult(self.out, self.step, interrupted, train_loss, val.get("val_loss"), val.get("val_bpb"))
+        return TrainResult(self.out, self.step, interrupted, train_loss, val.get("val_loss"), val.get("val_bpb"), self.dist.rank)
 
 
 class MetricWindow:
@@ -348,10 +394,12 @@ class MetricWindow:
     def __init__(self, step: int, device: torch.device):
         self.start, self.start_step, self.steps = time.perf_counter(), step, 0
         self.loss_sum = torch.zeros((), device=device)
+        self.finite = torch.ones((), dtype=torch.bool, device=device)  # all losses and norms so far finite
         self.grad_norm = None
 
     def add(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         self.loss_sum += loss
+        self.finite &= torch.isfinite(loss) & torch.isfinite(grad_norm)
         self.steps += 1
         self.grad_norm = grad_norm
 
@@ -394,6 +442,16 @@ class _StopRequest:
                 signal.signal(sig, handler)
 
         return restore_previous
+
+
+class _NullSink:
+    """What processes other than rank 0 log to."""
+
+    def write(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class _MetricSink:

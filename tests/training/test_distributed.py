@@ -1,0 +1,179 @@
+"""Data-parallel training on CPU: torchrun with gloo, gradient accumulation, a killed rank, resume.
+
+The torchrun tests start `python -m torch.distributed.run --standalone` (free port, so parallel
+test runs do not collide) with 2 CPU processes running the real `tinylm train` command.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from tinylm.errors import ConfigError, TrainingDivergedError
+from tinylm.training import loop as loop_mod
+from tinylm.training.checkpoint import read_checkpoint
+from tinylm.training.config import TrainConfig, load_config, to_toml
+from tinylm.training.distributed import rank_batches
+from tinylm.training.loop import Trainer, train
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def _torchrun(nproc: int, *args) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "tinylm", "train", "--no-progress", *map(str, args)]
+
+
+def _close(a: dict, b: dict, atol=2e-5):
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=1e-4, msg=key)
+
+
+def _records(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+# --- batches and accumulation (one process) ---------------------------------------------------------
+def test_ranks_and_micro_batches_split_one_global_batch():
+    tokens = np.arange(1000, dtype=np.uint16)
+
+    def draw(micro, accum, rank, world):
+        return rank_batches(tokens, micro, accum, 8, torch.device("cpu"), torch.Generator().manual_seed(3), rank, world)
+
+    whole = draw(8, 1, 0, 1)[0][0]  # one process, batch 8
+    parts = [x for rank in range(2) for x, _ in draw(2, 2, rank, 2)]  # 2 processes × 2 micro-batches of 2
+    assert torch.equal(torch.cat(parts), whole)
+    from tinylm.training.data import get_batch  # one process, no accumulation: exactly get_batch's draw
+
+    assert torch.equal(get_batch(tokens, 8, 8, "cpu", torch.Generator().manual_seed(3))[0], whole)
+
+
+def test_global_batch_size_sets_the_accumulation(make_config):
+    config = make_config(**{"train.batch_size": 2, "train.global_batch_size": 8, "train.max_tokens": 16 * 8 * 5})
+    assert [config.grad_accum_steps(w) for w in (1, 2, 4)] == [4, 2, 1]
+    assert config.steps(1) == config.steps(4) == 5  # the token budget counts the global batch
+    with pytest.raises(ConfigError, match="not a multiple of train.batch_size × processes"):
+        config.grad_accum_steps(3)
+    data = config.to_dict()
+    data["train"]["grad_accum_steps"] = 2
+    with pytest.raises(ConfigError, match="not both"):
+        TrainConfig.from_dict(data)
+    assert config.with_overrides({"train.grad_accum_steps": 2}).train.global_batch_size is None  # a flag replaces the other
+    plain = make_config(**{"train.batch_size": 2, "train.grad_accum_steps": 3})
+    assert plain.global_batch_size(2) == 12
+
+
+def test_accumulating_micro_batches_equals_one_big_batch(make_config, tmp_path):
+    big = train(make_config(**{"train.batch_size": 8, "train.out_dir": str(tmp_path / "big")}))
+    acc = train(make_config(**{"train.batch_size": 2, "train.grad_accum_steps": 4, "train.out_dir": str(tmp_path / "acc")}))
+    _close(read_checkpoint(big.out_dir)["model"], read_checkpoint(acc.out_dir)["model"])
+    a, b = _records(big.out_dir), _records(acc.out_dir)
+    assert [r["tokens"] for r in a] == [r["tokens"] for r in b] == [8 * 16 * s for s in range(1, 9)]
+    assert [r["train_loss"] for r in a] == pytest.approx([r["train_loss"] for r in b], abs=1e-5)
+
+
+def test_nan_check_at_log_intervals_keeps_the_last_good_checkpoint(make_config, monkeypatch):
+    """The CUDA path (no per-step sync), run on CPU: the NaN is seen at the next log step."""
+    calls = {"n": 0}
+    real = loop_mod.cross_entropy
+
+    def poisoned(logits, targets):
+        calls["n"] += 1
+        return real(logits, targets) * (float("nan") if calls["n"] == 6 else 1.0)
+
+    monkeypatch.setattr(loop_mod, "cross_entropy", poisoned)
+    config = make_config(**{"train.log_interval": 4, "train.checkpoint_interval": 4, "train.eval_interval": 100})
+    trainer = Trainer(config)
+    trainer.check_every_step = False
+    with pytest.raises(TrainingDivergedError, match=r"between steps 5 and 8 .*last good checkpoint \(step 4\)"):
+        trainer.run()
+    payload = read_checkpoint(config.train.out_dir)
+    assert payload["iteration"] == 4 and all(torch.isfinite(v).all() for v in payload["model"].values())
+    assert [r["step"] for r in _records(trainer.out)] == [4]
+
+
+# --- torchrun, 2 gloo processes ----------------------------------------------------------------------------
+@pytest.fixture
+def config_file(make_config, tmp_path):
+    def write(**overrides):
+        config = make_config(**{"train.batch_size": 2, "train.global_batch_size": 8, **overrides})
+        path = tmp_path / "cfg.toml"
+        path.write_text(to_toml(config))
+        return path, config
+
+    return write
+
+
+def test_two_processes_reach_the_parameters_of_one(config_file, tmp_path):
+    path, config = config_file(**{"train.max_steps": 6, "train.eval_interval": 3})
+    proc = subprocess.run(_torchrun(2, "--config", path, "--out", tmp_path / "two"), env=ENV, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("trained 6 steps") == 1  # only rank 0 reports
+    one = train(config.with_overrides({"train.out_dir": str(tmp_path / "one")}))  # 1 process, 4 micro-batches
+    two = read_checkpoint(tmp_path / "two")
+    assert two["iteration"] == 6 and two["model"].keys() == read_checkpoint(one.out_dir)["model"].keys()
+    _close(read_checkpoint(one.out_dir)["model"], two["model"])
+    _close(read_checkpoint(one.out_dir)["optimizer"]["state"][0], two["optimizer"]["state"][0])
+    a, b = _records(one.out_dir), _records(tmp_path / "two")
+    assert [r["step"] for r in b] == list(range(1, 7)) and [r["tokens"] for r in a] == [r["tokens"] for r in b]
+    for key in ("train_loss", "grad_norm", "val_loss"):  # losses averaged over ranks, evaluation split between them
+        assert [r.get(key) for r in a] == pytest.approx([r.get(key) for r in b], abs=1e-4, nan_ok=False)
+
+
+def _rank_pid(launcher: subprocess.Popen, rank: int) -> int:
+    for child in psutil.Process(launcher.pid).children(recursive=True):
+        try:
+            if child.environ().get("RANK") == str(rank) and "tinylm" in " ".join(child.cmdline()):
+                return child.pid
+        except psutil.Error:
+            continue
+    raise AssertionError(f"no rank {rank} process")
+
+
+def test_killed_rank_stops_the_run_and_the_checkpoint_resumes_on_one_process(config_file, tmp_path):
+    settings = {"train.max_steps": 100_000, "optim.cosine_iters": 30, "train.checkpoint_interval": 3, "train.eval_interval": 100_000}
+    path, config = config_file(**settings)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_torchrun(2, "--config", path, "--out", run), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (run / "metrics.jsonl").exists() or len((run / "metrics.jsonl").read_text().splitlines()) < 7:
+            assert proc.poll() is None and time.time() < deadline, "run ended or stalled before the kill"
+            time.sleep(0.05)
+        os.kill(_rank_pid(proc, 1), 9)  # SIGKILL rank 1: no handler, no goodbye
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "process 0 of 2 stopped" in err and "another process died or lost contact" in err, err[-3000:]
+    assert f"--resume {run}" in err
+    stopped = read_checkpoint(run)["iteration"]
+    assert stopped >= 6 and stopped % 3 == 0
+
+    # resume on ONE process (4 micro-batches instead of 2 ranks × 2): same global batch, same batches
+    end = stopped + 3
+    resumed = train(load_config(run / "config.toml", {"train.max_steps": end}), resume=True)
+    whole = train(config.with_overrides({"train.max_steps": end, "train.out_dir": str(tmp_path / "whole")}))
+    assert resumed.step == whole.step == end
+    _close(read_checkpoint(whole.out_dir)["model"], read_checkpoint(run)["model"])
+    assert [r["step"] for r in _records(run)] == list(range(1, end + 1))
+
+
+@pytest.mark.slow
+def test_one_process_run_resumes_on_two(config_file, tmp_path):
+    path, config = config_file(**{"train.max_steps": 8, "train.eval_interval": 100})
+    split = config.with_overrides({"train.out_dir": str(tmp_path / "split")})
+    first = train(split, on_step=lambda step, record: step == 4)
+    assert first.interrupted and first.step == 4
+    proc = subprocess.run(_torchrun(2, "--resume", tmp_path / "split"), env=ENV, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    whole = train(config.with_overrides({"train.out_dir": str(tmp_path / "whole")}))
+    _close(read_checkpoint(whole.out_dir)["model"], read_checkpoint(tmp_path / "split")["model"])

@@ -1,0 +1,59 @@
+"""`tinylm quickstart`: the whole pipeline (tokenizer -> token arrays -> model -> samples -> report)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+
+@click.command()
+@click.option("--corpus", type=click.Path(dir_okay=False), default=None, help="Your own text file (documents separated by <|endoftext|>, e.g. TinyStories); default: the bundled public-domain corpus.")
+@click.option("--out", "out_dir", default="runs/quickstart", show_default=True, help="Folder for everything the run writes (report.html included).")
+@click.option("--minutes", type=float, default=None, help="Training budget in minutes of wall-clock (default 7.5; the other stages add about a minute).")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Train exactly this many steps instead of a time budget.")
+@click.option("--max-corpus-mb", type=float, default=None, help="Read at most this much of --corpus (default 64, cut at a document boundary).")
+@click.option("--vocab-size", type=int, default=None, help="Tokenizer vocabulary (default 4096).")
+@click.option("--d-model", type=int, default=None, help="Model width (default 192).")
+@click.option("--layers", "num_layers", type=int, default=None, help="Transformer blocks (default 4).")
+@click.option("--heads", "num_heads", type=int, default=None, help="Attention heads (default 6).")
+@click.option("--context-length", type=int, default=None, help="Tokens per training window (default 128).")
+@click.option("--batch-size", type=int, default=None, help="Windows per step (default 32).")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (default 3e-3; cosine to lr/10).")
+@click.option("--prompt", "prompts", multiple=True, help="Prompt for the samples (repeatable; default: five fixed prompts).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=None, help="Tokens per sample (default 60).")
+@click.option("--device", default=None, help="cpu (default), cuda, cuda:N or mps.")
+@click.option("--seed", type=int, default=None, help="Seed for initialisation, batches and sampling (default 0).")
+@click.option("--workers", "-j", type=int, default=None, help="Processes for tokenizer training and encoding (default: all cores).")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+def quickstart(prompts, **flags):
+    """Raw text to a model that writes, in one command, offline: train a BPE tokenizer, encode train
+    and validation text, train a small Transformer LM for a fixed time, evaluate it (loss per token
+    and bits per byte), print samples, and write a self-contained report.html.
+
+    \b
+    Examples:
+      tinylm quickstart                                   (bundled corpus, CPU, about 9 minutes)
+      tinylm quickstart --minutes 1 --out runs/qs-short
+      tinylm quickstart --corpus TinyStoriesV2-GPT4-train.txt --device cuda --d-model 512 --layers 4 --heads 16
+    """
+    from tinylm.quickstart import QuickstartConfig, run_quickstart
+
+    names = {
+        "corpus": "corpus", "out_dir": "out_dir", "minutes": "minutes", "max_steps": "max_steps",
+        "max_corpus_mb": "max_corpus_mb", "vocab_size": "vocab_size", "d_model": "d_model",
+        "num_layers": "num_layers", "num_heads": "num_heads", "context_length": "context_length",
+        "batch_size": "batch_size", "lr": "lr", "max_new_tokens": "max_new_tokens", "device": "device",
+        "seed": "seed", "workers": "workers", "progress": "progress",
+    }
+    kwargs = {field: flags[flag] for flag, field in names.items() if flags.get(flag) is not None}
+    if prompts:
+        kwargs["prompts"] = list(prompts)
+    config = QuickstartConfig(**kwargs)
+    command = "tinylm " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0].endswith("tinylm") else "tinylm quickstart"
+    result = run_quickstart(config, command=command, echo=click.echo)
+    click.echo(f"report: {result.out_dir / 'report.html'}")
+
+
+COMMANDS = [quickstart]
