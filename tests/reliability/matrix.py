@@ -1,7 +1,8 @@
 """The bad-input matrix as data: each case sets up files, runs one `tinylm` command and names the
 words its one-line error must contain. test_bad_input_matrix.py runs every row;
 `python tests/reliability/matrix.py` prints the table in docs/RELIABILITY.md with the messages
-observed on this machine."""
+observed on this machine. FAULTS are the rows whose outcome is not "one error line, exit 2"
+(Ctrl-C, a full disk): each runs the fault and asserts its own outcome."""
 
 from __future__ import annotations
 
@@ -178,6 +179,24 @@ def _newer_format(run: Path) -> None:
     torch.save(payload, run / "checkpoint.pt")
 
 
+class _RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling would call os.mkdir(marker)
+        return (os.mkdir, (str(self.marker),))
+
+
+def _code_in_checkpoint(run: Path) -> None:
+    import torch
+
+    torch.save({"format_version": 1, "iteration": 0, "model": {}, "x": _RunsCode(run.parent / "pwned")}, run / "checkpoint.pt")
+
+
+def _no_code_ran(d: Path) -> None:
+    assert not (d / "pwned").exists()
+
+
 def _resume_after(change: Callable[[Path], None], *extra: str) -> Callable[[Path], list[str]]:
     def setup(d: Path) -> list[str]:
         change(_run(d))
@@ -248,6 +267,7 @@ TRAINING_CASES = [
     Case("checkpoint beside a tokenizer with more ids (generate)", _checkpoint_beside_bigger_tokenizer, ["has 300 tokens but the model only 257"], "ConfigError"),
     Case("checkpoint from a newer format version (train --resume)", _resume_after(_newer_format), ["format version 2", "upgrade tinylm"], "CheckpointError"),
     Case("checkpoint from a newer format version (generate)", _generate_after(_newer_format), ["format version 2", "upgrade tinylm"], "CheckpointError"),
+    Case("checkpoint whose unpickling would run code (generate)", _generate_after(_code_in_checkpoint), ["not loaded", "could run code"], "CheckpointError", _no_code_ran),
     Case("special token in the generate prompt", _generate_after(lambda run: None, f"Once{EOT}upon"), ["special token", "<|endoftext|>"], "SpecialTokenNotAllowedError"),
     Case("run folder where a file is", lambda d: _train(d) + ["--out", _write(d, "f", b"x") + "/run"], ["cannot write to output folder", "Not a directory"], "OutputError", _nothing_written),
     Case("run folder on a read-only file system", lambda d: _train(d) + ["--out", str(_mount_tmpfs(d / "ro", "size=1m,ro") / "run")], ["cannot write to output folder", "Read-only file system"], "OutputError", _nothing_written),
@@ -366,7 +386,9 @@ def run_fault(fault: Fault, folder: Path) -> subprocess.CompletedProcess:
 
 
 def _shown(text: str, tmp: str) -> str:
-    return text.strip().replace(tmp, "…").replace("|", "\\|").replace("\n", " / ")
+    """A message as a markdown code span: temp folder as …, pipes escaped, lines joined by /."""
+    text = text.strip().replace(tmp, "…").replace("|", "\\|").replace("\n", " / ")
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
 def main() -> None:
@@ -381,7 +403,7 @@ def main() -> None:
                 continue
             args = r.args[1:] if r.args[0] == "tinylm" else r.args[3:]
             command = args[0] + (" --resume" if "--resume" in args else "")
-            print(f"| {case.name} | `tinylm {command}` | `{_shown(r.stderr, tmp)}` ({r.returncode}) | `{case.api}` |")
+            print(f"| {case.name} | `tinylm {command}` | {_shown(r.stderr, tmp)} ({r.returncode}) | `{case.api}` |")
     print()
     print("| fault | asserted outcome | observed message (exit status) |")
     print("|---|---|---|")
@@ -392,7 +414,7 @@ def main() -> None:
             except Skip as skip:
                 print(f"| {fault.name} | {fault.outcome} | skipped here: {skip} |")
                 continue
-            print(f"| {fault.name} | {fault.outcome} | `{_shown(r.stderr, tmp)}` ({r.returncode}) |")
+            print(f"| {fault.name} | {fault.outcome} | {_shown(r.stderr, tmp)} ({r.returncode}) |")
 
 
 if __name__ == "__main__":

@@ -38,3 +38,20 @@ def test_fault(fault, tmp_path):
         matrix.run_fault(fault, tmp_path)
     except matrix.Skip as skip:
         pytest.skip(str(skip))
+
+
+def test_an_unwrapped_write_on_a_full_disk_is_one_error_line(monkeypatch):
+    """The CLI's safety net: an ENOSPC no library code turned into OutputError (a metrics line, a plot)."""
+    import errno
+
+    from click.testing import CliRunner
+
+    import tinylm.training.loop
+    from tinylm.cli import main
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/x/metrics.jsonl")
+
+    monkeypatch.setattr(tinylm.training.loop, "train", full)
+    r = CliRunner().invoke(main, ["train", "--train-data", "t.npy", "--max-steps", "1"])
+    assert r.exit_code == 2 and r.stderr == "error: cannot write runs/x/metrics.jsonl: No space left on device\n"

@@ -114,15 +114,23 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
 
 
 class _Evil:
-    def __reduce__(self):
-        return (os.system, ("echo pwned",))
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling calls os.mkdir(marker): the folder appearing proves code ran
+        return (os.mkdir, (str(self.marker),))
 
 
 def test_loading_never_runs_pickled_code(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"format_version": 1, "iteration": 0, "model": {}, "x": _Evil()}, path)
-    with pytest.raises(CheckpointError):
+    path, marker = tmp_path / "evil.pt", tmp_path / "pwned"
+    torch.save({"format_version": 1, "iteration": 0, "model": {}, "x": _Evil(marker)}, path)
+    with pytest.raises(CheckpointError, match="could run code"):
         read_checkpoint(path)
+    with pytest.raises(CheckpointError):
+        load_model(path)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the file really is a payload: an unsafe load runs it
+    assert marker.exists()
 
 
 def test_missing_checkpoint(tmp_path):

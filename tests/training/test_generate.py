@@ -122,3 +122,24 @@ def test_bad_sampling_settings(tokenizer):
         generate(model, tokenizer, "x", 2, temperature=-1)
     with pytest.raises(ConfigError, match="empty"):
         generate(model, tokenizer, "", 2)
+
+
+class Recording(Scripted):
+    """Scripted, also keeping every id the model was shown."""
+
+    def forward(self, ids):
+        self.ids = getattr(self, "ids", set()) | set(ids.flatten().tolist())
+        return super().forward(ids)
+
+
+@pytest.mark.parametrize("near_miss", ["<|endoftext", "endoftext|>", "<|endoftext |>", "<|ENDOFTEXT|>", "<<|endoftext>|>"])
+def test_forged_end_of_text_never_reaches_the_model(tokenizer, near_miss):
+    eot_id = tokenizer.special_to_id[EOT]
+    model = Recording([ord("a")], prompt_len=1)
+    with pytest.raises(SpecialTokenNotAllowedError):
+        generate(model, tokenizer, f"Once{EOT}upon", 3, temperature=0)
+    assert not model.seen  # refused before the model ran
+    generate(model, tokenizer, f"Once{near_miss}upon", 3, temperature=0)  # look-alikes are plain text
+    assert eot_id not in model.ids
+    generate(model, tokenizer, f"Once{EOT}upon", 3, temperature=0, allow_special=True)  # the documented opt-in
+    assert eot_id in model.ids

@@ -104,3 +104,27 @@ def test_clip_grad_norm_matches_torch(max_norm):
     if max_norm < ref_norm:
         total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params[:3]]))
         assert total.item() == pytest.approx(max_norm, rel=1e-4)
+
+
+def test_foreach_paths_compute_the_loop_update():
+    """The GPU (multi-tensor) AdamW and clipping, forced on CPU, give the per-tensor loop's numbers."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(4, 5), (7,), (2, 3, 3)]
+    start = [torch.randn(s, generator=gen) for s in shapes]
+    runs = []
+    for foreach in (False, True):
+        params = [torch.nn.Parameter(x.clone()) for x in start]
+        opt = AdamW(params, lr=0.1, betas=(0.9, 0.95), weight_decay=0.1, foreach=foreach)
+        g = torch.Generator().manual_seed(1)
+        norms = []
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g)
+            norms.append(clip_grad_norm(params, 0.5, foreach=foreach))
+            opt.step()
+        runs.append((params, norms, opt.state_dict()))
+    (a, na, sa), (b, nb, sb) = runs
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(torch.stack(na), torch.stack(nb))
+    assert sa["state"][0]["step"] == sb["state"][0]["step"] == 3

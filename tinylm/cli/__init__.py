@@ -7,6 +7,7 @@ quickstart) and are registered here. Errors from the `tinylm.errors` family beco
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import click
@@ -54,6 +55,11 @@ class TinylmGroup(click.Group):
         except TinylmError as exc:
             if not getattr(exc, "reported", False):  # a multi-process failure prints its line at once
                 click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except OSError as exc:  # a write that no library code wrapped (a log line, a plot) on a full or read-only disk
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise
+            click.echo(f"error: cannot write {exc.filename or 'output'}: {exc.strerror}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -17,6 +17,8 @@ _TRAIN_FLAGS = {
     "val_data": "data.val",
     "tokenizer": "tokenizer.dir",
     "batch_size": "train.batch_size",
+    "grad_accum_steps": "train.grad_accum_steps",
+    "global_batch_size": "train.global_batch_size",
     "max_steps": "train.max_steps",
     "max_tokens": "train.max_tokens",
     "lr": "optim.lr_max",
@@ -65,7 +67,9 @@ def _load(config_path, settings, flags: dict):
 @click.option("--train-data", help="Training token file (.npy, or .bin of uint16).")
 @click.option("--val-data", help="Validation token file, evaluated every --eval-interval steps and at the end.")
 @click.option("--tokenizer", help="Tokenizer folder from `tinylm train-bpe` (saved into the run folder for `tinylm generate`).")
-@click.option("--batch-size", type=int, help="Sequences per step.")
+@click.option("--batch-size", type=int, help="Sequences per micro-batch, per process.")
+@click.option("--grad-accum-steps", type=int, help="Micro-batches per optimizer step, per process.")
+@click.option("--global-batch-size", type=int, help="Sequences per step over all processes (sets --grad-accum-steps).")
 @click.option("--max-steps", type=int, help="Steps to train (replaces a token budget).")
 @click.option("--max-tokens", type=int, help="Token budget: steps = tokens / (batch size × context length).")
 @click.option("--lr", type=float, help="Peak learning rate (optim.lr_max).")

@@ -106,7 +106,14 @@ def read_checkpoint(path_or_file: str | os.PathLike | BinaryIO) -> dict:
         path_or_file, name = p, p
     try:
         payload = torch.load(path_or_file, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise CheckpointError(f"checkpoint {name} is truncated or corrupt (UnpicklingError: {_first_line(exc)})") from None
+        raise CheckpointError(
+            f"checkpoint {name} holds objects other than tensors and plain values; it was not loaded, "
+            "since unpickling them could run code (tinylm checkpoints never hold such objects)"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         reason = _first_line(exc).split(". ")[0]  # torch's zip reader adds several sentences of advice
         raise CheckpointError(f"checkpoint {name} is truncated or corrupt ({type(exc).__name__}: {reason})") from None
     if not isinstance(payload, dict) or "format_version" not in payload or "model" not in payload:

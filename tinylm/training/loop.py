@@ -5,7 +5,13 @@ A run folder holds `config.toml` (resolved), `checkpoint.pt` (latest, written at
 `merges.txt`, `special_tokens.json`: the run folder is a tokenizer folder too). Everything that decides the next step — weights, AdamW moments, step, the batch
 sampler's generator — is in the checkpoint, so a resumed CPU run is bit-identical to one that was
 never stopped. Ctrl-C (or SIGTERM) finishes the current step, saves and returns; a NaN/inf loss
-saves the last good state and raises TrainingDivergedError.
+saves the last good state and raises TrainingDivergedError (on CUDA the check runs at log and
+checkpoint steps, so the step never waits for the GPU: the last good state is then the last
+checkpoint, see Trainer._check_window).
+
+Under torchrun the same code trains data-parallel (tinylm.training.distributed): DDP, one shared
+batch sampler sliced by rank, gradient accumulation (`train.grad_accum_steps` /
+`train.global_batch_size`), and only rank 0 writes the run folder.
 """
 
 from __future__ import annotations

@@ -25,9 +25,13 @@ class AdamW(torch.optim.Optimizer):
 
     The arithmetic follows torch.optim.AdamW's order of operations so the two agree to float
     rounding; the step count is a plain int so optimizer state loads with weights_only=True.
+    `foreach` (default: on when the parameters are on a GPU) runs the same operations as
+    multi-tensor `torch._foreach_*` kernels: a dozen kernel launches per step instead of a dozen
+    per parameter tensor, which matters on a GPU where a small model's step is a few milliseconds.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01):
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
+                 foreach: bool | None = None):
         if lr < 0:
             raise ValueError(f"invalid learning rate {lr}")
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
@@ -35,6 +39,7 @@ class AdamW(torch.optim.Optimizer):
         if eps < 0 or weight_decay < 0:
             raise ValueError("eps and weight_decay must be non-negative")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        self.foreach = foreach  # not in the param groups: checkpoints stay as they were
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -44,6 +49,9 @@ class AdamW(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            if _use_foreach(self.foreach, group["params"]):
+                self._step_foreach(group["params"], lr, beta1, beta2, eps, wd)
+                continue
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -65,6 +73,38 @@ class AdamW(torch.optim.Optimizer):
                 p.addcdiv_(m, denom, value=-lr / bias_correction1)
         return loss
 
+    def _step_foreach(self, group_params, lr, beta1, beta2, eps, wd) -> None:
+        """The loop's update, operation for operation, on all tensors of a group (per step count) at once."""
+        by_step: dict[int, list[torch.Tensor]] = {}
+        for p in group_params:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            by_step.setdefault(state["step"], []).append(p)
+        for t, params in by_step.items():
+            grads = [p.grad for p in params]
+            ms = [self.state[p]["exp_avg"] for p in params]
+            vs = [self.state[p]["exp_avg_sq"] for p in params]
+            torch._foreach_mul_(params, 1 - lr * wd)
+            torch._foreach_lerp_(ms, grads, 1 - beta1)
+            torch._foreach_mul_(vs, beta2)
+            torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
+            denom = torch._foreach_sqrt(vs)
+            torch._foreach_div_(denom, math.sqrt(1 - beta2**t))
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(params, ms, denom, value=-lr / (1 - beta1**t))
+
+
+def _use_foreach(foreach: bool | None, params) -> bool:
+    if foreach is not None:
+        return foreach
+    return any(p.is_cuda for p in params)
+
 
 def cosine_lr(it: int, lr_max: float, lr_min: float, warmup_iters: int, cosine_iters: int) -> float:
     """Linear warm-up to lr_max over `warmup_iters`, cosine down to lr_min at `cosine_iters`, then lr_min."""
@@ -77,7 +117,8 @@ def cosine_lr(it: int, lr_max: float, lr_min: float, warmup_iters: int, cosine_i
     return lr_min
 
 
-def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float, eps: float = 1e-6) -> torch.Tensor:
+def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float, eps: float = 1e-6,
+                   foreach: bool | None = None) -> torch.Tensor:
     """Scale all gradients together so their global L2 norm is at most `max_norm`.
 
     Returns the norm before clipping as a tensor: reading it is the caller's choice, so the
@@ -86,6 +127,10 @@ def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float, eps: f
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.tensor(0.0)
+    if _use_foreach(foreach, grads) and all(g.dtype == torch.float32 for g in grads):  # GPU: 3 kernels, not 2 per tensor
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        torch._foreach_mul_(grads, (max_norm / (total + eps)).clamp(max=1.0))
+        return total
     total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
     scale = (max_norm / (total + eps)).clamp(max=1.0)
     for g in grads:
