@@ -29,7 +29,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,14 +202,22 @@ def run_quickstart(config: QuickstartConfig, command: str | None = None, echo: C
     )
 
     # 3. encode ------------------------------------------------------------------------------------
-    from tinylm.tokenizer.dataset import encode_file
+    from tinylm.tokenizer.chunking import pool_context
+    from tinylm.tokenizer.dataset import encode_file, load_info
 
     t0 = time.perf_counter()
     workers = config.workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(2) as pool:  # both files at once; the training split also spreads over processes
-        train_job = pool.submit(encode_file, tokenizer, out / "train.txt", out / "train.npy", num_workers=workers, progress=progress)
-        val_job = pool.submit(encode_file, tokenizer, out / "val.txt", out / "val.npy", num_workers=workers, progress=False)
-        train_info, val_info = train_job.result(), val_job.result()
+    # both files at once: validation in a child process, training spread over `workers` processes
+    # (processes, not threads: forking worker pools from a threaded process can deadlock)
+    val_proc = pool_context().Process(target=_encode_quietly, args=(tokenizer, out / "val.txt", out / "val.npy"))
+    val_proc.start()
+    try:
+        train_info = encode_file(tokenizer, out / "train.txt", out / "train.npy", num_workers=workers, progress=progress)
+    finally:
+        val_proc.join()
+    val_info = load_info(out / "val.npy")
+    if val_proc.exitcode != 0 or val_info is None:
+        raise ConfigError(f"encoding the validation split failed (exit code {val_proc.exitcode})")
     stages["encode"] = time.perf_counter() - t0
     report["tokenizer"].update(
         train_tokens=train_info.num_tokens,
@@ -288,6 +295,12 @@ def run_quickstart(config: QuickstartConfig, command: str | None = None, echo: C
     )
     del torch
     return QuickstartResult(out, report)
+
+
+def _encode_quietly(tokenizer, src: Path, dst: Path) -> None:
+    from tinylm.tokenizer.dataset import encode_file
+
+    encode_file(tokenizer, src, dst, num_workers=1, progress=False)
 
 
 # --- stage 1 ------------------------------------------------------------------------------------

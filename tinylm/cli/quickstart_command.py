@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
@@ -51,9 +52,27 @@ def quickstart(prompts, **flags):
     if prompts:
         kwargs["prompts"] = list(prompts)
     config = QuickstartConfig(**kwargs)
-    command = "tinylm " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0].endswith("tinylm") else "tinylm quickstart"
+    command = _command_line(flags, prompts)
     result = run_quickstart(config, command=command, echo=click.echo)
     click.echo(f"report: {result.out_dir / 'report.html'}")
+
+
+def _command_line(flags: dict, prompts) -> str:
+    """The command as typed when run as `tinylm`, else rebuilt from the flags that were given."""
+    if sys.argv and os.path.basename(sys.argv[0]) in ("tinylm", "__main__.py") and "quickstart" in sys.argv[1:]:
+        return "tinylm " + shlex.join(sys.argv[1:])
+    words = ["tinylm", "quickstart"]
+    for name, value in flags.items():
+        if value is None:
+            continue
+        flag = "--" + {"out_dir": "out", "num_layers": "layers", "num_heads": "heads"}.get(name, name).replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag[2:])
+        else:
+            words += [flag, str(value)]
+    for prompt in prompts:
+        words += ["--prompt", prompt]
+    return shlex.join(words)
 
 
 COMMANDS = [quickstart]
