@@ -22,6 +22,7 @@ import click
 @click.option("--context-length", type=int, default=None, help="Tokens per training window (default 128).")
 @click.option("--batch-size", type=int, default=None, help="Windows per step (default 32).")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (default 3e-3; cosine to lr/10).")
+@click.option("--eval-tokens", type=click.IntRange(min=1), default=None, help="Validation tokens scored in the final evaluation (default 131072).")
 @click.option("--prompt", "prompts", multiple=True, help="Prompt for the samples (repeatable; default: five fixed prompts).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None, help="Tokens per sample (default 60).")
 @click.option("--device", default=None, help="cpu (default), cuda, cuda:N or mps.")
@@ -45,7 +46,7 @@ def quickstart(prompts, **flags):
         "corpus": "corpus", "out_dir": "out_dir", "minutes": "minutes", "max_steps": "max_steps",
         "max_corpus_mb": "max_corpus_mb", "vocab_size": "vocab_size", "d_model": "d_model",
         "num_layers": "num_layers", "num_heads": "num_heads", "context_length": "context_length",
-        "batch_size": "batch_size", "lr": "lr", "max_new_tokens": "max_new_tokens", "device": "device",
+        "batch_size": "batch_size", "lr": "lr", "eval_tokens": "eval_tokens", "max_new_tokens": "max_new_tokens", "device": "device",
         "seed": "seed", "workers": "workers", "progress": "progress",
     }
     kwargs = {field: flags[flag] for flag, field in names.items() if flags.get(flag) is not None}

@@ -8,6 +8,7 @@ token in two.
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,13 @@ def read_text_range(path: str | os.PathLike, start: int, end: int) -> str:
 
 
 def pool_context():
-    """fork where available: workers start in milliseconds and share the parent's imports."""
+    """fork where it is safe: workers start in milliseconds and share the parent's imports.
+
+    Forking a process that runs other threads can hand a child a lock some thread was holding
+    (a deadlock that shows up as a hung pool), so with other threads alive the workers come
+    from a clean forkserver instead.
+    """
     methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods else "spawn")
+    if "fork" in methods and threading.active_count() == 1:
+        return mp.get_context("fork")
+    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")

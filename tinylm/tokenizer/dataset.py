@@ -96,16 +96,17 @@ def encode_file(
     workers = num_workers or os.cpu_count() or 1
     tasks = [(str(src), s, e) for s, e in chunk_ranges(src, tokenizer.special_tokens, chunk_bytes)]
     num_tokens = 0
+    serial = workers <= 1 or len(tasks) <= 1
+    # The pool is started before the progress bar, whose monitor thread must not exist at fork.
+    pool = None if serial else pool_context().Pool(workers, initializer=_init_worker, initargs=(tokenizer, dtype.str))
     try:
         with open(tmp, "wb") as f, tqdm(total=size, unit="B", unit_scale=True, desc="encoding", disable=not progress, leave=False) as bar:
             if as_npy:
                 f.write(b"\0" * _NPY_HEADER_BYTES)
-            if workers <= 1 or len(tasks) <= 1:
+            if pool is None:
                 _init_worker(tokenizer, dtype.str)
                 results = map(_encode_range, tasks)
-                pool = None
             else:
-                pool = pool_context().Pool(workers, initializer=_init_worker, initargs=(tokenizer, dtype.str))
                 results = pool.imap(_encode_range, tasks)
             try:
                 for n, data in results:
@@ -113,8 +114,6 @@ def encode_file(
                     num_tokens += len(data) // dtype.itemsize
                     bar.update(n)
             finally:
-                if pool is not None:
-                    pool.terminate()
                 _WORKER_TOKENIZER.clear()
             if as_npy:
                 f.seek(0)
@@ -126,6 +125,9 @@ def encode_file(
     except OSError as exc:
         raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
         if tmp.exists():
             tmp.unlink()
     atomic_write_bytes(sidecar_path(out), json.dumps(asdict(info), indent=1).encode())

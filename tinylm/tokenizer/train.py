@@ -72,22 +72,22 @@ def count_pretokens(
     workers = num_workers or os.cpu_count() or 1
     tasks = ((path, s, e, special_tokens) for s, e in chunk_ranges(path, special_tokens, chunk_bytes))
     total = SpillingCounter(max_memory, spill_dir)
-    bar = tqdm(total=size, unit="B", unit_scale=True, desc="counting pre-tokens", disable=not progress, leave=False)
+    serial = workers <= 1 or size <= chunk_bytes
+    # The pool is started before the progress bar, whose monitor thread must not exist at fork.
+    pool = None if serial else pool_context().Pool(workers)
     try:
-        with bar:
-            if workers <= 1 or size <= chunk_bytes:
-                for task in tasks:
-                    n, counts = _count_range(task)
-                    total.update(counts)
-                    bar.update(n)
-            else:
-                with pool_context().Pool(workers) as pool:
-                    for n, counts in pool.imap_unordered(_count_range, tasks):
-                        total.update(counts)
-                        bar.update(n)
+        with tqdm(total=size, unit="B", unit_scale=True, desc="counting pre-tokens", disable=not progress, leave=False) as bar:
+            results = map(_count_range, tasks) if pool is None else pool.imap_unordered(_count_range, tasks)
+            for n, counts in results:
+                total.update(counts)
+                bar.update(n)
     except BaseException:
         total.close()
         raise
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
     return total
 
 
