@@ -95,7 +95,7 @@ def test_training_respects_the_budget_and_learns(quickstart_run):
     # bits per byte is the loss in bits spread over the evaluated text's bytes
     assert ev["val_bpb"] == pytest.approx(ev["val_loss"] / math.log(2) * ev["tokens"] / ev["bytes"], rel=1e-9)
     metrics = [json.loads(line) for line in (out / "run/metrics.jsonl").read_text().splitlines()]
-    assert metrics[-1]["step"] == tr["steps"] and any("val_loss" in m for m in metrics)
+    assert 0 < metrics[-1]["step"] <= tr["steps"] and any("val_loss" in m for m in metrics)
     assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
 
 

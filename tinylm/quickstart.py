@@ -389,8 +389,8 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool) -> dict:
     t_cal = time.perf_counter()
     if config.max_steps is None:
         step_seconds = measure_step_seconds(config)
-        # evaluations cost about 8 % of the steps (below); keep 5 % in hand for noise on a shared machine
-        steps = max(10, int(budget * 0.87 / step_seconds))
+        # an estimate only, to space evaluations and logs: the budget itself ends the run
+        steps = max(10, int(budget / step_seconds))
     else:
         step_seconds = None
         steps = config.max_steps
@@ -418,46 +418,57 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool) -> dict:
             device=config.device,
             seed=config.seed,
             out_dir=str(run_dir),
-            progress=progress,
+            progress=progress and config.max_steps is not None,  # a time budget gets its own bar (below)
         ),
     )
-    trainer = Trainer(train_config)
+    if config.max_steps is None:
+        trainer = _TimeBudgetTrainer(train_config, budget=budget, warmup_fraction=config.warmup_fraction)
+        trainer.total_steps = 1 << 40  # the budget, not a step count, ends the run
+    else:
+        trainer = Trainer(train_config)
     first_estimate = steps
-    t0 = time.perf_counter()
-    adjust_at = [0.05, 0.15, 0.3] if config.max_steps is None else []
     stopped_by_budget = False
+    bar = None
+    if config.max_steps is None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=round(budget), desc="training", unit="s", disable=not progress, dynamic_ncols=True)
 
     def on_step(step: int, record: dict | None) -> bool:
         nonlocal stopped_by_budget
-        if config.max_steps is not None:
-            return False
-        elapsed = time.perf_counter() - t0
-        if adjust_at and elapsed >= adjust_at[0] * budget:
-            while adjust_at and elapsed >= adjust_at[0] * budget:
-                adjust_at.pop(0)
-            # re-estimate from this run's own pace (evaluations included) and stretch or shrink the
-            # schedule so that it ends at the budget; only early, while the cosine has barely moved
-            new_total = max(step + 1, int(step * budget * 0.95 / elapsed))
-            trainer.total_steps = new_total
-            trainer.config.train.max_steps = new_total
-            trainer.config.optim.cosine_iters = new_total
-        if elapsed > budget:  # a much slower machine than measured: stop here, at the budget
-            stopped_by_budget = step < trainer.total_steps
-            return True
+        if config.max_steps is None:
+            fraction = trainer.budget_fraction()
+            bar.update(min(round(budget), round(fraction * budget)) - bar.n)
+            if record is not None:
+                bar.set_postfix(step=step, loss=f"{record['train_loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
+            if fraction >= 1.0:
+                stopped_by_budget = True
+                return True
         return False
 
     trainer.on_step = on_step
-    result = trainer.run()
+    t0 = time.perf_counter()
+    try:
+        result = trainer.run()
+    finally:
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - t0
-    # config.toml describes the schedule that actually ran, so `tinylm train --resume` continues it
+    if config.max_steps is None:
+        # config.toml describes a step schedule close to the one that ran (cosine over the steps
+        # actually taken), so `tinylm train --resume <out>/run --max-steps N` can extend the run
+        trainer.total_steps = result.step
+        trainer.config.train.max_steps = result.step
+        trainer.config.optim.warmup_iters = min(trainer.config.optim.warmup_iters, result.step)
+        trainer.config.optim.cosine_iters = max(result.step, trainer.config.optim.warmup_iters)
     (run_dir / CONFIG).write_text(to_toml(trainer.config), encoding="utf-8")
     params = sum(p.numel() for p in trainer.model.parameters())
     return {
         "params": params,
         "params_non_embedding": params - trainer.model_config.vocab_size * trainer.model_config.d_model * 2,
         "steps": result.step,
-        "planned_steps": trainer.total_steps,
         "first_estimate_steps": first_estimate,
+        "schedule": "cosine over the wall-clock budget" if config.max_steps is None else "cosine over max_steps",
         "measured_step_seconds": step_seconds,
         "calibration_seconds": calibration_seconds,
         "stopped_by_budget": stopped_by_budget,
@@ -470,6 +481,37 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool) -> dict:
         "eval_interval": eval_interval,
         "run_dir": str(run_dir),
     }
+
+
+def _TimeBudgetTrainer(train_config, budget: float, warmup_fraction: float):
+    """A Trainer whose learning rate follows warm-up and cosine over the wall-clock budget.
+
+    The step a budget allows depends on the machine's load while it runs (this machine is shared),
+    so the schedule is indexed by the elapsed fraction of the budget, not by the step: the cosine
+    always completes when the budget does, however fast or slow the steps turn out to be.
+    """
+    from tinylm.training.loop import Trainer
+    from tinylm.training.optim import cosine_lr
+
+    class TimeBudgetTrainer(Trainer):
+        _started: float | None = None
+
+        def budget_fraction(self) -> float:
+            if self._started is None:
+                return 0.0
+            return (time.perf_counter() - self._started) / budget
+
+        def set_lr(self) -> float:
+            if self._started is None:
+                self._started = time.perf_counter()
+            o, grid = self.config.optim, 100_000
+            position = min(self.budget_fraction(), 1.0) * grid
+            lr = cosine_lr(int(position), o.lr_max, o.lr_min, int(warmup_fraction * grid), grid)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            return lr
+
+    return TimeBudgetTrainer(train_config)
 
 
 # --- stage 5 ------------------------------------------------------------------------------------
