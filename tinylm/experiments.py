@@ -107,7 +107,7 @@ def lr_sweep(base: TrainConfig, lrs: list[float], out_dir) -> list[SweepRun]:
 
 def batch_sweep(base: TrainConfig, batch_sizes: list[int], out_dir) -> list[SweepRun]:
     """One run per batch size on the same token budget as `base`, plotted against tokens seen."""
-    budget = base.total_steps * base.train.batch_size * base.model_config().context_length
+    budget = base.total_steps * base.global_batch_size() * base.model_config().context_length
     variants = {f"batch={b}": {"train.batch_size": b, "train.max_tokens": budget} for b in batch_sizes}
     return run_sweep(base, variants, out_dir, f"batch-size sweep ({budget:,} tokens each)", x="tokens")
 

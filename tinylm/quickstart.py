@@ -58,13 +58,13 @@ class QuickstartConfig:
     vocab_size: int = 4096
     # model
     context_length: int = 128
-    d_model: int = 192
+    d_model: int = 128
     num_layers: int = 4
-    num_heads: int = 6
+    num_heads: int = 4
     d_ff: int | None = None  # None: the SwiGLU default (8/3 d_model, rounded to 64)
     # optimisation
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-2
     lr_min_ratio: float = 0.1
     warmup_fraction: float = 0.05
     weight_decay: float = 0.1
@@ -153,8 +153,8 @@ def run_quickstart(config: QuickstartConfig, command: str | None = None, echo: C
     echo = echo or _echo_default
     progress = sys.stderr.isatty() if config.progress is None else config.progress
     out = Path(config.out_dir)
-    if (out / "run" / "checkpoint.pt").exists():
-        raise ConfigError(f"{out} already holds a quick-start run; remove it or choose another --out")
+    if (out / "report.json").exists() or (out / "run" / "checkpoint.pt").exists():
+        echo(f"note: replacing the previous quick-start run in {out} (choose another folder with --out to keep it)")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     stages: dict[str, float] = {}

@@ -57,3 +57,12 @@ def test_bad_paths(gpt2_tokenizer, corpus, tmp_path):
     blocker.write_text("x")
     with pytest.raises(OutputError):
         encode_file(gpt2_tokenizer, path, blocker / "sub" / "o.npy")
+
+
+def test_chunk_cuts_after_non_ascii_whitespace_keep_encoding_identical(gpt2_tokenizer, tmp_path):
+    # NBSP's last UTF-8 byte is not ASCII whitespace: a byte-level cut rule must still not cut there.
+    text = "a\xa0\nb c\u2028\nd\u3000 e " * 400
+    path = tmp_path / "ws.txt"
+    path.write_text(text)
+    encode_file(gpt2_tokenizer, path, tmp_path / "ws.npy", num_workers=2, chunk_bytes=8)
+    assert np.load(tmp_path / "ws.npy").tolist() == gpt2_tokenizer.encode(text)

@@ -116,3 +116,17 @@ def test_truncated_files(tmp_path):
     (tmp_path / "vocab.json").write_text(vocab_text)
     with pytest.raises(TokenizerFileError, match="line 2"):
         Tokenizer.from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
+
+
+def test_encode_iterable_on_text_with_few_cut_points(gpt2_tokenizer):
+    # CJK lines: the only cuts are newlines between non-spaces (once quadratic: rescanned per chunk).
+    text = ("日本語の文章です。" * 40 + "\n") * 3000
+    chunks = [text[i : i + 100] for i in range(0, len(text), 100)]
+    assert list(gpt2_tokenizer.encode_iterable(chunks)) == gpt2_tokenizer.encode(text)
+
+
+def test_single_byte_special_token_is_refused_before_training(fixtures):
+    from tinylm import train_bpe
+
+    with pytest.raises(ConfigError, match="single byte"):
+        train_bpe(FIXTURES / "corpus.en", 300, ["!"])

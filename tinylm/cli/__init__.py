@@ -56,6 +56,8 @@ class TinylmGroup(click.Group):
             if not getattr(exc, "reported", False):  # a multi-process failure prints its line at once
                 click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except BrokenPipeError:  # output piped into `head` and closed: not an error worth a line
+            sys.exit(1)
         except OSError as exc:  # a write that no library code wrapped (a log line, a plot) on a full or read-only disk
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                 raise
@@ -64,8 +66,6 @@ class TinylmGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
-        except BrokenPipeError:
-            sys.exit(1)
 
 
 @click.group(cls=TinylmGroup, context_settings={"help_option_names": ["-h", "--help"]})

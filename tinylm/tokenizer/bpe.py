@@ -38,7 +38,9 @@ from tinylm.tokenizer.pretokenize import pretokenize, special_token_regex, valid
 
 _CACHE_LIMIT = 200_000  # pre-tokens; bounds the cache to a few tens of MB
 # Cut points for streaming: see pretokenize.find_safe_cut for why these are safe.
-_STREAM_CUT = re.compile(r"[\x21-\x7e]\n(?=[\x21-\x7e])|[\x21-\x7e] (?=[A-Za-z])")
+# Python's \s covers every character the GPT-2 pattern's \s does (and a few more), so \S here is
+# never a character the pattern would treat as space.
+_STREAM_CUT = re.compile(r"\S\n(?=\S)|\S (?=[A-Za-z])")
 _STREAM_BUFFER = 1 << 16
 
 
@@ -115,6 +117,7 @@ class Tokenizer:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_fast"] = None  # a C object: rebuilt on unpickling (spawned workers)
+        state["_cache"] = {}  # workers build their own; not worth pickling
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -277,34 +280,34 @@ class Tokenizer:
     def encode_iterable(self, iterable: Iterable[str], **encode_kwargs) -> Iterator[int]:
         """Stream ids from an iterable of strings (e.g. an open file), in bounded memory.
 
-        Text is buffered only up to a safe cut (a place where pre-tokens and special tokens
-        cannot straddle), so a pre-token split across two chunks is still encoded as one.
+        Text is buffered only up to the last safe cut (a newline or a space between non-space
+        characters, never inside a special token), so a pre-token split across two chunks is
+        still encoded as one. Each character is scanned for cuts once. Text with no newline and
+        no space before a letter for a long stretch has no safe cut and is buffered whole.
         """
         keep = max((len(t) for t in self.special_tokens), default=0)
         buf = ""
+        scanned = 0  # buf[:scanned] holds no usable cut
         for chunk in iterable:
             buf += chunk
-            if len(buf) < _STREAM_BUFFER:
+            if len(buf) - scanned < _STREAM_BUFFER:
                 continue
-            cut = self._last_safe_cut(buf, keep)
+            limit = len(buf) - keep - 1  # a special token ending past here may still be growing
+            cut = self._last_safe_cut(buf, max(0, scanned - 1), limit)
             if cut > 0:
                 yield from self.encode(buf[:cut], **encode_kwargs)
                 buf = buf[cut:]
+            scanned = max(0, limit - cut)
         if buf:
             yield from self.encode(buf, **encode_kwargs)
 
-    def _last_safe_cut(self, buf: str, keep: int) -> int:
-        limit = len(buf) - keep - 1
-        start = max(0, limit - _STREAM_BUFFER)
+    def _last_safe_cut(self, buf: str, start: int, limit: int) -> int:
+        """The last safe cut in buf[start:limit+1], or 0."""
         cut = 0
-        while start > 0 or cut == 0:
-            for m in _STREAM_CUT.finditer(buf, start, limit + 1):
-                c = m.end() if m.group().endswith("\n") else m.start() + 1
-                if c <= limit and not self._straddles(buf, c):
-                    cut = c
-            if cut or start == 0:
-                return cut
-            start = max(0, start - _STREAM_BUFFER)
+        for m in _STREAM_CUT.finditer(buf, start, limit + 1):
+            c = m.end() if m.group().endswith("\n") else m.start() + 1
+            if c <= limit and not self._straddles(buf, c):
+                cut = c
         return cut
 
     def _straddles(self, buf: str, cut: int) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylm.errors import ConfigError, OutputError
+from tinylm.errors import ConfigError, DataError, OutputError
 from tinylm.tokenizer.bpe import Tokenizer
 from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
 from tinylm.tokenizer.files import atomic_write_bytes, remove_stale_temp_files
@@ -144,4 +144,7 @@ def load_info(token_file: str | os.PathLike) -> EncodedFileInfo | None:
     p = sidecar_path(token_file)
     if not p.exists():
         return None
-    return EncodedFileInfo(**json.loads(p.read_text()))
+    try:
+        return EncodedFileInfo(**json.loads(p.read_text()))
+    except (ValueError, TypeError, OSError) as exc:
+        raise DataError(f"{p} is not a token-file sidecar written by `tinylm encode` ({exc}); delete it or re-encode") from None

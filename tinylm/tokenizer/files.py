@@ -121,8 +121,8 @@ def atomic_write_files(files: dict[str | os.PathLike, bytes]) -> None:
     """Write several files so that none is visible until all are fully on disk.
 
     Every file is written and fsynced under a temporary name first; only then are they renamed
-    into place, so a kill or a full disk midway leaves the previous files (or none), never a new
-    vocab.json beside an old merges.txt.
+    into place, so a kill or a full disk while writing leaves the previous files (or none). Only
+    the renames themselves, microseconds apart, are not one atomic step.
     """
     pending: list[tuple[Path, Path]] = []
     try:

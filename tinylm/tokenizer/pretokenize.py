@@ -71,8 +71,8 @@ def iter_pretokens(text: str, special_re: re.Pattern | None) -> Iterator[str]:
 #   * " " preceded by a non-space and followed by a letter: the space starts " word" (cut
 #     before it).
 # Both are ASCII bytes, so the cut never falls inside a UTF-8 sequence.
-_SAFE_NEWLINE = re.compile(rb"[^\s]\n(?=[^\s])")
-_SAFE_SPACE = re.compile(rb"[^\s] (?=[A-Za-z])")
+_SAFE_NEWLINE = re.compile(rb"[\x21-\x7e]\n(?=[\x21-\x7e])")
+_SAFE_SPACE = re.compile(rb"[\x21-\x7e] (?=[A-Za-z])")
 
 
 def _straddles_special(buf: bytes, cut: int, special_bytes: list[bytes]) -> bool:

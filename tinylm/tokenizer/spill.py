@@ -13,6 +13,7 @@ import struct
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 from tinylm.errors import OutputError
@@ -44,7 +45,8 @@ class SpillingCounter:
         # Estimate the new keys' size from the batch's average key length (cheap, close enough).
         added = len(self.counts) - before
         if added and counts:
-            avg = sum(map(len, counts)) / len(counts) if len(counts) < 4096 else sum(map(len, list(counts)[:4096])) / 4096
+            sample = min(len(counts), 4096)
+            avg = sum(map(len, islice(counts, sample))) / sample
             self._chars += int(added * avg)
         if self.estimated_bytes() > self.budget:
             self.spill()
@@ -60,8 +62,8 @@ class SpillingCounter:
         path = Path(self._tmp.name) / f"run-{len(self.runs):05d}.bin"
         try:
             with open(path, "wb", buffering=1 << 20) as f:
-                for key in sorted(k.encode("utf-8") for k in self.counts):
-                    f.write(_RECORD.pack(len(key), self.counts[key.decode("utf-8")]))
+                for key, count in sorted((k.encode("utf-8"), c) for k, c in self.counts.items()):
+                    f.write(_RECORD.pack(len(key), count))
                     f.write(key)
         except OSError as exc:
             raise OutputError(f"cannot write spill file {path}: {exc.strerror or exc}") from None

@@ -271,6 +271,9 @@ def train_bpe(
             f"vocab_size must be at least 256 + {len(special_tokens)} special token(s) = "
             f"{256 + len(special_tokens)}, got {vocab_size}"
         )
+    for tok in special_tokens:
+        if len(tok.encode("utf-8")) == 1:
+            raise ConfigError(f"special token {tok!r} is a single byte, which is already a token of its own; use a longer marker")
     if chunk_bytes < 1:
         raise ConfigError(f"chunk_bytes must be positive, got {chunk_bytes}")
     if max_memory is not None and max_memory < 4096:

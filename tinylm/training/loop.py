@@ -274,13 +274,15 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg = self.config.train
         self._t0 = time.perf_counter()
-        stop = _StopRequest()
-        restore_handlers = stop.install()
         main = self.dist.is_main  # only rank 0 logs, plots and shows progress
         sink = _MetricSink(self.out / METRICS, self.config) if main else _NullSink()
+        # Signal handlers last: nothing that can fail stands between installing and restoring them.
+        stop = _StopRequest()
+        restore_handlers = stop.install()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (cfg.progress and main), unit="step", dynamic_ncols=True)
         window = MetricWindow(self.step, self.device)
         last_train, last_val, stopping = None, {}, False
+        completed = False
         try:
             while self.step < self.total_steps and not stopping:
                 lr = self.set_lr()
@@ -320,6 +322,7 @@ class Trainer:
                 stopping = self.dist.agree(stop.requested)[0]  # every process stops after the same step
             self._check_window(window)
             self.save()
+            completed = True
             return self._result(self.step < self.total_steps, last_train, last_val)
         except RuntimeError as exc:
             if self.dist.is_peer_loss(exc):
@@ -334,7 +337,12 @@ class Trainer:
             restore_handlers()
             self.dist.close()
             if main:
-                report.plot_run(report.read_metrics(self.out / METRICS), self.out)
+                try:
+                    report.plot_run(report.read_metrics(self.out / METRICS), self.out)
+                except OSError:
+                    if completed:
+                        raise
+                    # an error is already on its way out (e.g. divergence): a plot must not hide it
 
     def record(self, window: MetricWindow, lr: float, grad_norm: torch.Tensor) -> dict:
         """One metrics.jsonl line for the steps since the last one (reads the device: a sync)."""
