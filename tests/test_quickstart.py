@@ -201,15 +201,17 @@ def _open_in_chromium(page: Path, profile: Path):
     from_chrome_r, from_chrome_w = os.pipe()
 
     def child_fds():  # the pipe ends Chromium expects: it reads fd 3 and writes fd 4
-        os.dup2(to_chrome_r, 3)
-        os.dup2(from_chrome_w, 4)
+        os.dup2(to_chrome_r, 100)  # (via high numbers, in case a pipe end already is 3 or 4)
+        os.dup2(from_chrome_w, 101)
+        os.dup2(100, 3)
+        os.dup2(101, 4)
 
     args = [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
         f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank",
     ]
-    proc = subprocess.Popen(args, preexec_fn=child_fds, pass_fds=(to_chrome_r, from_chrome_w),
+    proc = subprocess.Popen(args, preexec_fn=child_fds, pass_fds=(3, 4),  # kept open past preexec_fn
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(to_chrome_r)
     os.close(from_chrome_w)

@@ -293,7 +293,6 @@ def run_quickstart(config: QuickstartConfig, command: str | None = None, echo: C
         f"done in {report['total_seconds'] / 60:.1f} min: validation {evaluation['val_bpb']:.3f} bits/byte; "
         f"sample more with: tinylm generate --checkpoint {out / 'run'} --prompt \"...\""
     )
-    del torch
     return QuickstartResult(out, report)
 
 
@@ -422,7 +421,7 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool) -> dict:
         ),
     )
     if config.max_steps is None:
-        trainer = _TimeBudgetTrainer(train_config, budget=budget, warmup_fraction=config.warmup_fraction)
+        trainer = _time_budget_trainer(train_config, budget=budget, warmup_fraction=config.warmup_fraction)
         trainer.total_steps = 1 << 40  # the budget, not a step count, ends the run
     else:
         trainer = Trainer(train_config)
@@ -483,7 +482,7 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool) -> dict:
     }
 
 
-def _TimeBudgetTrainer(train_config, budget: float, warmup_fraction: float):
+def _time_budget_trainer(train_config, budget: float, warmup_fraction: float):
     """A Trainer whose learning rate follows warm-up and cosine over the wall-clock budget.
 
     The step a budget allows depends on the machine's load while it runs (this machine is shared),

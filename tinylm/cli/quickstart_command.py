@@ -36,7 +36,7 @@ def quickstart(prompts, **flags):
 
     \b
     Examples:
-      tinylm quickstart                                   (bundled corpus, CPU, about 9 minutes)
+      tinylm quickstart                                   (bundled corpus, CPU, about 8 minutes)
       tinylm quickstart --minutes 1 --out runs/qs-short
       tinylm quickstart --corpus TinyStoriesV2-GPT4-train.txt --device cuda --d-model 512 --layers 4 --heads 16
     """
