@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tinylm-installed
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow clean
 
 install: $(STAMP)
 
