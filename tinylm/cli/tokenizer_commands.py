@@ -19,24 +19,6 @@ def _peak_rss_mb() -> tuple[float, float]:
     return own, children
 
 
-def parse_size(text: str | None) -> int | None:
-    """'4G', '500M', '1.5GB', '65536' -> bytes (binary units)."""
-    from tinylm.errors import ConfigError
-
-    if text is None:
-        return None
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    unit = t[-1] if t and t[-1] in units else ""
-    try:
-        value = float(t[: len(t) - len(unit)] if unit else t)
-    except ValueError:
-        raise ConfigError(f"cannot read a memory size from {text!r} (use e.g. 4G or 500M)") from None
-    if value <= 0:
-        raise ConfigError(f"memory size must be positive, got {text!r}")
-    return int(value * units[unit])
-
-
 def _progress(flag: bool | None) -> bool:
     return sys.stderr.isatty() if flag is None else flag
 
@@ -61,13 +43,14 @@ def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, 
     from tinylm.tokenizer.bpe import Tokenizer
     from tinylm.tokenizer.files import ensure_output_dir
     from tinylm.tokenizer.train import TrainStats, train_bpe
+    from tinylm.units import parse_memory
 
     ensure_output_dir(out_dir)  # fail before the long work, not after
     stats = TrainStats()
     t0 = time.perf_counter()
     vocab, merges = train_bpe(
         input_path, vocab_size, list(special_tokens), num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=_progress(progress), stats=stats,
-        max_memory=parse_size(max_memory), spill_dir=spill_dir, merge_backend=merge_backend,
+        max_memory=None if max_memory is None else parse_memory(max_memory), spill_dir=spill_dir, merge_backend=merge_backend,
     )
     Tokenizer(vocab, merges, list(special_tokens)).save_dir(out_dir)
     seconds = time.perf_counter() - t0

@@ -9,10 +9,10 @@ everywhere and AdamW, with no activation checkpointing.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from tinylm.errors import ConfigError
+from tinylm.units import parse_memory  # noqa: F401  (re-exported: accounting.parse_memory)
 from tinylm.model.config import ModelConfig
 
 _GPT2 = dict(vocab_size=50_257, context_length=1_024, rope_theta=10_000.0)
@@ -167,13 +167,3 @@ def training_memory(
     return MemoryEstimate(fixed, [r for r in acts if r.value], bytes_per_float)
 
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def parse_memory(text: str) -> int:
-    """'80GB' -> 80·10⁹ bytes, '24GiB' -> 24·2³⁰; a bare number is bytes."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ConfigError(f"cannot read memory size {text!r}; write e.g. 80GB, 24GiB or 512MB")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
