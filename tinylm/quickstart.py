@@ -283,7 +283,6 @@ def run_quickstart(config: QuickstartConfig, command: str | None = None, echo: C
     stages["report"] = 0.0
     report["stages_seconds"] = stages
     report["total_seconds"] = time.perf_counter() - t_start
-    (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     html_path = write_report(report, out / "run", out / "report.html")
     stages["report"] = time.perf_counter() - t0
     report["total_seconds"] = time.perf_counter() - t_start

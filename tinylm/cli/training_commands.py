@@ -44,7 +44,7 @@ def _config_options(func):
 
 
 def _load(config_path, settings, flags: dict):
-    from tinylm.training.config import load_config, parse_value
+    from tinylm.training.config import load_config, split_override
 
     overrides = {}
     for name, key in _TRAIN_FLAGS.items():
@@ -53,10 +53,8 @@ def _load(config_path, settings, flags: dict):
     if flags.get("dtype") is not None:
         overrides["model.autocast"] = _DTYPES[flags["dtype"]]
     for item in settings:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{item!r} must look like section.key=value", param_hint="--set")
-        overrides[key.strip()] = parse_value(raw.strip())
+        key, value = split_override(item)
+        overrides[key] = value
     return load_config(config_path, overrides)
 
 

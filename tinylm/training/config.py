@@ -137,10 +137,6 @@ class TrainConfig:
         """Steps of a one-process run (see `steps` for N processes)."""
         return self.steps(1)
 
-    @property
-    def cosine_iters(self) -> int:
-        return self.optim.cosine_iters if self.optim.cosine_iters is not None else self.total_steps
-
     def with_absolute_paths(self) -> TrainConfig:
         """A copy whose data and tokenizer paths no longer depend on the current directory."""
         def absolute(path):
@@ -227,7 +223,7 @@ class TrainConfig:
     def with_overrides(self, overrides: list[str] | dict[str, Any]) -> TrainConfig:
         """A copy with `section.key=value` settings applied (values parsed as TOML, else a string)."""
         data = self.to_dict()
-        items = overrides.items() if isinstance(overrides, dict) else (_split_override(o) for o in overrides)
+        items = overrides.items() if isinstance(overrides, dict) else (split_override(o) for o in overrides)
         for key, value in items:
             section, _, name = key.partition(".")
             if not name or section not in data:
@@ -278,7 +274,8 @@ def _coerce(key: str, value, annotation: str):
     return value
 
 
-def _split_override(text: str) -> tuple[str, Any]:
+def split_override(text: str) -> tuple[str, Any]:
+    """'section.key=value' -> (key, value parsed as TOML); shared by config files' callers and --set."""
     key, sep, raw = text.partition("=")
     if not sep:
         raise ConfigError(f"override {text!r} must look like section.key=value")
