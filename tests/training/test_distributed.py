@@ -6,6 +6,8 @@ test runs do not collide) with 2 CPU processes running the real `tinylm train` c
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -99,6 +101,65 @@ def test_nan_check_at_log_intervals_keeps_the_last_good_checkpoint(make_config, 
     assert [r["step"] for r in _records(trainer.out)] == [4]
 
 
+_READS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "cpu", "numpy")
+_STEP_CODE = ("tinylm/training/loop.py", "tinylm/training/optim.py", "tinylm/model/")
+
+
+def test_the_gpu_path_reads_the_device_only_at_log_and_checkpoint_steps(make_config, monkeypatch):
+    """Every tensor → host read made by the step's own code, counted per step on the CUDA code path (run on CPU).
+
+    On a GPU each such read waits for the device. Batches are drawn on the host by design (tinylm.training.data)
+    and are not counted; the model, loss, clipping, AdamW and the loop are.
+    """
+    reads, pending = {}, []
+
+    def counting(name):
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename.replace(os.sep, "/")
+            if any(part in caller for part in _STEP_CODE):
+                pending.append(f"{name} in {caller.rsplit('/', 1)[-1]}:{sys._getframe(1).f_lineno}")
+            return real(self, *args, **kwargs)
+
+        return read
+
+    config = make_config(**{"train.max_steps": 12, "train.log_interval": 4, "train.checkpoint_interval": 6, "train.eval_interval": 100})
+    trainer = Trainer(config)
+    trainer.check_every_step = False  # what a CUDA device sets
+
+    def on_step(step, record):
+        reads[step] = list(pending)
+        pending.clear()
+
+    for name in _READS:
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    trainer.on_step = on_step
+    trainer.run()
+    monkeypatch.undo()
+    quiet = [s for s in range(1, 12) if s % 4 and s % 6]  # neither a log nor a checkpoint step
+    assert quiet and all(reads[s] == [] for s in quiet), {s: reads[s] for s in quiet if reads[s]}
+    assert reads[4] and reads[6]  # the reads happen where they should (so the counter works)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_steps_between_log_intervals_never_synchronize(make_config):
+    """The same property on a real GPU: torch's sync debug mode turns any synchronizing call into an error."""
+    config = make_config(**{"train.max_steps": 8, "train.log_interval": 4, "train.checkpoint_interval": 100,
+                            "train.eval_interval": 100, "train.device": "cuda"})
+    trainer = Trainer(config)
+
+    def on_step(step, record):  # the next step must not synchronize unless it is a log step
+        torch.cuda.set_sync_debug_mode("error" if (step + 1) % 4 and step < 8 else "default")
+
+    trainer.on_step = on_step
+    try:
+        trainer.run()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 # --- torchrun, 2 gloo processes ----------------------------------------------------------------------------
 @pytest.fixture
 def config_file(make_config, tmp_path):
@@ -125,6 +186,22 @@ def test_two_processes_reach_the_parameters_of_one(config_file, tmp_path):
     assert [r["step"] for r in b] == list(range(1, 7)) and [r["tokens"] for r in a] == [r["tokens"] for r in b]
     for key in ("train_loss", "grad_norm", "val_loss"):  # losses averaged over ranks, evaluation split between them
         assert [r.get(key) for r in a] == pytest.approx([r.get(key) for r in b], abs=1e-4, nan_ok=False)
+
+
+@pytest.mark.slow
+def test_compiled_ddp_reaches_the_parameters_of_one_eager_process(config_file, tmp_path):
+    """torch.compile around DDP, with accumulation's no_sync steps: same weights, and the graph is cut at gradient buckets.
+
+    d_model 256 makes ~2.5 MB of gradients: more than DDP's 1 MB first bucket, so two buckets, two subgraphs
+    (each bucket's all-reduce can then start while the rest of the backward runs).
+    """
+    path, config = config_file(**{"train.max_steps": 4, "train.eval_interval": 2, "model.compile": True, "model.d_model": 256})
+    env = {**ENV, "TORCH_LOGS": "+ddp_graphs"}
+    proc = subprocess.run(_torchrun(2, "--config", path, "--out", tmp_path / "two"), env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "---split graph---" in proc.stderr and "---submod_1 graph---" in proc.stderr  # dynamo's DDPOptimizer split it
+    one = train(config.with_overrides({"train.out_dir": str(tmp_path / "one"), "model.compile": False}))
+    _close(read_checkpoint(one.out_dir)["model"], read_checkpoint(tmp_path / "two")["model"], atol=1e-4)
 
 
 def _rank_pid(launcher: subprocess.Popen, rank: int) -> int:
@@ -165,6 +242,73 @@ def test_killed_rank_stops_the_run_and_the_checkpoint_resumes_on_one_process(con
     assert resumed.step == whole.step == end
     _close(read_checkpoint(whole.out_dir)["model"], read_checkpoint(run)["model"])
     assert [r["step"] for r in _records(run)] == list(range(1, end + 1))
+
+
+def _wait_for_steps(proc: subprocess.Popen, run, steps: int, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while not (run / "metrics.jsonl").exists() or len((run / "metrics.jsonl").read_text().splitlines()) < steps:
+        assert proc.poll() is None and time.time() < deadline, "run ended or stalled too early"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("after_steps", [pytest.param(5), pytest.param(2, marks=pytest.mark.slow), pytest.param(11, marks=pytest.mark.slow)])
+def test_ctrl_c_under_torchrun_saves_once_and_resumes(config_file, tmp_path, after_steps):
+    """A Ctrl-C in the terminal: SIGINT to torchrun and both workers at once, then torchrun forwards another."""
+    settings = {"train.max_steps": 100_000, "optim.cosine_iters": 30, "train.checkpoint_interval": 1000, "train.eval_interval": 100_000}
+    path, config = config_file(**settings)
+    run = tmp_path / "ctrl_c"
+    proc = subprocess.Popen(_torchrun(2, "--config", path, "--out", run), env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # its own process group, like a terminal job
+    try:
+        _wait_for_steps(proc, run, after_steps)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    stopped = read_checkpoint(run)["iteration"]  # the stop saved (the interval alone would not have)
+    assert stopped >= after_steps
+    assert err.count(f"stopped at step {stopped}; checkpoint saved") == 1, err[-3000:]  # rank 0 alone speaks
+    assert f"continue with: torchrun --nproc_per_node 2 -m tinylm train --resume {run}" in err, err[-3000:]
+    # no worker traceback and no lost peer (torchrun itself prints its own SignalException traceback)
+    assert "another process died" not in err and "KeyboardInterrupt" not in err and "tinylm/" not in err, err[-3000:]
+    assert [r["step"] for r in _records(run)] == list(range(1, stopped + 1))  # every finished step logged once
+
+    end = stopped + 2  # continue on one process: the same weights as a run never stopped
+    train(load_config(run / "config.toml", {"train.max_steps": end}), resume=True)
+    whole = train(config.with_overrides({"train.max_steps": end, "train.out_dir": str(tmp_path / "whole")}))
+    _close(read_checkpoint(whole.out_dir)["model"], read_checkpoint(run)["model"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_meet_at_a_rendezvous_and_train_like_one_process(config_file, tmp_path):
+    """`--nnodes 2` with a c10d rendezvous endpoint: two launchers (two "nodes" on this host), one process each."""
+    path, config = config_file(**{"train.max_steps": 4, "train.eval_interval": 2})
+    endpoint = f"127.0.0.1:{_free_port()}"
+    launchers = [
+        subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
+                          f"--rdzv-endpoint={endpoint}", "--rdzv-id=tinylm-test", "--max-restarts=0", "-m", "tinylm", "train",
+                          "--no-progress", "--config", str(path), "--out", str(tmp_path / "nodes")],
+                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    try:
+        outputs = [p.communicate(timeout=240) for p in launchers]
+    finally:
+        for p in launchers:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in launchers] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert sum(out.count("trained 4 steps") for out, _ in outputs) == 1  # global rank 0 alone reports
+    one = train(config.with_overrides({"train.out_dir": str(tmp_path / "one")}))
+    _close(read_checkpoint(one.out_dir)["model"], read_checkpoint(tmp_path / "nodes")["model"])
+    assert [r["val_loss"] for r in _records(one.out_dir) if "val_loss" in r] == pytest.approx(
+        [r["val_loss"] for r in _records(tmp_path / "nodes") if "val_loss" in r], abs=1e-4)
 
 
 @pytest.mark.slow

@@ -99,6 +99,21 @@ def test_ctrl_c_finishes_the_step_saves_and_returns(make_config):
     assert signal.getsignal(signal.SIGINT) is previous  # handler restored
 
 
+def test_a_repeated_sigint_is_the_same_keypress_a_later_one_stops_at_once(monkeypatch):
+    """torchrun forwards the terminal's SIGINT a moment after the terminal sent it: that copy must not abort the save."""
+    clock = {"now": 100.0}
+    monkeypatch.setattr(loop_mod.time, "monotonic", lambda: clock["now"])
+    stop = loop_mod._StopRequest()
+    stop(signal.SIGINT, None)
+    assert stop.requested
+    clock["now"] += 0.05
+    stop(signal.SIGINT, None)  # the forwarded copy: still just "stop after this step"
+    stop(signal.SIGTERM, None)  # so is SIGTERM, at any time
+    clock["now"] += stop.repeat_after + 0.1
+    with pytest.raises(KeyboardInterrupt):
+        stop(signal.SIGINT, None)  # a real second Ctrl-C
+
+
 def test_nan_loss_saves_last_good_state_and_stops(make_config, monkeypatch):
     calls = {"n": 0}
     real = loop_mod.cross_entropy

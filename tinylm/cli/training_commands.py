@@ -103,7 +103,11 @@ def train(config_path, settings, resume_dir, **flags):
         sys.exit(130 if result.interrupted else 0)
     if result.interrupted:
         click.echo(f"stopped at step {result.step}; checkpoint saved in {out}/checkpoint.pt", err=True)
-        click.echo(f"continue with: tinylm train --resume {out}", err=True)
+        if result.world_size > 1:
+            click.echo(f"continue with: torchrun --nproc_per_node {result.world_size} -m tinylm train --resume {out} "
+                       "(any number of processes: the global batch is kept)", err=True)
+        else:
+            click.echo(f"continue with: tinylm train --resume {out}", err=True)
         sys.exit(130)
     parts = [f"trained {result.step} steps"]
     if result.train_loss is not None:

@@ -96,11 +96,16 @@ class Distributed:
         return cls(rank, world, local_rank, backend, owns, control), torch_device
 
     # --- the model ---------------------------------------------------------------------------------
-    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, device: torch.device, compile: bool = False) -> torch.nn.Module:
         """DistributedDataParallel around the model (the model itself on one process).
 
         DDP broadcasts rank 0's parameters at construction, so every rank starts identical.
         Checkpoints store the unwrapped module's state dict (checkpoint._unwrap), keys unchanged.
+
+        With `compile`, torch.compile wraps the DDP module (the model arrives uncompiled): dynamo's
+        DDPOptimizer then cuts the graph at DDP's gradient buckets, so each bucket's all-reduce
+        overlaps the rest of the backward. A model compiled inside DDP would hand over every
+        gradient at the end of one fused backward and only then start communicating.
         """
         if not self.enabled:
             return model
@@ -110,7 +115,8 @@ class Distributed:
         # the only buffers (RoPE tables) are computed, never trained: no need to sync them every forward
         params = inspect.signature(DistributedDataParallel).parameters
         quiet = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
-        return DistributedDataParallel(model, device_ids=ids, **quiet)
+        ddp = DistributedDataParallel(model, device_ids=ids, **quiet)
+        return torch.compile(ddp) if compile else ddp
 
     @staticmethod
     def sync_gradients(model: torch.nn.Module, sync: bool):

@@ -67,6 +67,7 @@ class TrainResult:
     val_loss: float | None
     val_bpb: float | None
     rank: int = 0  # under torchrun only rank 0 reports
+    world_size: int = 1
 
 
 class Trainer:
@@ -110,8 +111,10 @@ class Trainer:
             torch.manual_seed(config.train.seed)
             from tinylm.model.transformer import TransformerLM
 
-            self.model = TransformerLM(self.model_config).to(self.device)
-        self.ddp = self.dist.wrap(self.model, self.device)  # the model itself on one process
+            # under DDP, torch.compile goes around the DDP wrapper, not inside it (Distributed.wrap)
+            built = self.model_config.replace(compile=False) if self.dist.enabled else self.model_config
+            self.model = TransformerLM(built).to(self.device)
+        self.ddp = self.dist.wrap(self.model, self.device, compile=self.model_config.compile)  # the model itself on one process
         self.optimizer = self._make_optimizer()
         self.generator = torch.Generator().manual_seed(config.train.seed)
         self.step = 0
@@ -399,7 +402,8 @@ class Trainer:
         )
 
     def _result(self, interrupted: bool, train_loss, val: dict) -> TrainResult:
-        return TrainResult(self.out, self.step, interrupted, train_loss, val.get("val_loss"), val.get("val_bpb"), self.dist.rank)
+        return TrainResult(self.out, self.step, interrupted, train_loss, val.get("val_loss"), val.get("val_bpb"), self.dist.rank,
+                           self.dist.world_size)
 
 
 class MetricWindow:
@@ -436,14 +440,26 @@ def train(config: TrainConfig, resume: bool = False, on_step=None) -> TrainResul
 
 
 class _StopRequest:
-    """Turns the first Ctrl-C / SIGTERM into 'stop after this step'; a second Ctrl-C stops at once."""
+    """Turns the first Ctrl-C / SIGTERM into 'stop after this step'; a second Ctrl-C stops at once.
+
+    Under torchrun one Ctrl-C arrives twice: the terminal sends SIGINT to every process in the
+    foreground group, and torchrun forwards the SIGINT it received to its workers a moment later.
+    So a repeat within `repeat_after` seconds is the same keypress, not a second one: otherwise the
+    forwarded copy would abort the checkpoint save the first one asked for.
+    """
+
+    repeat_after = 2.0  # seconds
 
     def __init__(self):
         self.requested = False
+        self._first = None
 
     def __call__(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
+        now = time.monotonic()
+        if self.requested and signum == signal.SIGINT and self._first is not None and now - self._first > self.repeat_after:
             raise KeyboardInterrupt
+        if not self.requested:
+            self._first = now
         self.requested = True
 
     def install(self) -> Callable[[], None]:
