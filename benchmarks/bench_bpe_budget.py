@@ -5,6 +5,11 @@ the process tree (workers included) and how many times counts spilled to disk; c
 merges are identical with and without the budget.
 
     .venv/bin/python benchmarks/bench_bpe_budget.py --sizes 10000,32000 --budget 16M
+    .venv/bin/python benchmarks/bench_bpe_budget.py --distinct-words 4000000 --sizes 1000 --budget 64M
+
+--distinct-words N trains on a generated corpus (seed 0, written under data/) of N random lower-case
+words of 5-11 letters: almost every pre-token is distinct, the case where the pre-token table,
+not the corpus, sets the memory.
 """
 
 from __future__ import annotations
@@ -16,7 +21,27 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import ensure_corpus, print_table, run_measured  # noqa: E402
+from _measure import DATA_DIR, ensure_corpus, print_table, run_measured  # noqa: E402
+
+
+def distinct_words_corpus(n: int) -> Path:
+    """N random words of 5-11 letters (seed 0), 100,000 to a line; made once under data/."""
+    import numpy as np
+
+    path = DATA_DIR / f"distinct_words_{n}.txt"
+    if path.exists():
+        return path
+    rng = np.random.default_rng(0)
+    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
+    DATA_DIR.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as out:
+        for start in range(0, n, 100_000):
+            lengths = rng.integers(5, 12, min(100_000, n - start))
+            chars = letters[rng.integers(0, 26, int(lengths.sum()))]
+            out.write(b" ".join(w.tobytes() for w in np.split(chars, np.cumsum(lengths)[:-1])) + b"\n")
+    tmp.replace(path)
+    return path
 
 
 def main() -> int:
@@ -24,8 +49,9 @@ def main() -> int:
     ap.add_argument("--input", type=Path, default=None)
     ap.add_argument("--sizes", default="10000,32000")
     ap.add_argument("--budget", default="16M", help="--max-memory for the budgeted runs")
+    ap.add_argument("--distinct-words", type=int, default=None, help="use a generated corpus of N random words instead")
     args = ap.parse_args()
-    path = args.input or ensure_corpus()
+    path = args.input or (distinct_words_corpus(args.distinct_words) if args.distinct_words else ensure_corpus())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in [int(s) for s in args.sizes.split(",")]:

@@ -4,7 +4,11 @@ import random
 
 import pytest
 
-from tinylm.tokenizer.train import bpe_merges, count_pretokens
+from array import array
+
+import numpy as np
+
+from tinylm.tokenizer.train import PackedWords, bpe_merges, count_pretokens
 
 try:
     from tinylm.tokenizer import _bpe_merge
@@ -29,10 +33,17 @@ def c_merges(word_counts: dict[bytes, int], num_merges: int, callback=None):
     return _bpe_merge.merge(list(word_counts), list(word_counts.values()), num_merges, callback)
 
 
+def packed_merges(word_counts: dict[bytes, int], num_merges: int, callback=None):
+    words = PackedWords(word_counts.items())
+    return _bpe_merge.merge_packed(words.blob, words.ends, words.freqs, num_merges, callback)
+
+
 def assert_same(word_counts: dict[bytes, int], num_merges: int):
+    """Python loop == C loop over lists == C loop over packed buffers (what train_bpe calls)."""
     expected = bpe_merges(word_counts, num_merges)
     got = c_merges(word_counts, num_merges)
     assert got == expected
+    assert packed_merges(word_counts, num_merges) == expected
     return got
 
 
@@ -180,3 +191,35 @@ def test_bad_arguments():
         _bpe_merge.merge([b"ab"], [1], -1)
     with pytest.raises(TypeError, match="callable"):
         _bpe_merge.merge([b"ab"], [1], 1, 5)
+
+
+def test_packed_words_round_trip_and_accept_numpy_buffers(corpus_counts):
+    words = PackedWords(corpus_counts.items())
+    assert len(words) == len(corpus_counts) and dict(words.items()) == corpus_counts
+    ends, freqs = np.frombuffer(words.ends, dtype=np.int64), np.frombuffer(words.freqs, dtype=np.int64)
+    assert _bpe_merge.merge_packed(bytes(words.blob), ends, freqs, 300) == bpe_merges(corpus_counts, 300)
+
+
+def test_packed_duplicates_count_as_one_word_with_the_summed_frequency():
+    counts = {b"hello": 3, b" world": 2, b"low": 5}
+    split = PackedWords([(b"hello", 1), (b" world", 2), (b"low", 4), (b"hello", 2), (b"low", 1)])
+    assert _bpe_merge.merge_packed(split.blob, split.ends, split.freqs, 20) == bpe_merges(counts, 20)
+
+
+def test_packed_bad_arguments():
+    q = lambda *v: array("q", v)  # noqa: E731
+    with pytest.raises(ValueError, match="same length"):
+        _bpe_merge.merge_packed(b"ab", q(2), q(1, 1), 5)
+    with pytest.raises(ValueError, match="ends\\[1\\]"):
+        _bpe_merge.merge_packed(b"abc", q(2, 1), q(1, 1), 5)  # ends go backwards
+    with pytest.raises(ValueError, match="len\\(blob\\)"):
+        _bpe_merge.merge_packed(b"ab", q(3), q(1), 5)  # past the end of the blob
+    with pytest.raises(ValueError, match="positive"):
+        _bpe_merge.merge_packed(b"ab", q(2), q(0), 5)
+    with pytest.raises(TypeError, match="int64"):
+        _bpe_merge.merge_packed(b"ab", array("i", [2]), q(1), 5)
+    with pytest.raises(TypeError):
+        _bpe_merge.merge_packed(b"ab", [2], [1], 5)  # lists are not buffers
+    with pytest.raises(ValueError, match="non-negative"):
+        _bpe_merge.merge_packed(b"ab", q(2), q(1), -1)
+    assert _bpe_merge.merge_packed(b"", q(), q(), 5) == []

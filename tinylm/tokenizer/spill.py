@@ -79,9 +79,15 @@ class SpillingCounter:
                 yield f.read(n), count
 
     def items_bytes(self) -> Iterator[tuple[bytes, int]]:
-        """All (pre-token as UTF-8 bytes, count) pairs; merged from disk when anything spilled."""
+        """All (pre-token as UTF-8 bytes, count) pairs, once; merged from disk when anything spilled.
+
+        In memory, each pair leaves the table as it is read, so the keys' memory is freed while the
+        caller builds its own copy (the table itself is emptied).
+        """
         if not self.runs:
-            for key, count in self.counts.items():
+            counts, self.counts = self.counts, Counter()
+            while counts:
+                key, count = counts.popitem()
                 yield key.encode("utf-8"), count
             return
         self.spill()
