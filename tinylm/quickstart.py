@@ -428,9 +428,9 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool) -> dict:
     stopped_by_budget = False
     bar = None
     if config.max_steps is None:
-        from tqdm import tqdm
+        from tinylm.progress import progress_bar
 
-        bar = tqdm(total=round(budget), desc="training", unit="s", disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(total=round(budget), desc="training", unit="s", disable=not progress, dynamic_ncols=True)
 
     def on_step(step: int, record: dict | None) -> bool:
         nonlocal stopped_by_budget
@@ -555,9 +555,9 @@ def evaluate(model, tokenizer, val_path: Path, config: QuickstartConfig, progres
 
 
 def _bar(items, progress: bool, desc: str):
-    from tqdm import tqdm
+    from tinylm.progress import progress_bar
 
-    return tqdm(items, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    return progress_bar(items, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
 
 
 def _environment(config: QuickstartConfig) -> dict:

@@ -66,3 +66,29 @@ def test_chunk_cuts_after_non_ascii_whitespace_keep_encoding_identical(gpt2_toke
     path.write_text(text)
     encode_file(gpt2_tokenizer, path, tmp_path / "ws.npy", num_workers=2, chunk_bytes=8)
     assert np.load(tmp_path / "ws.npy").tolist() == gpt2_tokenizer.encode(text)
+
+
+def test_progress_bars_leave_no_thread_so_worker_pools_keep_forking():
+    """tqdm starts a monitor thread with its first bar (even a disabled one); ours start none.
+
+    Otherwise a second encode_file / train_bpe in the same script would fall back to forkserver,
+    which needs an `if __name__ == "__main__":` guard in the caller's script. (A fresh interpreter:
+    other tests may already have started tqdm's monitor in this one.)
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "import threading, tqdm\n"
+        "from tinylm.progress import progress_bar\n"
+        "from tinylm.tokenizer.chunking import pool_context\n"
+        "for disable in (True, False):\n"
+        "    with progress_bar(total=3, disable=disable, file=open('/dev/null', 'w')) as bar: bar.update(3)\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+        "assert pool_context().get_start_method() == 'fork'\n"
+        "with tqdm.tqdm(total=1, disable=True): pass\n"  # a caller's own bar starts tqdm's monitor
+        "assert threading.active_count() == 2\n"
+        "assert pool_context().get_start_method() == 'fork'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -7,6 +7,7 @@ import random
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -93,6 +94,7 @@ def assert_same(c_tok, py_tok, text, tt=None):
     expected = py_tok.encode_ordinary(text)
     assert c_tok.encode_ordinary(text) == expected
     assert c_tok.encode(text) == py_tok.encode(text)
+    assert_same_array(c_tok, py_tok, text)
     if tt is not None:
         assert expected == tt.encode_ordinary(text)
         assert c_tok.encode(text) == tt.encode(text, allowed_special="all")
@@ -161,6 +163,14 @@ texts = st.one_of(st.text(), st.text(alphabet=TRICKY), st.lists(st.sampled_from(
 def _check(c_tok, py_tok, text):
     assert c_tok.encode_ordinary(text) == py_tok.encode_ordinary(text)
     assert c_tok.encode(text) == py_tok.encode(text)
+    assert_same_array(c_tok, py_tok, text)
+
+
+def assert_same_array(c_tok, py_tok, text):
+    """encode_to_numpy (ids written straight into the array by C) == encode, as uint16."""
+    got = c_tok.encode_to_numpy(text)
+    assert got.dtype == np.uint16 and got.tolist() == py_tok.encode(text)
+    assert py_tok.encode_to_numpy(text).tolist() == got.tolist()
 
 
 @FAST
@@ -304,3 +314,23 @@ def test_raw_encoder_argument_checks():
     assert enc.encode_ordinary("abab cab") == [256, 256, 32, 99, 256]
     with pytest.raises(TypeError):
         enc.encode_ordinary(b"bytes")
+
+
+def test_encode_to_numpy_options(c_tok, py_tok):
+    from tinylm.errors import SpecialTokenNotAllowedError
+
+    text = f"Hello{EOT} world.{EOT}{EOT}  end"
+    wide = c_tok.encode_to_numpy(text, np.uint32)
+    assert wide.dtype == np.uint32 and wide.tolist() == py_tok.encode(text)
+    assert c_tok.encode_to_numpy(text, allowed_special=set()).tolist() == py_tok.encode_ordinary(text)
+    with pytest.raises(SpecialTokenNotAllowedError):
+        c_tok.encode_to_numpy(text, allowed_special=set(), disallowed_special="all")
+    assert c_tok.encode_to_numpy(text, np.int64).tolist() == py_tok.encode(text)  # other dtypes: through the list
+    assert c_tok.encode_to_numpy("").shape == (0,)
+    with pytest.raises(TypeError):
+        c_tok.encode_to_numpy(b"bytes")
+    with pytest.raises(ValueError, match="itemsize"):
+        c_tok._fast.encode_ordinary_bytes("x", 3)
+    with pytest.raises(OverflowError, match="uint16"):
+        big = Tokenizer({i: bytes([i]) for i in range(256)} | {70_000: b"ab"}, [(b"a", b"b")], backend="c")
+        big._fast.encode_ordinary_bytes("ab", 2)

@@ -519,14 +519,15 @@ nomem:
     return -1;
 }
 
-static PyObject *Encoder_encode_ordinary(Encoder *e, PyObject *text) {
+/* Encodes text (str) into o; 0, or -1 with a Python error set (UnicodeEncodeError on lone surrogates). */
+static int encode_text(Encoder *e, PyObject *text, IdBuf *o) {
     if (!e->cls || !e->lock) {
         PyErr_SetString(PyExc_RuntimeError, "Encoder is not initialized");
-        return NULL;
+        return -1;
     }
     if (!PyUnicode_Check(text)) {
         PyErr_Format(PyExc_TypeError, "encode_ordinary expects str, got %.100s", Py_TYPE(text)->tp_name);
-        return NULL;
+        return -1;
     }
     PyObject *utf8 = NULL;
     const uint8_t *s;
@@ -536,26 +537,34 @@ static PyObject *Encoder_encode_ordinary(Encoder *e, PyObject *text) {
         n = (size_t)PyUnicode_GET_LENGTH(text);
     } else {
         utf8 = PyUnicode_AsUTF8String(text); /* UnicodeEncodeError on surrogates: the caller retries */
-        if (!utf8) return NULL;
+        if (!utf8) return -1;
         s = (const uint8_t *)PyBytes_AS_STRING(utf8);
         n = (size_t)PyBytes_GET_SIZE(utf8);
     }
-    IdBuf o = {NULL, 0, 0};
     int rc = 0;
     if (n > 0) {
-        rc = out_reserve(&o, n / 3 + 16);
+        rc = out_reserve(o, n / 3 + 16);
         if (rc == 0) {
             Py_BEGIN_ALLOW_THREADS
             PyThread_acquire_lock(e->lock, WAIT_LOCK);
-            rc = encode_core(e, s, n, &o);
+            rc = encode_core(e, s, n, o);
             PyThread_release_lock(e->lock);
             Py_END_ALLOW_THREADS
         }
     }
     Py_XDECREF(utf8);
     if (rc < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Encoder_encode_ordinary(Encoder *e, PyObject *text) {
+    IdBuf o = {NULL, 0, 0};
+    if (encode_text(e, text, &o) < 0) {
         free(o.v);
-        return PyErr_NoMemory();
+        return NULL;
     }
     PyObject *list = PyList_New((Py_ssize_t)o.n);
     if (!list) {
@@ -582,6 +591,48 @@ static PyObject *Encoder_encode_ordinary(Encoder *e, PyObject *text) {
     return list;
 }
 
+/* The ids as packed little-endian unsigned integers of `itemsize` bytes (2 or 4): no Python int per id. */
+static PyObject *Encoder_encode_ordinary_bytes(Encoder *e, PyObject *args) {
+    PyObject *text;
+    int itemsize;
+    if (!PyArg_ParseTuple(args, "Oi:encode_ordinary_bytes", &text, &itemsize)) return NULL;
+    if (itemsize != 2 && itemsize != 4) {
+        PyErr_SetString(PyExc_ValueError, "itemsize must be 2 (uint16) or 4 (uint32)");
+        return NULL;
+    }
+    IdBuf o = {NULL, 0, 0};
+    if (encode_text(e, text, &o) < 0) {
+        free(o.v);
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(o.n * (size_t)itemsize));
+    if (!out) {
+        free(o.v);
+        return NULL;
+    }
+    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
+    for (size_t k = 0; k < o.n; k++) {
+        uint32_t id = (uint32_t)o.v[k];
+        if (itemsize == 2) {
+            if (id > 0xFFFF) {
+                Py_DECREF(out);
+                free(o.v);
+                PyErr_Format(PyExc_OverflowError, "id %u does not fit in uint16", id);
+                return NULL;
+            }
+            dst[2 * k] = (unsigned char)(id & 0xFF);
+            dst[2 * k + 1] = (unsigned char)(id >> 8);
+        } else {
+            dst[4 * k] = (unsigned char)(id & 0xFF);
+            dst[4 * k + 1] = (unsigned char)((id >> 8) & 0xFF);
+            dst[4 * k + 2] = (unsigned char)((id >> 16) & 0xFF);
+            dst[4 * k + 3] = (unsigned char)(id >> 24);
+        }
+    }
+    free(o.v);
+    return out;
+}
+
 static PyObject *Encoder_clear_cache(Encoder *e, PyObject *Py_UNUSED(ignored)) {
     if (e->slots && e->lock) {
         Py_BEGIN_ALLOW_THREADS
@@ -604,6 +655,10 @@ PyDoc_STRVAR(encode_ordinary_doc,
 
 static PyMethodDef Encoder_methods[] = {
     {"encode_ordinary", (PyCFunction)Encoder_encode_ordinary, METH_O, encode_ordinary_doc},
+    {"encode_ordinary_bytes", (PyCFunction)Encoder_encode_ordinary_bytes, METH_VARARGS,
+     "encode_ordinary_bytes(text: str, itemsize: int) -> bytes\n\nThe ids of encode_ordinary(text) as little-endian "
+     "unsigned integers of itemsize bytes (2: uint16, 4: uint32), e.g. for numpy.frombuffer; OverflowError if an id "
+     "does not fit."},
     {"clear_cache", (PyCFunction)Encoder_clear_cache, METH_NOARGS, "Empty the pre-token cache."},
     {NULL, NULL, 0, NULL},
 };

@@ -86,9 +86,12 @@ def pool_context():
 
     Forking a process that runs other threads can hand a child a lock some thread was holding
     (a deadlock that shows up as a hung pool), so with other threads alive the workers come
-    from a clean forkserver instead.
+    from a clean forkserver instead. The one thread let through is the monitor of a caller's own
+    tqdm bars (tinylm's bars start none, see tinylm.progress): it only sleeps and retunes bars,
+    and the workers never touch tqdm.
     """
     methods = mp.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and t.name != "tqdm_monitor"]
+    if "fork" in methods and threading.current_thread() is threading.main_thread() and not others:
         return mp.get_context("fork")
     return mp.get_context("forkserver" if "forkserver" in methods else "spawn")

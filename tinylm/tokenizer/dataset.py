@@ -61,8 +61,7 @@ def _init_worker(tokenizer: Tokenizer, dtype: str) -> None:
 def _encode_range(args) -> tuple[int, bytes]:
     path, start, end = args
     tok: Tokenizer = _WORKER_TOKENIZER["tok"]
-    ids = tok.encode(read_text_range(path, start, end))
-    return end - start, np.asarray(ids, dtype=_WORKER_TOKENIZER["dtype"]).tobytes()
+    return end - start, tok.encode_to_numpy(read_text_range(path, start, end), _WORKER_TOKENIZER["dtype"]).tobytes()
 
 
 def encode_file(
@@ -75,7 +74,7 @@ def encode_file(
     progress: bool = False,
 ) -> EncodedFileInfo:
     """Encode input_path to output_path (`.npy`, or raw little-endian ids for any other suffix)."""
-    from tqdm import tqdm
+    from tinylm.progress import progress_bar
 
     src = check_input_file(input_path)
     out = Path(output_path)
@@ -97,10 +96,9 @@ def encode_file(
     tasks = [(str(src), s, e) for s, e in chunk_ranges(src, tokenizer.special_tokens, chunk_bytes)]
     num_tokens = 0
     serial = workers <= 1 or len(tasks) <= 1
-    # The pool is started before the progress bar, whose monitor thread must not exist at fork.
     pool = None if serial else pool_context().Pool(workers, initializer=_init_worker, initargs=(tokenizer, dtype.str))
     try:
-        with open(tmp, "wb") as f, tqdm(total=size, unit="B", unit_scale=True, desc="encoding", disable=not progress, leave=False) as bar:
+        with open(tmp, "wb") as f, progress_bar(total=size, unit="B", unit_scale=True, desc="encoding", disable=not progress, leave=False) as bar:
             if as_npy:
                 f.write(b"\0" * _NPY_HEADER_BYTES)
             if pool is None:

@@ -67,7 +67,7 @@ def count_pretokens(
     With max_memory (bytes), the table of distinct pre-tokens is spilled to sorted files on disk
     whenever it would grow past the budget, and merged back when read.
     """
-    from tqdm import tqdm
+    from tinylm.progress import progress_bar
 
     path = str(check_input_file(path))
     size = os.path.getsize(path)
@@ -75,10 +75,9 @@ def count_pretokens(
     tasks = ((path, s, e, special_tokens) for s, e in chunk_ranges(path, special_tokens, chunk_bytes))
     total = SpillingCounter(max_memory, spill_dir)
     serial = workers <= 1 or size <= chunk_bytes
-    # The pool is started before the progress bar, whose monitor thread must not exist at fork.
     pool = None if serial else pool_context().Pool(workers)
     try:
-        with tqdm(total=size, unit="B", unit_scale=True, desc="counting pre-tokens", disable=not progress, leave=False) as bar:
+        with progress_bar(total=size, unit="B", unit_scale=True, desc="counting pre-tokens", disable=not progress, leave=False) as bar:
             results = map(_count_range, tasks) if pool is None else pool.imap_unordered(_count_range, tasks)
             for n, counts in results:
                 total.update(counts)
@@ -116,7 +115,7 @@ def bpe_merges(word_counts: dict[bytes, int], num_merges: int, progress: bool = 
     2-character str of its two ids: merging is then `str.replace` and finding merge sites
     `str.find`, both in C, which is what makes a pure-Python loop fast enough.
     """
-    from tqdm import tqdm
+    from tinylm.progress import progress_bar
 
     words: list[str] = []
     freqs: list[int] = []
@@ -141,7 +140,7 @@ def bpe_merges(word_counts: dict[bytes, int], num_merges: int, progress: bool = 
     heapq.heapify(heap)
 
     merges: list[tuple[int, int]] = []
-    bar = tqdm(total=num_merges, desc="merging", unit="merge", disable=not progress, leave=False)
+    bar = progress_bar(total=num_merges, desc="merging", unit="merge", disable=not progress, leave=False)
     with bar:
         while len(merges) < num_merges and heap:
             neg, key, ab = heapq.heappop(heap)
@@ -265,9 +264,9 @@ def run_merges(words: PackedWords, num_merges: int, backend: str = "auto", progr
         if backend == "c":
             raise ConfigError("the compiled merge loop is not built (reinstall tinylm with a C compiler present), use --merge-backend python")
         return bpe_merges(dict(words.items()), num_merges, progress), "python"
-    from tqdm import tqdm
+    from tinylm.progress import progress_bar
 
-    with tqdm(total=num_merges, desc="merging", unit="merge", disable=not progress, leave=False) as bar:
+    with progress_bar(total=num_merges, desc="merging", unit="merge", disable=not progress, leave=False) as bar:
         merges = ext.merge_packed(words.blob, words.ends, words.freqs, num_merges, lambda n: bar.update(n - bar.n))
     return merges, "c"
 

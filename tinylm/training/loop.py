@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from tinylm.progress import progress_bar
 
 from tinylm.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
 from tinylm.tokenizer.dataset import load_info
@@ -282,7 +282,7 @@ class Trainer:
         # Signal handlers last: nothing that can fail stands between installing and restoring them.
         stop = _StopRequest()
         restore_handlers = stop.install()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (cfg.progress and main), unit="step", dynamic_ncols=True)
+        bar = progress_bar(total=self.total_steps, initial=self.step, disable=not (cfg.progress and main), unit="step", dynamic_ncols=True)
         window = MetricWindow(self.step, self.device)
         last_train, last_val, stopping = None, {}, False
         completed = False
