@@ -519,7 +519,7 @@ def evaluate(model, tokenizer, val_path: Path, config: QuickstartConfig, progres
     import numpy as np
     import torch
 
-    from tinylm.training.data import load_tokens, token_byte_lengths
+    from tinylm.training.data import load_tokens, token_byte_lengths, windows
     from tinylm.training.optim import cross_entropy
 
     tokens = load_tokens(val_path, "uint16")
@@ -535,13 +535,10 @@ def evaluate(model, tokenizer, val_path: Path, config: QuickstartConfig, progres
     batch = config.batch_size
     with torch.no_grad():
         for i in _bar(range(0, len(starts), batch), progress, "evaluating"):
-            chunk = starts[i : i + batch]
-            rows = np.stack([np.asarray(tokens[s : s + ctx + 1], dtype=np.int64) for s in chunk])
-            x = torch.from_numpy(rows[:, :-1]).to(device)
-            y = torch.from_numpy(rows[:, 1:]).to(device)
+            x, y = windows(tokens, starts[i : i + batch], ctx, device)
             total_nats += float(cross_entropy(model(x), y)) * y.numel()
             total_tokens += y.numel()
-            total_bytes += int(lengths[rows[:, 1:]].sum())
+            total_bytes += int(lengths[y.cpu().numpy()].sum())
     loss = total_nats / total_tokens
     return {
         "val_loss": loss,

@@ -204,6 +204,18 @@ def test_compiled_ddp_reaches_the_parameters_of_one_eager_process(config_file, t
     _close(read_checkpoint(one.out_dir)["model"], read_checkpoint(tmp_path / "two")["model"], atol=1e-4)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
+def test_two_gpus_over_nccl_reach_the_parameters_of_one(config_file, tmp_path):
+    """The NCCL path: 2 GPUs (one process each) against one GPU with the same global batch, in float32."""
+    exact = {"train.device": "cuda", "train.tf32": False, "model.autocast": "none"}
+    path, config = config_file(**{"train.max_steps": 6, "train.eval_interval": 3, **exact})
+    proc = subprocess.run(_torchrun(2, "--config", path, "--out", tmp_path / "two"), env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = train(config.with_overrides({"train.out_dir": str(tmp_path / "one")}))
+    _close(read_checkpoint(one.out_dir)["model"], read_checkpoint(tmp_path / "two")["model"], atol=1e-4)
+
+
 def _rank_pid(launcher: subprocess.Popen, rank: int) -> int:
     for child in psutil.Process(launcher.pid).children(recursive=True):
         try:
