@@ -218,6 +218,10 @@ def test_packed_bad_arguments():
         _bpe_merge.merge_packed(b"ab", q(2), q(0), 5)
     with pytest.raises(TypeError, match="int64"):
         _bpe_merge.merge_packed(b"ab", array("i", [2]), q(1), 5)
+    with pytest.raises(TypeError, match="int64"):  # 8-byte items, but not int64: refused, not reinterpreted
+        _bpe_merge.merge_packed(b"ab", q(2), np.array([1.0]), 5)
+    with pytest.raises(TypeError, match="int64"):
+        _bpe_merge.merge_packed(b"ab", np.array([2], dtype=np.uint64), q(1), 5)
     with pytest.raises(TypeError):
         _bpe_merge.merge_packed(b"ab", [2], [1], 5)  # lists are not buffers
     with pytest.raises(ValueError, match="non-negative"):

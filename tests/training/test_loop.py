@@ -99,19 +99,31 @@ def test_ctrl_c_finishes_the_step_saves_and_returns(make_config):
     assert signal.getsignal(signal.SIGINT) is previous  # handler restored
 
 
-def test_a_repeated_sigint_is_the_same_keypress_a_later_one_stops_at_once(monkeypatch):
-    """torchrun forwards the terminal's SIGINT a moment after the terminal sent it: that copy must not abort the save."""
+def test_second_sigint_stops_at_once_except_a_launchers_forwarded_copy(monkeypatch):
+    """One process: a second Ctrl-C raises KeyboardInterrupt. Under a launcher, a copy of the first
+    one forwarded within the window is the same keypress; a later one stops at once."""
     clock = {"now": 100.0}
     monkeypatch.setattr(loop_mod.time, "monotonic", lambda: clock["now"])
-    stop = loop_mod._StopRequest()
-    stop(signal.SIGINT, None)
-    assert stop.requested
-    clock["now"] += 0.05
-    stop(signal.SIGINT, None)  # the forwarded copy: still just "stop after this step"
-    stop(signal.SIGTERM, None)  # so is SIGTERM, at any time
-    clock["now"] += stop.repeat_after + 0.1
+    single = loop_mod._StopRequest()
+    single(signal.SIGINT, None)
+    assert single.requested
     with pytest.raises(KeyboardInterrupt):
-        stop(signal.SIGINT, None)  # a real second Ctrl-C
+        single(signal.SIGINT, None)
+
+    launched = loop_mod._StopRequest(repeat_window=2.0)
+    launched(signal.SIGINT, None)
+    clock["now"] += 0.05
+    launched(signal.SIGINT, None)  # the forwarded copy: still just "stop after this step"
+    launched(signal.SIGTERM, None)  # so is SIGTERM, at any time
+    clock["now"] += 2.1
+    with pytest.raises(KeyboardInterrupt):
+        launched(signal.SIGINT, None)  # a real second Ctrl-C
+
+    hooked = loop_mod._StopRequest()
+    hooked.requested = True  # the on_step hook asked to stop (e.g. the quick start's time budget)
+    hooked(signal.SIGINT, None)  # a Ctrl-C after that is a first Ctrl-C, not ignored ...
+    with pytest.raises(KeyboardInterrupt):
+        hooked(signal.SIGINT, None)  # ... and a second one stops at once
 
 
 def test_nan_loss_saves_last_good_state_and_stops(make_config, monkeypatch):

@@ -58,6 +58,19 @@ def _load(config_path, settings, flags: dict):
     return load_config(config_path, overrides)
 
 
+def _resume_command(result) -> str:
+    """How to continue a stopped run: the same launch shape it had (any other works too)."""
+    if result.world_size <= 1:
+        return f"tinylm train --resume {result.out_dir}"
+    nodes = max(1, result.world_size // max(1, result.local_world_size))
+    if nodes == 1:
+        launch = f"torchrun --standalone --nproc_per_node {result.world_size}"
+    else:
+        launch = (f"torchrun --nnodes {nodes} --nproc_per_node {result.local_world_size} "
+                  "--rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-id ID")
+    return f"{launch} -m tinylm train --resume {result.out_dir} (or on any other number of processes)"
+
+
 @click.command()
 @_config_options
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this folder from its checkpoint.")
@@ -103,11 +116,7 @@ def train(config_path, settings, resume_dir, **flags):
         sys.exit(130 if result.interrupted else 0)
     if result.interrupted:
         click.echo(f"stopped at step {result.step}; checkpoint saved in {out}/checkpoint.pt", err=True)
-        if result.world_size > 1:
-            click.echo(f"continue with: torchrun --nproc_per_node {result.world_size} -m tinylm train --resume {out} "
-                       "(any number of processes: the global batch is kept)", err=True)
-        else:
-            click.echo(f"continue with: tinylm train --resume {out}", err=True)
+        click.echo(f"continue with: {_resume_command(result)}", err=True)
         sys.exit(130)
     parts = [f"trained {result.step} steps"]
     if result.train_loss is not None:

@@ -543,7 +543,8 @@ static int state_init_packed(State *s, const Py_buffer *blob, const Py_buffer *e
     int32_t maxlen = 0;
     for (Py_ssize_t i = 0; i < nw; i++) {
         if (e[i] < prev || e[i] > (int64_t)blob->len) {
-            PyErr_Format(PyExc_ValueError, "ends[%zd] = %lld is not between ends[%zd] and len(blob)", i, (long long)e[i], i - 1);
+            PyErr_Format(PyExc_ValueError, "ends[%zd] = %lld is not between %lld (the previous end) and len(blob) = %zd",
+                         i, (long long)e[i], (long long)prev, blob->len);
             return -1;
         }
         if (e[i] - prev >= INT32_MAX) {
@@ -682,29 +683,47 @@ PyDoc_STRVAR(merge_doc,
 "(bytes, bytes). Words must be distinct (as dict keys are). progress_callback, if given, is\n"
 "called as progress_callback(merges_done_so_far) about every 100 merges and at the end.");
 
+/* A C-contiguous buffer of native signed 64-bit integers (struct format q, or l where long is 64-bit). */
+static int get_int64_buffer(PyObject *obj, Py_buffer *view, const char *name) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous int64 buffer (array('q') or numpy int64)", name);
+        return -1;
+    }
+    const char *f = view->format ? view->format : "B";
+    if (*f == '@' || *f == '=' || (*f == '<' && PY_LITTLE_ENDIAN)) f++;
+    int ok = view->itemsize == (Py_ssize_t)sizeof(int64_t) && (strcmp(f, "q") == 0 || (strcmp(f, "l") == 0 && sizeof(long) == 8));
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "%s must be a buffer of int64 (array('q') or numpy int64), got format '%s'",
+                     name, view->format ? view->format : "B");
+        PyBuffer_Release(view);
+        view->obj = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *bpe_merge_packed(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"blob", "ends", "freqs", "num_merges", "progress_callback", NULL};
     Py_buffer blob = {0}, ends = {0}, freqs = {0};
+    PyObject *ends_obj, *freqs_obj;
     Py_ssize_t num_merges;
     PyObject *callback = Py_None, *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*y*n|O:merge_packed", kwlist, &blob, &ends, &freqs,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*OOn|O:merge_packed", kwlist, &blob, &ends_obj, &freqs_obj,
                                      &num_merges, &callback))
         return NULL;
     State s;
     memset(&s, 0, sizeof(s));
     if (check_merge_args(num_merges, callback) < 0) goto out;
-    if (ends.itemsize != (Py_ssize_t)sizeof(int64_t) || freqs.itemsize != (Py_ssize_t)sizeof(int64_t) ||
-        ends.len % (Py_ssize_t)sizeof(int64_t) || freqs.len % (Py_ssize_t)sizeof(int64_t)) {
-        PyErr_SetString(PyExc_TypeError, "ends and freqs must be buffers of int64 (array('q') or numpy int64)");
-        goto out;
-    }
+    if (get_int64_buffer(ends_obj, &ends, "ends") < 0) goto out;
+    if (get_int64_buffer(freqs_obj, &freqs, "freqs") < 0) goto out;
     if (state_init_packed(&s, &blob, &ends, &freqs, num_merges) < 0) goto out;
     result = state_run(&s, num_merges, callback);
 out:
     state_free(&s);
     PyBuffer_Release(&blob);
-    PyBuffer_Release(&ends);
-    PyBuffer_Release(&freqs);
+    if (ends.obj) PyBuffer_Release(&ends);
+    if (freqs.obj) PyBuffer_Release(&freqs);
     return result;
 }
 

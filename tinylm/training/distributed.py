@@ -51,6 +51,7 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # processes on this node (torchrun's --nproc_per_node)
     backend: str | None = None
     owns_group: bool = False  # we initialised the default process group, so we destroy it
     control_group: object = None  # gloo group for CPU-side agreement (the default group under gloo)
@@ -93,7 +94,8 @@ class Distributed:
         if owns:
             dist.init_process_group(backend=backend)
         control = dist.new_group(backend="gloo") if backend == "nccl" else dist.group.WORLD
-        return cls(rank, world, local_rank, backend, owns, control), torch_device
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        return cls(rank, world, local_rank, local_world, backend, owns, control), torch_device
 
     # --- the model ---------------------------------------------------------------------------------
     def wrap(self, model: torch.nn.Module, device: torch.device, compile: bool = False) -> torch.nn.Module:

@@ -68,6 +68,7 @@ class TrainResult:
     val_bpb: float | None
     rank: int = 0  # under torchrun only rank 0 reports
     world_size: int = 1
+    local_world_size: int = 1  # processes per node
 
 
 class Trainer:
@@ -280,7 +281,7 @@ class Trainer:
         main = self.dist.is_main  # only rank 0 logs, plots and shows progress
         sink = _MetricSink(self.out / METRICS, self.config) if main else _NullSink()
         # Signal handlers last: nothing that can fail stands between installing and restoring them.
-        stop = _StopRequest()
+        stop = _StopRequest(repeat_window=2.0 if self.dist.enabled else 0.0)
         restore_handlers = stop.install()
         bar = progress_bar(total=self.total_steps, initial=self.step, disable=not (cfg.progress and main), unit="step", dynamic_ncols=True)
         window = MetricWindow(self.step, self.device)
@@ -403,7 +404,7 @@ class Trainer:
 
     def _result(self, interrupted: bool, train_loss, val: dict) -> TrainResult:
         return TrainResult(self.out, self.step, interrupted, train_loss, val.get("val_loss"), val.get("val_bpb"), self.dist.rank,
-                           self.dist.world_size)
+                           self.dist.world_size, self.dist.local_world_size)
 
 
 class MetricWindow:
@@ -442,24 +443,25 @@ def train(config: TrainConfig, resume: bool = False, on_step=None) -> TrainResul
 class _StopRequest:
     """Turns the first Ctrl-C / SIGTERM into 'stop after this step'; a second Ctrl-C stops at once.
 
-    Under torchrun one Ctrl-C arrives twice: the terminal sends SIGINT to every process in the
-    foreground group, and torchrun forwards the SIGINT it received to its workers a moment later.
-    So a repeat within `repeat_after` seconds is the same keypress, not a second one: otherwise the
-    forwarded copy would abort the checkpoint save the first one asked for.
+    Under a launcher (torchrun, several processes) a second SIGINT within `repeat_window` seconds
+    of the first counts as the same keypress: torch < 2.2's torchrun left its workers in the
+    terminal's process group, so they got the terminal's SIGINT and then torchrun's forwarded copy,
+    which must not abort the save the first one asked for. (torch >= 2.2 starts each worker in a
+    session of its own and forwards exactly one signal; there the window changes nothing.) A single
+    process has no window: two quick Ctrl-Cs stop at once.
     """
 
-    repeat_after = 2.0  # seconds
-
-    def __init__(self):
-        self.requested = False
-        self._first = None
+    def __init__(self, repeat_window: float = 0.0):
+        self.requested = False  # also set by the on_step hook
+        self.repeat_window = repeat_window
+        self._first_signal = None  # time of the first signal received
 
     def __call__(self, signum, frame):
         now = time.monotonic()
-        if self.requested and signum == signal.SIGINT and self._first is not None and now - self._first > self.repeat_after:
+        if self._first_signal is None:
+            self._first_signal = now
+        elif signum == signal.SIGINT and now - self._first_signal >= self.repeat_window:
             raise KeyboardInterrupt
-        if not self.requested:
-            self._first = now
         self.requested = True
 
     def install(self) -> Callable[[], None]:
