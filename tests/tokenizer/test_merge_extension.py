@@ -38,12 +38,21 @@ def packed_merges(word_counts: dict[bytes, int], num_merges: int, callback=None)
     return _bpe_merge.merge_packed(words.blob, words.ends, words.freqs, num_merges, callback)
 
 
+def prepared_merges(word_counts: dict[bytes, int], num_merges: int):
+    """prepare_packed, the buffers dropped, then run: what train_bpe does."""
+    words = PackedWords(word_counts.items())
+    state = _bpe_merge.prepare_packed(words.blob, words.ends, words.freqs, num_merges)
+    words.clear()
+    return _bpe_merge.run(state)
+
+
 def assert_same(word_counts: dict[bytes, int], num_merges: int):
-    """Python loop == C loop over lists == C loop over packed buffers (what train_bpe calls)."""
+    """Python loop == C loop over lists == C loop over packed buffers == prepared state (what train_bpe calls)."""
     expected = bpe_merges(word_counts, num_merges)
     got = c_merges(word_counts, num_merges)
     assert got == expected
     assert packed_merges(word_counts, num_merges) == expected
+    assert prepared_merges(word_counts, num_merges) == expected
     return got
 
 
@@ -227,3 +236,18 @@ def test_packed_bad_arguments():
     with pytest.raises(ValueError, match="non-negative"):
         _bpe_merge.merge_packed(b"ab", q(2), q(1), -1)
     assert _bpe_merge.merge_packed(b"", q(), q(), 5) == []
+
+
+def test_prepared_state_runs_once_and_checks_its_type(corpus_counts):
+    words = PackedWords(corpus_counts.items())
+    state = _bpe_merge.prepare_packed(words.blob, words.ends, words.freqs, 50)
+    seen = []
+    assert _bpe_merge.run(state, seen.append) == bpe_merges(corpus_counts, 50) and seen[-1] == 50
+    with pytest.raises(ValueError, match="already been run"):
+        _bpe_merge.run(state)
+    with pytest.raises(ValueError):
+        _bpe_merge.run(object())  # not a prepared state
+    with pytest.raises(TypeError, match="int64"):
+        _bpe_merge.prepare_packed(b"ab", array("i", [2]), array("q", [1]), 5)
+    unused = _bpe_merge.prepare_packed(words.blob, words.ends, words.freqs, 50)
+    del unused  # freed by the capsule's destructor without running

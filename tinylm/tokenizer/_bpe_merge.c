@@ -79,6 +79,10 @@ typedef struct {
     /* result */
     int32_t *merges;  /* 2 * nmerges */
     int32_t nmerges;
+
+    /* prepare_packed / run */
+    Py_ssize_t limit;  /* num_merges asked for */
+    int used;          /* run() was called */
 } State;
 
 static inline uint64_t pair_hash(int32_t a, int32_t b) {
@@ -445,6 +449,7 @@ static int state_index(State *s) {
     int rc = 0;
     Py_ssize_t nw = s->nwords;
     Py_BEGIN_ALLOW_THREADS
+    /* Pass 1: pairs, their counts, and how many words hold each (mark = last word seen). */
     for (Py_ssize_t i = 0; i < nw && rc == 0; i++) {
         const int32_t *w = s->data + s->off[i];
         for (int32_t k = 0; k + 1 < s->len[i]; k++) {
@@ -452,7 +457,24 @@ static int state_index(State *s) {
             if (pid < 0) { rc = -1; break; }
             Pair *p = &s->pairs[pid];
             p->count += s->freq[i];
-            if (pair_add_word(p, (int32_t)i) < 0) { rc = -1; break; }
+            if (p->mark != (int32_t)i) {
+                p->mark = (int32_t)i;
+                p->cw++;
+            }
+        }
+    }
+    /* Pass 2: each pair's word list allocated at its exact size (no doubling slack), then filled. */
+    for (int32_t pid = 0; pid < s->npairs && rc == 0; pid++) {
+        Pair *p = &s->pairs[pid];
+        p->mark = -1;
+        p->words = (int32_t *)malloc((size_t)p->cw * sizeof(int32_t));
+        if (!p->words) { p->cw = 0; rc = -1; }
+    }
+    for (Py_ssize_t i = 0; i < nw && rc == 0; i++) {
+        const int32_t *w = s->data + s->off[i];
+        for (int32_t k = 0; k + 1 < s->len[i]; k++) {
+            int32_t pid = pair_get(s, w[k], w[k + 1]);
+            if (pid < 0 || pair_add_word(&s->pairs[pid], (int32_t)i) < 0) { rc = -1; break; }
         }
     }
     if (rc == 0) {
@@ -703,6 +725,68 @@ static int get_int64_buffer(PyObject *obj, Py_buffer *view, const char *name) {
     return 0;
 }
 
+#define STATE_CAPSULE "tinylm.tokenizer._bpe_merge.State"
+
+static void state_capsule_free(PyObject *capsule) {
+    State *s = (State *)PyCapsule_GetPointer(capsule, STATE_CAPSULE);
+    if (s) {
+        state_free(s);
+        free(s);
+    }
+}
+
+/* prepare_packed(blob, ends, freqs, num_merges) -> state: the loop's own copy of the words, so the
+   caller can free its buffers before run(state) does the merges. */
+static PyObject *bpe_prepare_packed(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"blob", "ends", "freqs", "num_merges", NULL};
+    Py_buffer blob = {0}, ends = {0}, freqs = {0};
+    PyObject *ends_obj, *freqs_obj, *capsule = NULL;
+    Py_ssize_t num_merges;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*OOn:prepare_packed", kwlist, &blob, &ends_obj, &freqs_obj, &num_merges))
+        return NULL;
+    State *s = (State *)calloc(1, sizeof(State));
+    if (!s) {
+        PyBuffer_Release(&blob);
+        return PyErr_NoMemory();
+    }
+    if (check_merge_args(num_merges, Py_None) < 0) goto fail;
+    if (get_int64_buffer(ends_obj, &ends, "ends") < 0) goto fail;
+    if (get_int64_buffer(freqs_obj, &freqs, "freqs") < 0) goto fail;
+    if (state_init_packed(s, &blob, &ends, &freqs, num_merges) < 0) goto fail;
+    s->limit = num_merges;
+    capsule = PyCapsule_New(s, STATE_CAPSULE, state_capsule_free);
+    if (!capsule) goto fail;
+    s = NULL;
+fail:
+    if (s) {
+        state_free(s);
+        free(s);
+    }
+    PyBuffer_Release(&blob);
+    if (ends.obj) PyBuffer_Release(&ends);
+    if (freqs.obj) PyBuffer_Release(&freqs);
+    return capsule;
+}
+
+/* run(state, progress_callback=None) -> merges, for a state from prepare_packed (once). */
+static PyObject *bpe_run(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"state", "progress_callback", NULL};
+    PyObject *capsule, *callback = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:run", kwlist, &capsule, &callback)) return NULL;
+    State *s = (State *)PyCapsule_GetPointer(capsule, STATE_CAPSULE);
+    if (!s) return NULL;
+    if (check_merge_args(s->limit, callback) < 0) return NULL;
+    if (s->used) {
+        PyErr_SetString(PyExc_ValueError, "this state has already been run; prepare a new one");
+        return NULL;
+    }
+    s->used = 1;
+    PyObject *result = state_run(s, s->limit, callback);
+    state_free(s);  /* the merges are in result: give the memory back now, not when the capsule dies */
+    s->used = 1;    /* (state_free zeroes the struct) */
+    return result;
+}
+
 static PyObject *bpe_merge_packed(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"blob", "ends", "freqs", "num_merges", "progress_callback", NULL};
     Py_buffer blob = {0}, ends = {0}, freqs = {0};
@@ -739,6 +823,12 @@ PyDoc_STRVAR(merge_packed_doc,
 static PyMethodDef methods[] = {
     {"merge", (PyCFunction)(void (*)(void))bpe_merge, METH_VARARGS | METH_KEYWORDS, merge_doc},
     {"merge_packed", (PyCFunction)(void (*)(void))bpe_merge_packed, METH_VARARGS | METH_KEYWORDS, merge_packed_doc},
+    {"prepare_packed", (PyCFunction)(void (*)(void))bpe_prepare_packed, METH_VARARGS | METH_KEYWORDS,
+     "prepare_packed(blob, ends, freqs, num_merges) -> state\n\nmerge_packed in two steps: this copies and indexes "
+     "the words (the caller may then free its buffers), run(state, progress_callback=None) does the merges."},
+    {"run", (PyCFunction)(void (*)(void))bpe_run, METH_VARARGS | METH_KEYWORDS,
+     "run(state, progress_callback=None) -> list[tuple[int, int]]\n\nThe merges for a state from prepare_packed; "
+     "a state runs once (its memory is freed when run returns)."},
     {NULL, NULL, 0, NULL},
 };
 

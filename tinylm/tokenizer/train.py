@@ -245,6 +245,10 @@ class PackedWords:
     def __len__(self) -> int:
         return len(self.ends)
 
+    def clear(self) -> None:
+        """Give the buffers back (the merge loop keeps its own copy)."""
+        self.blob, self.ends, self.freqs = bytearray(), array("q"), array("q")
+
     def items(self) -> Iterator[tuple[bytes, int]]:
         start = 0
         for end, freq in zip(self.ends, self.freqs):
@@ -255,7 +259,8 @@ class PackedWords:
 def run_merges(words: PackedWords, num_merges: int, backend: str = "auto", progress: bool = False) -> tuple[list[tuple[int, int]], str]:
     """Learn merges with the C loop when available (same merges, ~10x faster), else in Python.
 
-    Returns the merges and the name of the backend that ran.
+    Returns the merges and the name of the backend that ran. The C loop empties `words` (its
+    buffers are freed once the loop has its own copy).
     """
     if backend not in MERGE_BACKENDS:
         raise ConfigError(f"merge backend must be one of {', '.join(MERGE_BACKENDS)}, got {backend!r}")
@@ -263,11 +268,15 @@ def run_merges(words: PackedWords, num_merges: int, backend: str = "auto", progr
     if ext is None:
         if backend == "c":
             raise ConfigError("the compiled merge loop is not built (reinstall tinylm with a C compiler present), use --merge-backend python")
-        return bpe_merges(dict(words.items()), num_merges, progress), "python"
+        word_counts = dict(words.items())
+        words.clear()
+        return bpe_merges(word_counts, num_merges, progress), "python"
     from tinylm.progress import progress_bar
 
+    state = ext.prepare_packed(words.blob, words.ends, words.freqs, num_merges)
+    words.clear()  # the loop holds its own copy now: ~25 bytes per distinct pre-token back before merging
     with progress_bar(total=num_merges, desc="merging", unit="merge", disable=not progress, leave=False) as bar:
-        merges = ext.merge_packed(words.blob, words.ends, words.freqs, num_merges, lambda n: bar.update(n - bar.n))
+        merges = ext.run(state, lambda n: bar.update(n - bar.n))
     return merges, "c"
 
 
