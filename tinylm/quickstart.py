@@ -32,9 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tinylm.data import DOC_SEPARATOR
 from tinylm.errors import ConfigError, InputFileError
-
-DOC_SEPARATOR = "<|endoftext|>"
 
 DEFAULT_PROMPTS = (
     "Once upon a time",
@@ -304,7 +303,7 @@ def _encode_quietly(tokenizer, src: Path, dst: Path) -> None:
 # --- stage 1 ------------------------------------------------------------------------------------
 def prepare_corpus(config: QuickstartConfig, out: Path) -> dict:
     """Write out/train.txt and out/val.txt; documents are split on <|endoftext|>."""
-    from tinylm.data import extract_bundled_corpus
+    from tinylm.data import extract_bundled_corpus, hold_out_every, split_documents, write_documents
 
     if config.corpus is None:
         source = "bundled public-domain prose (tinylm/data/pd_prose.txt.xz)"
@@ -322,13 +321,11 @@ def prepare_corpus(config: QuickstartConfig, out: Path) -> dict:
         if cut <= 0:
             cut = data.rfind(b"\n")
         data = data[: cut if cut > 0 else limit]
-    text = data.decode("utf-8", errors="replace")
-    docs = [d.strip("\n") for d in text.split(DOC_SEPARATOR) if d.strip()]
+    docs = split_documents(data.decode("utf-8", errors="replace"))
     if not docs:
         raise InputFileError(f"the corpus {path} holds no text")
     if len(docs) >= 2 * config.val_every:
-        val = [d for i, d in enumerate(docs) if i % config.val_every == config.val_every - 1]
-        train = [d for i, d in enumerate(docs) if i % config.val_every != config.val_every - 1]
+        train, val = hold_out_every(docs, config.val_every)
         how = f"every {config.val_every}th document"
     else:  # too few documents (a plain text file): the last 1/val_every of the text, cut at a line
         joined = f"\n{DOC_SEPARATOR}\n".join(docs)
@@ -336,9 +333,8 @@ def prepare_corpus(config: QuickstartConfig, out: Path) -> dict:
         cut = cut if cut > 0 else len(joined) - len(joined) // config.val_every
         train, val = [joined[:cut]], [joined[cut:].lstrip("\n")]
         how = f"the last 1/{config.val_every} of the text"
-    sep = f"\n{DOC_SEPARATOR}\n"
-    (out / "train.txt").write_text(sep.join(train) + "\n", encoding="utf-8")
-    (out / "val.txt").write_text(sep.join(val) + "\n", encoding="utf-8")
+    write_documents(out / "train.txt", train)
+    write_documents(out / "val.txt", val)
     return {
         "source": source,
         "bytes": len(data),

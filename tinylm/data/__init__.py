@@ -24,13 +24,18 @@ def extract_bundled_corpus(dest: str | os.PathLike) -> Path:
     return dest
 
 
-def split_documents(path: str | os.PathLike, train_path: str | os.PathLike, val_path: str | os.PathLike, val_every: int = 20) -> tuple[int, int]:
-    """Write every val_every-th document to val_path and the rest to train_path (deterministic)."""
-    text = Path(path).read_text(encoding="utf-8")
-    docs = [d.strip("\n") for d in text.split(DOC_SEPARATOR) if d.strip()]
-    val = [d for i, d in enumerate(docs) if i % val_every == val_every - 1]
-    train = [d for i, d in enumerate(docs) if i % val_every != val_every - 1]
-    sep = f"\n{DOC_SEPARATOR}\n"
-    Path(train_path).write_text(sep.join(train) + "\n", encoding="utf-8")
-    Path(val_path).write_text(sep.join(val) + "\n", encoding="utf-8")
-    return len(train), len(val)
+def split_documents(text: str) -> list[str]:
+    """The documents of a text whose documents are separated by <|endoftext|> (empty ones dropped)."""
+    return [d.strip("\n") for d in text.split(DOC_SEPARATOR) if d.strip()]
+
+
+def hold_out_every(docs: list[str], every: int) -> tuple[list[str], list[str]]:
+    """(train, validation): every `every`-th document is held out for validation (deterministic)."""
+    val = [d for i, d in enumerate(docs) if i % every == every - 1]
+    train = [d for i, d in enumerate(docs) if i % every != every - 1]
+    return train, val
+
+
+def write_documents(path: str | os.PathLike, docs: list[str]) -> None:
+    """Write documents separated by <|endoftext|> lines: the format split_documents reads."""
+    Path(path).write_text(f"\n{DOC_SEPARATOR}\n".join(docs) + "\n", encoding="utf-8")
