@@ -95,6 +95,7 @@ def assert_same(c_tok, py_tok, text, tt=None):
     assert c_tok.encode_ordinary(text) == expected
     assert c_tok.encode(text) == py_tok.encode(text)
     assert_same_array(c_tok, py_tok, text)
+    assert_same_counts(text)
     if tt is not None:
         assert expected == tt.encode_ordinary(text)
         assert c_tok.encode(text) == tt.encode(text, allowed_special="all")
@@ -164,6 +165,16 @@ def _check(c_tok, py_tok, text):
     assert c_tok.encode_ordinary(text) == py_tok.encode_ordinary(text)
     assert c_tok.encode(text) == py_tok.encode(text)
     assert_same_array(c_tok, py_tok, text)
+    assert_same_counts(text)
+
+
+def assert_same_counts(text):
+    """Pre-token counts for BPE training: the C matcher and counter == regex + Counter."""
+    from tinylm.tokenizer.pretokenize import special_token_regex
+    from tinylm.tokenizer.train import count_text
+
+    special_re = special_token_regex([EOT])
+    assert count_text(text, special_re) == count_text(text, special_re, backend="python")
 
 
 def assert_same_array(c_tok, py_tok, text):
@@ -334,3 +345,40 @@ def test_encode_to_numpy_options(c_tok, py_tok):
     with pytest.raises(OverflowError, match="uint16"):
         big = Tokenizer({i: bytes([i]) for i in range(256)} | {70_000: b"ab"}, [(b"a", b"b")], backend="c")
         big._fast.encode_ordinary_bytes("ab", 2)
+
+
+def test_pretoken_counts_gather_until_taken():
+    from tinylm.tokenizer.train import _c_counter
+
+    counter = _c_counter()
+    counter.count_pretokens("the cat and the hat")
+    counter.count_pretokens(" the end\n\n")
+    assert counter.take_counts() == {b"the": 1, b" cat": 1, b" and": 1, b" the": 2, b" hat": 1, b" end": 1, b"\n\n": 1}
+    assert counter.take_counts() == {}  # reset by taking
+    counter.count_pretokens("x" * 100_000 + " " + "é" * 50_000)  # long keys, non-ASCII
+    assert counter.take_counts() == {b"x" * 100_000: 1, (" " + "é" * 50_000).encode(): 1}
+    with pytest.raises(UnicodeEncodeError):
+        counter.count_pretokens("a\ud800b")
+    counter.take_counts()
+    with pytest.raises(TypeError):
+        counter.count_pretokens(b"bytes")
+
+
+def test_many_distinct_pretokens_grow_the_table():
+    from tinylm.tokenizer.train import _c_counter
+
+    def word(i):  # distinct letter-only words: a, b, ..., z, ba, bb, ...
+        out = ""
+        while True:
+            out = chr(97 + i % 26) + out
+            i //= 26
+            if not i:
+                return out
+
+    words = [word(i) for i in range(50_000)]
+    counter = _c_counter()
+    counter.count_pretokens(" ".join(words * 2))
+    counts = counter.take_counts()
+    assert len(counts) == 50_000 + 1  # " " + each word, and the very first word without its space
+    assert counts[b"a"] == 1 and counts[b" a"] == 1 and counts[b" " + words[-1].encode()] == 2
+    assert sum(counts.values()) == 100_000

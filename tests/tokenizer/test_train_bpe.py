@@ -15,9 +15,9 @@ from tinylm.tokenizer.train import bpe_merges, count_pretokens
 EOT = "<|endoftext|>"
 
 
-@pytest.mark.parametrize("backend", ["python", "auto"])
+@pytest.mark.parametrize("backend", ["python", "auto"])  # pure Python end to end, or both C helpers when built
 def test_reference_merges_and_vocab(fixtures, backend):
-    vocab, merges = train_bpe(fixtures / "corpus.en", 500, [EOT], merge_backend=backend)
+    vocab, merges = train_bpe(fixtures / "corpus.en", 500, [EOT], merge_backend=backend, count_backend=backend)
     assert merges == load_merges(fixtures / "train-bpe-reference-merges.txt")
     ref_vocab = load_vocab(fixtures / "train-bpe-reference-vocab.json")
     assert set(vocab.keys()) == set(ref_vocab.keys())
@@ -195,7 +195,7 @@ def test_memory_budget_spills_and_gives_identical_merges(fixtures, tmp_path):
 
     counter = SpillingCounter(10_000, tmp_path)
     for s, e in chunk_ranges(path, [EOT], 5_000):
-        counter.update(Counter(pretokenize(read_text_range(path, s, e).replace(EOT, " "))))
+        counter.update({k.encode(): v for k, v in Counter(pretokenize(read_text_range(path, s, e).replace(EOT, " "))).items()})
     assert len(counter.runs) >= 3
     merged = dict(counter.items_bytes())
     expected = Counter(pretokenize(path.read_text().replace(EOT, " ")))
@@ -211,3 +211,5 @@ def test_memory_budget_too_small(fixtures):
 def test_unknown_merge_backend(fixtures):
     with pytest.raises(ConfigError, match="merge backend"):
         train_bpe(fixtures / "corpus.en", 300, [EOT], merge_backend="fortran")
+    with pytest.raises(ConfigError, match="count backend"):
+        train_bpe(fixtures / "corpus.en", 300, [EOT], count_backend="fortran")

@@ -37,8 +37,9 @@ def _show_token(tok: bytes) -> str:
 @click.option("--max-memory", default=None, help="Budget for the pre-token table while counting (e.g. 4G); past it, counts spill to disk.")
 @click.option("--spill-dir", type=click.Path(path_type=Path), default=None, help="Where spilled counts go (default: system temp folder).")
 @click.option("--merge-backend", type=click.Choice(["auto", "c", "python"]), default="auto", show_default=True, help="Compiled or pure-Python merge loop (identical merges).")
+@click.option("--count-backend", type=click.Choice(["auto", "python"]), default="auto", show_default=True, help="Pre-tokens matched and counted in C, or with the regex module in Python (identical counts).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
-def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, chunk_mb, max_memory, spill_dir, merge_backend, progress):
+def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, chunk_mb, max_memory, spill_dir, merge_backend, count_backend, progress):
     """Train a byte-level BPE tokenizer on a text file (GPT-2 pre-tokenization)."""
     from tinylm.tokenizer.bpe import Tokenizer
     from tinylm.tokenizer.files import ensure_output_dir
@@ -50,7 +51,7 @@ def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, 
     t0 = time.perf_counter()
     vocab, merges = train_bpe(
         input_path, vocab_size, list(special_tokens), num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=_progress(progress), stats=stats,
-        max_memory=None if max_memory is None else parse_memory(max_memory), spill_dir=spill_dir, merge_backend=merge_backend,
+        max_memory=None if max_memory is None else parse_memory(max_memory), spill_dir=spill_dir, merge_backend=merge_backend, count_backend=count_backend,
     )
     Tokenizer(vocab, merges, list(special_tokens)).save_dir(out_dir)
     seconds = time.perf_counter() - t0
@@ -58,7 +59,7 @@ def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, 
     specials = {t.encode("utf-8") for t in special_tokens}
     longest = max((t for t in vocab.values() if t not in specials), key=len)
     click.echo(f"trained {len(vocab):,} tokens ({stats.num_merges:,} merges) on {stats.input_bytes / 1e6:,.1f} MB in {seconds:.1f} s")
-    click.echo(f"  counting {stats.count_seconds:.1f} s ({stats.distinct_pretokens:,} distinct pre-tokens), merging {stats.merge_seconds:.1f} s ({stats.merge_backend} loop)")
+    click.echo(f"  counting {stats.count_seconds:.1f} s ({stats.distinct_pretokens:,} distinct pre-tokens, {stats.count_backend} pre-tokenizer), merging {stats.merge_seconds:.1f} s ({stats.merge_backend} loop)")
     click.echo(f"  peak memory: {own:,.0f} MB (main process), {child:,.0f} MB (largest worker)")
     if stats.spill_runs:
         click.echo(f"  pre-token counts spilled to disk {stats.spill_runs} time(s) to stay under --max-memory {max_memory}")

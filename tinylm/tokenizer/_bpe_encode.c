@@ -42,6 +42,13 @@
 enum { K_OTHER = 0, K_LETTER = 1, K_NUMBER = 2, K_SPACE = 3 };
 
 typedef struct {
+    uint64_t hash;
+    int64_t count;
+    size_t off;   /* key bytes at ckeys[off .. off + len) */
+    size_t len;
+} CountEntry;
+
+typedef struct {
     PyObject_HEAD
     uint8_t *cls;             /* NCODEPOINTS classes */
     int32_t byte_ids[256];
@@ -65,6 +72,15 @@ typedef struct {
     /* BPE scratch */
     int32_t *work_ids, *work_ranks;
     size_t cwork;
+
+    /* pre-token counts (count_pretokens / take_counts): entries in an open-addressing table,
+       keys in their own arena */
+    CountEntry *centries;
+    size_t ncent, ccent;
+    uint32_t *cslots;         /* entry index + 1, 0 = empty */
+    size_t cmask;
+    uint8_t *ckeys;
+    size_t nckeys, cckeys;
 
     PyThread_type_lock lock;
 } Encoder;
@@ -307,58 +323,121 @@ static inline size_t run_end(const uint8_t *cls, const uint8_t *s, size_t i, siz
     return i;
 }
 
+/* End of the GPT-2 pre-token that starts at s[i] (s[0..n) valid UTF-8): the pattern
+   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ matched by hand. */
+static size_t next_piece(const uint8_t *cls, const uint8_t *s, size_t i, size_t n) {
+    size_t l0;
+    uint8_t b0 = s[i];
+    if (b0 == '\'' && i + 1 < n) { /* '(?:[sdmt]|ll|ve|re) */
+        uint8_t b1 = s[i + 1];
+        if (b1 == 's' || b1 == 'd' || b1 == 'm' || b1 == 't') return i + 2;
+        if (i + 2 < n) {
+            uint8_t b2 = s[i + 2];
+            if ((b1 == 'l' && b2 == 'l') || (b1 == 'v' && b2 == 'e') || (b1 == 'r' && b2 == 'e')) return i + 3;
+        }
+    }
+    uint32_t c0 = decode_cp(s, i, &l0);
+    int k0 = cls[c0];
+    if (c0 == ' ' && i + 1 < n) { /* " ?\p{L}+", " ?\p{N}+", " ?[^\s\p{L}\p{N}]+" with the space */
+        size_t l1;
+        uint32_t c1 = decode_cp(s, i + 1, &l1);
+        int k1 = cls[c1];
+        if (k1 != K_SPACE) return run_end(cls, s, i + 1 + l1, n, k1);
+    }
+    if (k0 != K_SPACE) return run_end(cls, s, i + l0, n, k0); /* the same without the space */
+    /* \s+(?!\S) | \s+ */
+    size_t j = i + l0, last = i;
+    while (j < n) {
+        size_t l;
+        uint32_t c = decode_cp(s, j, &l);
+        if (cls[c] != K_SPACE) break;
+        last = j;
+        j += l;
+    }
+    return (j == n || last == i) ? j : last;
+}
+
 /* Encodes s[0..n) (valid UTF-8) into o. 0, or -1 on memory error. Call with e->lock held. */
 static int encode_core(Encoder *e, const uint8_t *s, size_t n, IdBuf *o) {
-    const uint8_t *cls = e->cls;
     size_t i = 0;
     while (i < n) {
-        size_t end, l0;
-        uint8_t b0 = s[i];
-        if (b0 == '\'' && i + 1 < n) { /* '(?:[sdmt]|ll|ve|re) */
-            uint8_t b1 = s[i + 1];
-            if (b1 == 's' || b1 == 'd' || b1 == 'm' || b1 == 't') {
-                end = i + 2;
-                goto emit;
-            }
-            if (i + 2 < n) {
-                uint8_t b2 = s[i + 2];
-                if ((b1 == 'l' && b2 == 'l') || (b1 == 'v' && b2 == 'e') || (b1 == 'r' && b2 == 'e')) {
-                    end = i + 3;
-                    goto emit;
-                }
-            }
-        }
-        uint32_t c0 = decode_cp(s, i, &l0);
-        int k0 = cls[c0];
-        if (c0 == ' ' && i + 1 < n) { /* " ?\p{L}+", " ?\p{N}+", " ?[^\s\p{L}\p{N}]+" with the space */
-            size_t l1;
-            uint32_t c1 = decode_cp(s, i + 1, &l1);
-            int k1 = cls[c1];
-            if (k1 != K_SPACE) {
-                end = run_end(cls, s, i + 1 + l1, n, k1);
-                goto emit;
-            }
-        }
-        if (k0 != K_SPACE) { /* the same without the space */
-            end = run_end(cls, s, i + l0, n, k0);
-            goto emit;
-        }
-        { /* \s+(?!\S) | \s+ */
-            size_t j = i + l0, last = i;
-            while (j < n) {
-                size_t l;
-                uint32_t c = decode_cp(s, j, &l);
-                if (cls[c] != K_SPACE) break;
-                last = j;
-                j += l;
-            }
-            end = (j == n || last == i) ? j : last;
-        }
-    emit:
+        size_t end = next_piece(e->cls, s, i, n);
         if (encode_piece(e, s + i, end - i, o) < 0) return -1;
         i = end;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pre-token counting (BPE training)                                                           */
+
+static int count_grow(Encoder *e) {
+    size_t ncap = e->cmask ? (e->cmask + 1) * 2 : 1 << 14;
+    uint32_t *ns = (uint32_t *)calloc(ncap, sizeof(uint32_t));
+    if (!ns) return -1;
+    for (size_t k = 0; k < e->ncent; k++) {
+        size_t h = (size_t)e->centries[k].hash & (ncap - 1);
+        while (ns[h]) h = (h + 1) & (ncap - 1);
+        ns[h] = (uint32_t)(k + 1);
+    }
+    free(e->cslots);
+    e->cslots = ns;
+    e->cmask = ncap - 1;
+    return 0;
+}
+
+/* counts[p[0..len)] += 1. 0, or -1 on memory error. Call with e->lock held. */
+static int count_piece(Encoder *e, const uint8_t *p, size_t len) {
+    if ((e->ncent + 1) * 2 > e->cmask + 1 || !e->cslots) {
+        if (e->ncent + 1 >= UINT32_MAX) return -1;
+        if (count_grow(e) < 0) return -1;
+    }
+    uint64_t h = hash_bytes(p, len);
+    size_t slot = (size_t)h & e->cmask;
+    for (;;) {
+        uint32_t idx = e->cslots[slot];
+        if (!idx) break;
+        CountEntry *c = &e->centries[idx - 1];
+        if (c->hash == h && c->len == len && memcmp(e->ckeys + c->off, p, len) == 0) {
+            c->count++;
+            return 0;
+        }
+        slot = (slot + 1) & e->cmask;
+    }
+    if (e->ncent == e->ccent) {
+        size_t nc = e->ccent ? e->ccent * 2 : 1 << 13;
+        CountEntry *ne = (CountEntry *)realloc(e->centries, nc * sizeof(CountEntry));
+        if (!ne) return -1;
+        e->centries = ne;
+        e->ccent = nc;
+    }
+    if (e->nckeys + len > e->cckeys) {
+        size_t nc = e->cckeys ? e->cckeys * 2 : 1 << 16;
+        while (nc < e->nckeys + len) nc *= 2;
+        uint8_t *nk = (uint8_t *)realloc(e->ckeys, nc);
+        if (!nk) return -1;
+        e->ckeys = nk;
+        e->cckeys = nc;
+    }
+    memcpy(e->ckeys + e->nckeys, p, len);
+    CountEntry *c = &e->centries[e->ncent];
+    c->hash = h;
+    c->count = 1;
+    c->off = e->nckeys;
+    c->len = len;
+    e->nckeys += len;
+    e->cslots[slot] = (uint32_t)(++e->ncent);
+    return 0;
+}
+
+static void count_reset(Encoder *e) {
+    free(e->centries);
+    free(e->cslots);
+    free(e->ckeys);
+    e->centries = NULL;
+    e->cslots = NULL;
+    e->ckeys = NULL;
+    e->ncent = e->ccent = e->cmask = e->nckeys = e->cckeys = 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -379,6 +458,7 @@ static void Encoder_dealloc(Encoder *e) {
     free(e->arena);
     free(e->work_ids);
     free(e->work_ranks);
+    count_reset(e);
     if (e->lock) PyThread_free_lock(e->lock);
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
@@ -633,6 +713,73 @@ static PyObject *Encoder_encode_ordinary_bytes(Encoder *e, PyObject *args) {
     return out;
 }
 
+/* text (str) as UTF-8: a borrowed view for ASCII, else a new bytes object in *owner. */
+static int text_utf8(PyObject *text, const uint8_t **s, size_t *n, PyObject **owner) {
+    *owner = NULL;
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "expected str, got %.100s", Py_TYPE(text)->tp_name);
+        return -1;
+    }
+    if (PyUnicode_IS_ASCII(text)) {
+        *s = (const uint8_t *)PyUnicode_DATA(text);
+        *n = (size_t)PyUnicode_GET_LENGTH(text);
+        return 0;
+    }
+    *owner = PyUnicode_AsUTF8String(text); /* UnicodeEncodeError on surrogates */
+    if (!*owner) return -1;
+    *s = (const uint8_t *)PyBytes_AS_STRING(*owner);
+    *n = (size_t)PyBytes_GET_SIZE(*owner);
+    return 0;
+}
+
+static PyObject *Encoder_count_pretokens(Encoder *e, PyObject *text) {
+    if (!e->cls || !e->lock) {
+        PyErr_SetString(PyExc_RuntimeError, "Encoder is not initialized");
+        return NULL;
+    }
+    const uint8_t *s;
+    size_t n;
+    PyObject *owner;
+    if (text_utf8(text, &s, &n, &owner) < 0) return NULL;
+    int rc = 0;
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(e->lock, WAIT_LOCK);
+    size_t i = 0;
+    while (i < n && rc == 0) {
+        size_t end = next_piece(e->cls, s, i, n);
+        rc = count_piece(e, s + i, end - i);
+        i = end;
+    }
+    PyThread_release_lock(e->lock);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(owner);
+    if (rc < 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Encoder_take_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+    PyThread_acquire_lock(e->lock, WAIT_LOCK);
+    for (size_t k = 0; k < e->ncent; k++) {
+        const CountEntry *c = &e->centries[k];
+        PyObject *key = PyBytes_FromStringAndSize((const char *)e->ckeys + c->off, (Py_ssize_t)c->len);
+        PyObject *val = key ? PyLong_FromLongLong(c->count) : NULL;
+        if (!val || PyDict_SetItem(d, key, val) < 0) {
+            Py_XDECREF(key);
+            Py_XDECREF(val);
+            Py_DECREF(d);
+            PyThread_release_lock(e->lock);
+            return NULL;
+        }
+        Py_DECREF(key);
+        Py_DECREF(val);
+    }
+    count_reset(e);
+    PyThread_release_lock(e->lock);
+    return d;
+}
+
 static PyObject *Encoder_clear_cache(Encoder *e, PyObject *Py_UNUSED(ignored)) {
     if (e->slots && e->lock) {
         Py_BEGIN_ALLOW_THREADS
@@ -660,6 +807,11 @@ static PyMethodDef Encoder_methods[] = {
      "unsigned integers of itemsize bytes (2: uint16, 4: uint32), e.g. for numpy.frombuffer; OverflowError if an id "
      "does not fit."},
     {"clear_cache", (PyCFunction)Encoder_clear_cache, METH_NOARGS, "Empty the pre-token cache."},
+    {"count_pretokens", (PyCFunction)Encoder_count_pretokens, METH_O,
+     "count_pretokens(text: str) -> None\n\nSplit text with the GPT-2 pattern (no special-token handling) and add "
+     "each pre-token's UTF-8 bytes to this Encoder's counts; UnicodeEncodeError on lone surrogates."},
+    {"take_counts", (PyCFunction)Encoder_take_counts, METH_NOARGS,
+     "take_counts() -> dict[bytes, int]\n\nThe counts gathered by count_pretokens since the last call, which are then reset."},
     {NULL, NULL, 0, NULL},
 };
 

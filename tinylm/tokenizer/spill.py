@@ -18,18 +18,18 @@ from pathlib import Path
 
 from tinylm.errors import OutputError
 
-# A dict entry holding a short str and an int costs about this much beyond the str's characters.
-ENTRY_OVERHEAD_BYTES = 130
+# A dict entry holding a short bytes key and an int costs about this much beyond the key's bytes.
+ENTRY_OVERHEAD_BYTES = 115
 _RECORD = struct.Struct("<IQ")  # key length, count
 
 
 class SpillingCounter:
-    """A Counter of str that spills to sorted run files when it would pass `budget_bytes`."""
+    """A Counter of pre-tokens (UTF-8 bytes) that spills to sorted run files when it would pass `budget_bytes`."""
 
     def __init__(self, budget_bytes: int | None, spill_dir: str | os.PathLike | None = None):
         self.budget = budget_bytes
-        self.counts: Counter[str] = Counter()
-        self._chars = 0  # characters of all keys held, for the memory estimate
+        self.counts: Counter[bytes] = Counter()
+        self._chars = 0  # bytes of all keys held, for the memory estimate
         self._dir = spill_dir
         self._tmp: tempfile.TemporaryDirectory | None = None
         self.runs: list[Path] = []
@@ -37,7 +37,7 @@ class SpillingCounter:
     def estimated_bytes(self) -> int:
         return len(self.counts) * ENTRY_OVERHEAD_BYTES + self._chars
 
-    def update(self, counts: dict[str, int]) -> None:
+    def update(self, counts: dict[bytes, int]) -> None:
         before = len(self.counts)
         self.counts.update(counts)
         if self.budget is None:
@@ -62,7 +62,7 @@ class SpillingCounter:
         path = Path(self._tmp.name) / f"run-{len(self.runs):05d}.bin"
         try:
             with open(path, "wb", buffering=1 << 20) as f:
-                for key, count in sorted((k.encode("utf-8"), c) for k, c in self.counts.items()):
+                for key, count in sorted(self.counts.items()):
                     f.write(_RECORD.pack(len(key), count))
                     f.write(key)
         except OSError as exc:
@@ -87,8 +87,7 @@ class SpillingCounter:
         if not self.runs:
             counts, self.counts, self._chars = self.counts, Counter(), 0
             while counts:
-                key, count = counts.popitem()
-                yield key.encode("utf-8"), count
+                yield counts.popitem()
             return
         self.spill()
         try:

@@ -15,6 +15,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from tinylm.errors import ConfigError
 from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
@@ -39,18 +40,46 @@ class TrainStats:
     num_merges: int = 0
     spill_runs: int = 0
     merge_backend: str = ""
+    count_backend: str = ""
     extra: dict = field(default_factory=dict)
 
 
-def _count_range(args) -> tuple[int, dict[str, int]]:
-    path, start, end, special_tokens = args
-    text = read_text_range(path, start, end)
-    special_re = special_token_regex(special_tokens)
+COUNT_BACKENDS = ("auto", "python")
+
+
+@lru_cache(maxsize=1)
+def _c_counter():
+    """The C pre-tokenizer and counter of this process (an Encoder with no merges), or None."""
+    from tinylm.tokenizer.fast_encode import c_backend_available, make_encoder
+
+    return make_encoder("c", list(range(256)), []) if c_backend_available() else None
+
+
+def count_text(text: str, special_re, backend: str = "auto") -> dict[bytes, int]:
+    """Pre-token counts of text (UTF-8 bytes -> count), split on special tokens first.
+
+    With the C extension built the GPT-2 pattern is matched and counted in C (the same matcher as
+    the C encoder, fuzzed against `regex`); backend="python" uses pretokenize and a Counter.
+    """
+    counter = _c_counter() if backend != "python" else None
+    if counter is not None:
+        try:
+            for piece in split_on_special(text, special_re):
+                if piece:
+                    counter.count_pretokens(piece)
+            return counter.take_counts()
+        except UnicodeEncodeError:  # lone surrogates (never in text decoded from a file): the Python path
+            counter.take_counts()
     counts: Counter[str] = Counter()
     for piece in split_on_special(text, special_re):
         if piece:
             counts.update(pretokenize(piece))
-    return end - start, counts
+    return {k.encode("utf-8", "surrogatepass"): v for k, v in counts.items()}
+
+
+def _count_range(args) -> tuple[int, dict[bytes, int]]:
+    path, start, end, special_tokens, backend = args
+    return end - start, count_text(read_text_range(path, start, end), special_token_regex(special_tokens), backend)
 
 
 def count_pretokens(
@@ -61,18 +90,24 @@ def count_pretokens(
     progress: bool = False,
     max_memory: int | None = None,
     spill_dir: str | os.PathLike | None = None,
+    backend: str = "auto",
 ) -> SpillingCounter:
     """Pre-token frequencies of a whole file, counted in worker processes over safe chunks.
 
     With max_memory (bytes), the table of distinct pre-tokens is spilled to sorted files on disk
-    whenever it would grow past the budget, and merged back when read.
+    whenever it would grow past the budget, and merged back when read. backend: "auto" (the C
+    pre-tokenizer when built) or "python" (count_text).
     """
     from tinylm.progress import progress_bar
 
     path = str(check_input_file(path))
     size = os.path.getsize(path)
     workers = num_workers or os.cpu_count() or 1
-    tasks = ((path, s, e, special_tokens) for s, e in chunk_ranges(path, special_tokens, chunk_bytes))
+    if backend not in COUNT_BACKENDS:
+        raise ConfigError(f"count backend must be one of {', '.join(COUNT_BACKENDS)}, got {backend!r}")
+    if backend != "python":
+        _c_counter()  # built before the pool forks: workers inherit it (and its Unicode tables) instead of rebuilding it
+    tasks = ((path, s, e, special_tokens, backend) for s, e in chunk_ranges(path, special_tokens, chunk_bytes))
     total = SpillingCounter(max_memory, spill_dir)
     serial = workers <= 1 or size <= chunk_bytes
     pool = None if serial else pool_context().Pool(workers)
@@ -292,6 +327,7 @@ def train_bpe(
     max_memory: int | None = None,
     spill_dir: str | os.PathLike | None = None,
     merge_backend: str = "auto",
+    count_backend: str = "auto",
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """Train a byte-level BPE tokenizer on a text file.
 
@@ -299,7 +335,8 @@ def train_bpe(
     the 256 bytes, then merged tokens. `vocab_size` counts all three.
 
     merge_backend: "auto" (the compiled loop when built, else Python), "c" or "python"; all give
-    identical merges. max_memory (bytes) bounds the pre-token table while counting: past it, partial counts are
+    identical merges. count_backend: "auto" (pre-tokens matched and counted in C when built) or
+    "python" (the `regex` pattern and a Counter); identical counts. max_memory (bytes) bounds the pre-token table while counting: past it, partial counts are
     spilled to sorted files in spill_dir (default: the system temp folder) and merged at the end.
     """
     special_tokens = validate_special_tokens(special_tokens)
@@ -320,7 +357,8 @@ def train_bpe(
     stats.input_bytes = path.stat().st_size
 
     t0 = time.perf_counter()
-    counts = count_pretokens(path, special_tokens, num_workers, chunk_bytes, progress, max_memory, spill_dir)
+    counts = count_pretokens(path, special_tokens, num_workers, chunk_bytes, progress, max_memory, spill_dir, count_backend)
+    stats.count_backend = "c" if count_backend != "python" and _c_counter() is not None else "python"
     words = PackedWords(counts.items_bytes())  # distinct words, streamed from memory (freed as read) or disk runs
     stats.spill_runs = len(counts.runs)
     del counts
