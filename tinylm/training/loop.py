@@ -336,17 +336,21 @@ class Trainer:
                 raise error from exc
             raise
         finally:
-            bar.close()
-            sink.close()
-            restore_handlers()
-            self.dist.close()
-            if main:
-                try:
-                    report.plot_run(report.read_metrics(self.out / METRICS), self.out)
-                except OSError:
-                    if completed:
-                        raise
-                    # an error is already on its way out (e.g. divergence): a plot must not hide it
+            try:
+                bar.close()
+                sink.close()
+                self.dist.close()  # while our handler is still in place: a late signal only sets a flag
+                if main:
+                    try:
+                        report.plot_run(report.read_metrics(self.out / METRICS), self.out)
+                    except OSError:
+                        if completed:
+                            raise
+                        # an error is already on its way out (e.g. divergence): a plot must not hide it
+            finally:
+                # A worker of a multi-process run stopped by a signal is about to exit: a forwarded copy
+                # arriving now must not turn into a KeyboardInterrupt inside the interpreter's teardown.
+                restore_handlers(ignore=stop.signalled and self.dist.enabled)
 
     def record(self, window: MetricWindow, lr: float, grad_norm: torch.Tensor) -> dict:
         """One metrics.jsonl line for the steps since the last one (reads the device: a sync)."""
@@ -464,14 +468,21 @@ class _StopRequest:
             raise KeyboardInterrupt
         self.requested = True
 
-    def install(self) -> Callable[[], None]:
+    @property
+    def signalled(self) -> bool:
+        """Whether a signal (not the on_step hook) asked to stop."""
+        return self._first_signal is not None
+
+    def install(self) -> Callable[..., None]:
+        """Handle SIGINT and SIGTERM; returns restore(ignore=False), which puts the previous handlers
+        back (or, with ignore, leaves both signals ignored for a process that is about to exit)."""
         if threading.current_thread() is not threading.main_thread():
-            return lambda: None
+            return lambda ignore=False: None
         previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-        def restore_previous():
+        def restore_previous(ignore: bool = False):
             for sig, handler in previous.items():
-                signal.signal(sig, handler)
+                signal.signal(sig, signal.SIG_IGN if ignore else handler)
 
         return restore_previous
 
