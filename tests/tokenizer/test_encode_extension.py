@@ -382,3 +382,49 @@ def test_many_distinct_pretokens_grow_the_table():
     assert len(counts) == 50_000 + 1  # " " + each word, and the very first word without its space
     assert counts[b"a"] == 1 and counts[b" a"] == 1 and counts[b" " + words[-1].encode()] == 2
     assert sum(counts.values()) == 100_000
+
+
+def test_count_text_leaves_nothing_behind_and_threads_do_not_mix(monkeypatch):
+    """The C counter is one per process: a call stopped half-way must not leak counts into the next,
+    and threads counting at once must each get their own text's counts."""
+    from tinylm.tokenizer import train as train_mod
+    from tinylm.tokenizer.train import _c_counter, count_text
+
+    _c_counter().count_pretokens("stale words here")  # as if an earlier call died between count and take
+    assert count_text("x", None) == {b"x": 1}
+
+    real_split = train_mod.split_on_special
+
+    def interrupted(text, special_re):
+        yield from real_split(text, special_re)[:1]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "split_on_special", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        count_text(f"one two{EOT}three", train_mod.special_token_regex([EOT]))
+    monkeypatch.undo()
+    assert count_text("y", None) == {b"y": 1}
+
+    texts = [(FIXTURES / name).read_text(encoding="utf-8") for name in TEXTS]
+    expected = [count_text(t, None, backend="python") for t in texts]
+    results = [None] * len(texts)
+
+    def work(i):
+        for _ in range(3):
+            results[i] = count_text(texts[i], None)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == expected
+
+
+def test_counter_methods_refuse_an_uninitialised_encoder():
+    bare = _bpe_encode.Encoder.__new__(_bpe_encode.Encoder)
+    for method in (bare.take_counts, bare.reset_counts):
+        with pytest.raises(RuntimeError, match="not initialized"):
+            method()
+    with pytest.raises(RuntimeError, match="not initialized"):
+        bare.count_pretokens("x")

@@ -5,6 +5,7 @@ The library work lives in tinylm.training (loop, config), tinylm.generate and ti
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -112,6 +113,11 @@ def train(config_path, settings, resume_dir, **flags):
     config = _load(config_path, settings, flags)
     result = run_training(config, resume=resume_dir is not None)
     out = result.out_dir
+    if result.interrupted and result.world_size > 1:
+        # This worker is about to exit: a copy of the signal forwarded by the launcher must not turn
+        # into a KeyboardInterrupt inside the interpreter's teardown (seen as a C++ abort at exit).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if result.rank != 0:  # under torchrun, rank 0 reports for the run
         sys.exit(130 if result.interrupted else 0)
     if result.interrupted:

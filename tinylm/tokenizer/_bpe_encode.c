@@ -388,8 +388,8 @@ static int count_grow(Encoder *e) {
 
 /* counts[p[0..len)] += 1. 0, or -1 on memory error. Call with e->lock held. */
 static int count_piece(Encoder *e, const uint8_t *p, size_t len) {
+    if (e->ncent + 1 >= UINT32_MAX) return -1; /* slots hold index + 1 in 32 bits */
     if ((e->ncent + 1) * 2 > e->cmask + 1 || !e->cslots) {
-        if (e->ncent + 1 >= UINT32_MAX) return -1;
         if (count_grow(e) < 0) return -1;
     }
     uint64_t h = hash_bytes(p, len);
@@ -758,9 +758,16 @@ static PyObject *Encoder_count_pretokens(Encoder *e, PyObject *text) {
 }
 
 static PyObject *Encoder_take_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
+    if (!e->cls || !e->lock) {
+        PyErr_SetString(PyExc_RuntimeError, "Encoder is not initialized");
+        return NULL;
+    }
     PyObject *d = PyDict_New();
     if (!d) return NULL;
+    /* wait for the lock without the GIL (another thread may be counting), then build the dict with both */
+    Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(e->lock, WAIT_LOCK);
+    Py_END_ALLOW_THREADS
     for (size_t k = 0; k < e->ncent; k++) {
         const CountEntry *c = &e->centries[k];
         PyObject *key = PyBytes_FromStringAndSize((const char *)e->ckeys + c->off, (Py_ssize_t)c->len);
@@ -778,6 +785,19 @@ static PyObject *Encoder_take_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
     count_reset(e);
     PyThread_release_lock(e->lock);
     return d;
+}
+
+static PyObject *Encoder_reset_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
+    if (!e->cls || !e->lock) {
+        PyErr_SetString(PyExc_RuntimeError, "Encoder is not initialized");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(e->lock, WAIT_LOCK);
+    count_reset(e);
+    PyThread_release_lock(e->lock);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
 }
 
 static PyObject *Encoder_clear_cache(Encoder *e, PyObject *Py_UNUSED(ignored)) {
@@ -810,6 +830,7 @@ static PyMethodDef Encoder_methods[] = {
     {"count_pretokens", (PyCFunction)Encoder_count_pretokens, METH_O,
      "count_pretokens(text: str) -> None\n\nSplit text with the GPT-2 pattern (no special-token handling) and add "
      "each pre-token's UTF-8 bytes to this Encoder's counts; UnicodeEncodeError on lone surrogates."},
+    {"reset_counts", (PyCFunction)Encoder_reset_counts, METH_NOARGS, "Drop the counts gathered so far."},
     {"take_counts", (PyCFunction)Encoder_take_counts, METH_NOARGS,
      "take_counts() -> dict[bytes, int]\n\nThe counts gathered by count_pretokens since the last call, which are then reset."},
     {NULL, NULL, 0, NULL},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import threading
 import time
 from array import array
 from collections import Counter
@@ -45,6 +46,7 @@ class TrainStats:
 
 
 COUNT_BACKENDS = ("auto", "python")
+_COUNTER_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1)
@@ -63,13 +65,17 @@ def count_text(text: str, special_re, backend: str = "auto") -> dict[bytes, int]
     """
     counter = _c_counter() if backend != "python" else None
     if counter is not None:
-        try:
-            for piece in split_on_special(text, special_re):
-                if piece:
-                    counter.count_pretokens(piece)
-            return counter.take_counts()
-        except UnicodeEncodeError:  # lone surrogates (never in text decoded from a file): the Python path
-            counter.take_counts()
+        with _COUNTER_LOCK:  # one count-then-take at a time: the table is this process's, shared by its threads
+            counter.reset_counts()  # whatever an earlier call left (the finally below makes that rare)
+            try:
+                for piece in split_on_special(text, special_re):
+                    if piece:
+                        counter.count_pretokens(piece)
+                return counter.take_counts()
+            except UnicodeEncodeError:  # lone surrogates (never in text decoded from a file): the Python path
+                pass
+            finally:
+                counter.reset_counts()  # nothing left behind for the next call, whatever stopped this one
     counts: Counter[str] = Counter()
     for piece in split_on_special(text, special_re):
         if piece:

@@ -348,9 +348,7 @@ class Trainer:
                             raise
                         # an error is already on its way out (e.g. divergence): a plot must not hide it
             finally:
-                # A worker of a multi-process run stopped by a signal is about to exit: a forwarded copy
-                # arriving now must not turn into a KeyboardInterrupt inside the interpreter's teardown.
-                restore_handlers(ignore=stop.signalled and self.dist.enabled)
+                restore_handlers()
 
     def record(self, window: MetricWindow, lr: float, grad_norm: torch.Tensor) -> dict:
         """One metrics.jsonl line for the steps since the last one (reads the device: a sync)."""
@@ -468,21 +466,15 @@ class _StopRequest:
             raise KeyboardInterrupt
         self.requested = True
 
-    @property
-    def signalled(self) -> bool:
-        """Whether a signal (not the on_step hook) asked to stop."""
-        return self._first_signal is not None
-
-    def install(self) -> Callable[..., None]:
-        """Handle SIGINT and SIGTERM; returns restore(ignore=False), which puts the previous handlers
-        back (or, with ignore, leaves both signals ignored for a process that is about to exit)."""
+    def install(self) -> Callable[[], None]:
+        """Handle SIGINT and SIGTERM; returns the function that puts the previous handlers back."""
         if threading.current_thread() is not threading.main_thread():
-            return lambda ignore=False: None
+            return lambda: None
         previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-        def restore_previous(ignore: bool = False):
+        def restore_previous():
             for sig, handler in previous.items():
-                signal.signal(sig, signal.SIG_IGN if ignore else handler)
+                signal.signal(sig, handler)
 
         return restore_previous
 
