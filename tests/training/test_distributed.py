@@ -362,22 +362,29 @@ def test_two_nodes_meet_at_a_rendezvous_and_train_like_one_process(config_file, 
     path, config = config_file(**{"train.max_steps": 4, "train.eval_interval": 2})
     for attempt in range(3):  # the free port can be taken between finding it and binding it: try another
         endpoint = f"127.0.0.1:{_free_port()}"
-        launchers = [
-            subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
-                              f"--rdzv-endpoint={endpoint}", "--rdzv-id=tinylm-test", "--max-restarts=0", "-m", "tinylm", "train",
-                              "--no-progress", "--config", str(path), "--out", str(tmp_path / f"nodes{attempt}")],
-                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)
-        ]
+        logs = [tmp_path / f"node{n}-{attempt}.log" for n in range(2)]  # files, not pipes: a full pipe would stall a node
+        launchers = []
+        for log in logs:
+            with open(log, "w") as sink:
+                launchers.append(subprocess.Popen(
+                    [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
+                     f"--rdzv-endpoint={endpoint}", "--rdzv-id=tinylm-test", "--max-restarts=0", "-m", "tinylm", "train",
+                     "--no-progress", "--config", str(path), "--out", str(tmp_path / f"nodes{attempt}")],
+                    env=ENV, stdout=sink, stderr=subprocess.STDOUT, text=True))
         try:
-            outputs = [p.communicate(timeout=240) for p in launchers]
+            for p in launchers:
+                p.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            pass
         finally:
             for p in launchers:
                 if p.poll() is None:
                     p.kill()
+                    p.wait()
+        outputs = [(log.read_text(errors="replace"), log.read_text(errors="replace")) for log in logs]
         if not any("address already in use" in err.lower() for _, err in outputs):
             break
-    assert [p.returncode for p in launchers] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert [p.returncode for p in launchers] == [0, 0], [err[-3000:] for _, err in outputs]
     (tmp_path / f"nodes{attempt}").rename(tmp_path / "nodes")
     assert sum(out.count("trained 4 steps") for out, _ in outputs) == 1  # global rank 0 alone reports
     one = train(config.with_overrides({"train.out_dir": str(tmp_path / "one")}))

@@ -157,13 +157,21 @@ class Distributed:
 
             dist.barrier(group=self.control_group)
 
-    def close(self) -> None:
-        """Leave the process group if we joined it (also after a peer died: avoids an abort at exit)."""
+    def close(self, together: bool = False) -> None:
+        """Leave the process group if we joined it (also after a peer died: avoids an abort at exit).
+
+        together: every process got here (a run that finished or stopped by agreement), so they
+        first wait for each other. Without that, one process tearing its connections down while
+        another is still leaving could make the latter's gloo threads abort the process at exit
+        (`terminate called without an active exception`, seen with two torchrun nodes).
+        """
         if self.enabled and self.owns_group:
             import torch.distributed as dist
 
             if dist.is_initialized():
                 try:
+                    if together:
+                        dist.barrier(group=self.control_group)
                     dist.destroy_process_group()
                 except Exception:  # noqa: BLE001 - a broken group may not tear down cleanly
                     pass

@@ -339,7 +339,7 @@ class Trainer:
             try:
                 bar.close()
                 sink.close()
-                self.dist.close()  # while our handler is still in place: a late signal only sets a flag
+                self.dist.close(together=completed)  # while our handler is still in place: a late signal only sets a flag
                 if main:
                     try:
                         report.plot_run(report.read_metrics(self.out / METRICS), self.out)
