@@ -18,3 +18,20 @@ def test_parse_memory(text, expected):
 def test_parse_memory_rejects_nonsense(text):
     with pytest.raises(ConfigError):
         parse_memory(text)
+
+
+def test_peak_memory_is_this_process_own_not_the_parents():
+    """A small child of a big process reports its own peak (Linux carries ru_maxrss over fork and exec)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tinylm.peak_memory import peak_rss_mb
+
+    big = np.ones(200 * 2**20 // 8)  # this process: +200 MB resident
+    assert peak_rss_mb() > 200
+    code = "from tinylm.peak_memory import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert child < 150, child  # an interpreter and tinylm: tens of MB, not the parent's 200+
+    del big

@@ -8,9 +8,10 @@ import pytest
 
 FIXTURES_CODE = textwrap.dedent(
     """
-    import random, resource, sys
+    import random, sys
     from pathlib import Path
     from tinylm import Tokenizer
+    from tinylm.peak_memory import peak_rss_mb
     fixtures = Path(sys.argv[1]); out = Path(sys.argv[2]); size = int(sys.argv[3])
     base = (fixtures / "tinystories_sample.txt").read_text() + (fixtures / "german.txt").read_text()
     words = base.split()
@@ -24,13 +25,13 @@ FIXTURES_CODE = textwrap.dedent(
             written += len(block)
     tok = Tokenizer.from_files(fixtures / "gpt2_vocab.json", fixtures / "gpt2_merges.txt", ["<|endoftext|>"])
     tok.encode(base)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mb()  # VmHWM: ru_maxrss would start at the parent's (pytest's) peak
     n = 0
     with open(out, encoding="utf-8") as f:
         for _ in tok.encode_iterable(f):
             n += 1
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(n, (after - before) / 1024)
+    after = peak_rss_mb()
+    print(n, after - before)
     """
 )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 import sys
 import time
 from pathlib import Path
@@ -13,10 +12,10 @@ DEFAULT_SPECIAL = "<|endoftext|>"
 
 
 def _peak_rss_mb() -> tuple[float, float]:
-    """Peak resident memory of this process and of its largest worker, in MB (Linux: KB units)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return own, children
+    """Peak resident memory of this process and of its largest worker, in MB."""
+    from tinylm.peak_memory import children_peak_rss_mb, peak_rss_mb
+
+    return peak_rss_mb(), children_peak_rss_mb()
 
 
 def _progress(flag: bool | None) -> bool:
