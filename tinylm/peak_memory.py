@@ -21,11 +21,14 @@ def peak_rss_mb() -> float:
             return int(m.group(1)) / 1024
     except OSError:
         pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    return _maxrss_mb(resource.RUSAGE_SELF)
 
 
 def children_peak_rss_mb() -> float:
     """The largest peak resident set size among this process's finished, waited-for children, in MB."""
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return _maxrss_mb(resource.RUSAGE_CHILDREN)
+
+
+def _maxrss_mb(who: int) -> float:
+    peak = resource.getrusage(who).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

@@ -599,28 +599,38 @@ nomem:
     return -1;
 }
 
+/* 0 when the Encoder was initialised (tp_init ran), else -1 with RuntimeError set. */
+static int encoder_ready(const Encoder *e) {
+    if (e->cls && e->lock) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "Encoder is not initialized");
+    return -1;
+}
+
+/* text (str) as UTF-8: a borrowed view for ASCII, else a new bytes object in *owner. */
+static int text_utf8(PyObject *text, const char *caller, const uint8_t **s, size_t *n, PyObject **owner) {
+    *owner = NULL;
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "%s expects str, got %.100s", caller, Py_TYPE(text)->tp_name);
+        return -1;
+    }
+    if (PyUnicode_IS_ASCII(text)) {
+        *s = (const uint8_t *)PyUnicode_DATA(text);
+        *n = (size_t)PyUnicode_GET_LENGTH(text);
+        return 0;
+    }
+    *owner = PyUnicode_AsUTF8String(text); /* UnicodeEncodeError on surrogates */
+    if (!*owner) return -1;
+    *s = (const uint8_t *)PyBytes_AS_STRING(*owner);
+    *n = (size_t)PyBytes_GET_SIZE(*owner);
+    return 0;
+}
+
 /* Encodes text (str) into o; 0, or -1 with a Python error set (UnicodeEncodeError on lone surrogates). */
 static int encode_text(Encoder *e, PyObject *text, IdBuf *o) {
-    if (!e->cls || !e->lock) {
-        PyErr_SetString(PyExc_RuntimeError, "Encoder is not initialized");
-        return -1;
-    }
-    if (!PyUnicode_Check(text)) {
-        PyErr_Format(PyExc_TypeError, "encode_ordinary expects str, got %.100s", Py_TYPE(text)->tp_name);
-        return -1;
-    }
-    PyObject *utf8 = NULL;
+    PyObject *utf8;
     const uint8_t *s;
     size_t n;
-    if (PyUnicode_IS_ASCII(text)) {
-        s = (const uint8_t *)PyUnicode_DATA(text);
-        n = (size_t)PyUnicode_GET_LENGTH(text);
-    } else {
-        utf8 = PyUnicode_AsUTF8String(text); /* UnicodeEncodeError on surrogates: the caller retries */
-        if (!utf8) return -1;
-        s = (const uint8_t *)PyBytes_AS_STRING(utf8);
-        n = (size_t)PyBytes_GET_SIZE(utf8);
-    }
+    if (encoder_ready(e) < 0 || text_utf8(text, "encode_ordinary", &s, &n, &utf8) < 0) return -1;
     int rc = 0;
     if (n > 0) {
         rc = out_reserve(o, n / 3 + 16);
@@ -713,34 +723,12 @@ static PyObject *Encoder_encode_ordinary_bytes(Encoder *e, PyObject *args) {
     return out;
 }
 
-/* text (str) as UTF-8: a borrowed view for ASCII, else a new bytes object in *owner. */
-static int text_utf8(PyObject *text, const uint8_t **s, size_t *n, PyObject **owner) {
-    *owner = NULL;
-    if (!PyUnicode_Check(text)) {
-        PyErr_Format(PyExc_TypeError, "expected str, got %.100s", Py_TYPE(text)->tp_name);
-        return -1;
-    }
-    if (PyUnicode_IS_ASCII(text)) {
-        *s = (const uint8_t *)PyUnicode_DATA(text);
-        *n = (size_t)PyUnicode_GET_LENGTH(text);
-        return 0;
-    }
-    *owner = PyUnicode_AsUTF8String(text); /* UnicodeEncodeError on surrogates */
-    if (!*owner) return -1;
-    *s = (const uint8_t *)PyBytes_AS_STRING(*owner);
-    *n = (size_t)PyBytes_GET_SIZE(*owner);
-    return 0;
-}
-
 static PyObject *Encoder_count_pretokens(Encoder *e, PyObject *text) {
-    if (!e->cls || !e->lock) {
-        PyErr_SetString(PyExc_RuntimeError, "Encoder is not initialized");
-        return NULL;
-    }
+    if (encoder_ready(e) < 0) return NULL;
     const uint8_t *s;
     size_t n;
     PyObject *owner;
-    if (text_utf8(text, &s, &n, &owner) < 0) return NULL;
+    if (text_utf8(text, "count_pretokens", &s, &n, &owner) < 0) return NULL;
     int rc = 0;
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(e->lock, WAIT_LOCK);
@@ -758,10 +746,7 @@ static PyObject *Encoder_count_pretokens(Encoder *e, PyObject *text) {
 }
 
 static PyObject *Encoder_take_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
-    if (!e->cls || !e->lock) {
-        PyErr_SetString(PyExc_RuntimeError, "Encoder is not initialized");
-        return NULL;
-    }
+    if (encoder_ready(e) < 0) return NULL;
     PyObject *d = PyDict_New();
     if (!d) return NULL;
     /* wait for the lock without the GIL (another thread may be counting), then build the dict with both */
@@ -788,10 +773,7 @@ static PyObject *Encoder_take_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Encoder_reset_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
-    if (!e->cls || !e->lock) {
-        PyErr_SetString(PyExc_RuntimeError, "Encoder is not initialized");
-        return NULL;
-    }
+    if (encoder_ready(e) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(e->lock, WAIT_LOCK);
     count_reset(e);

@@ -56,12 +56,7 @@ class AdamW(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 grad = p.grad
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
+                state = self._advance(p)
                 t = state["step"]
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 p.mul_(1 - lr * wd)
@@ -73,19 +68,23 @@ class AdamW(torch.optim.Optimizer):
                 p.addcdiv_(m, denom, value=-lr / bias_correction1)
         return loss
 
+    def _advance(self, p: torch.Tensor) -> dict:
+        """p's state (step count and both moments, created at zero on first use), its step counted."""
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        return state
+
     def _step_foreach(self, group_params, lr, beta1, beta2, eps, wd) -> None:
         """The loop's update, operation for operation, on all tensors of a group (per step count) at once."""
         by_step: dict[int, list[torch.Tensor]] = {}
         for p in group_params:
             if p.grad is None:
                 continue
-            state = self.state[p]
-            if not state:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
-            by_step.setdefault(state["step"], []).append(p)
+            by_step.setdefault(self._advance(p)["step"], []).append(p)
         for t, params in by_step.items():
             grads = [p.grad for p in params]
             ms = [self.state[p]["exp_avg"] for p in params]
