@@ -28,6 +28,7 @@ def test_bad_input_gives_one_clear_error(case, tmp_path):
         assert word in lines[0]
     if case.check is None:
         assert not (tmp_path / "out" / "vocab.json").exists() and not (tmp_path / "o.npy").exists()
+        assert not (tmp_path / "out").exists()  # not even an empty output folder
     else:
         case.check(tmp_path)
 

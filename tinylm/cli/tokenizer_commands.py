@@ -45,13 +45,19 @@ def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, 
     from tinylm.tokenizer.train import TrainStats, train_bpe
     from tinylm.units import parse_memory
 
+    created = not Path(out_dir).exists()
     ensure_output_dir(out_dir)  # fail before the long work, not after
     stats = TrainStats()
     t0 = time.perf_counter()
-    vocab, merges = train_bpe(
-        input_path, vocab_size, list(special_tokens), num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=_progress(progress), stats=stats,
-        max_memory=None if max_memory is None else parse_memory(max_memory), spill_dir=spill_dir, merge_backend=merge_backend, count_backend=count_backend,
-    )
+    try:
+        vocab, merges = train_bpe(
+            input_path, vocab_size, list(special_tokens), num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=_progress(progress), stats=stats,
+            max_memory=None if max_memory is None else parse_memory(max_memory), spill_dir=spill_dir, merge_backend=merge_backend, count_backend=count_backend,
+        )
+    except BaseException:
+        if created and not any(Path(out_dir).iterdir()):  # bad input or settings: leave no empty folder behind
+            Path(out_dir).rmdir()
+        raise
     Tokenizer(vocab, merges, list(special_tokens)).save_dir(out_dir)
     seconds = time.perf_counter() - t0
     own, child = _peak_rss_mb()
