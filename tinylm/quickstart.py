@@ -6,9 +6,9 @@ Stages (each prints a progress bar while it runs and one summary line when it en
              validation documents (every 20th document goes to validation)
 2. tokenizer train a byte-level BPE tokenizer (a few thousand tokens) on the training split
 3. encode    encode train and validation to uint16 token arrays, both at once
-4. train     train a small Transformer LM for `minutes` of wall-clock: the step count is calibrated
-             from measured step times so that the cosine schedule completes inside the budget, and
-             re-estimated early in the run; a hard stop at the budget guards against a slower machine
+4. train     train a small Transformer LM for `minutes` of wall-clock (the trainer's `max_minutes`
+             budget: the cosine runs over the elapsed fraction of the budget, so it completes when
+             the budget does on any machine; measured steps only space the evaluations)
 5. evaluate  validation loss per token and bits per byte over (up to `eval_tokens` of) the
              validation split, in non-overlapping windows
 6. samples   continuations of fixed prompts
@@ -375,28 +375,32 @@ def measure_step_seconds(config: QuickstartConfig, steps: int = 3) -> float:
 
 
 def train_model(config: QuickstartConfig, out: Path, progress: bool) -> dict:
-    """Train in out/run for config.minutes of wall-clock (or config.max_steps); returns a summary."""
-    from tinylm.training.config import DataConfig, OptimConfig, RunConfig, TokenizerConfig, TrainConfig, to_toml
-    from tinylm.training.loop import CONFIG, Trainer
+    """Train in out/run for config.minutes of wall-clock (or config.max_steps); returns a summary.
 
-    budget = config.minutes * 60
+    The wall-clock budget is the trainer's own (`train.max_minutes`: warm-up over the first steps,
+    then the cosine over the elapsed fraction of the budget, so it completes when the budget does on
+    any machine, however loaded). A few measured steps estimate the step count, used only to space
+    evaluations and size the warm-up.
+    """
+    from tinylm.training.config import DataConfig, OptimConfig, RunConfig, TokenizerConfig, TrainConfig
+    from tinylm.training.loop import Trainer
+
     t_cal = time.perf_counter()
     if config.max_steps is None:
         step_seconds = measure_step_seconds(config)
-        # an estimate only, to space evaluations and logs: the budget itself ends the run
-        steps = max(10, int(budget / step_seconds))
+        steps = max(10, int(config.minutes * 60 / step_seconds))  # an estimate: the budget ends the run
     else:
         step_seconds = None
         steps = config.max_steps
     calibration_seconds = time.perf_counter() - t_cal
-    budget -= calibration_seconds
     warmup = int(config.warmup_fraction * steps)
     eval_interval = max(1, steps // 10)
-    # 11 evaluations of eval_batches × batch_size windows, forward only (~1/3 of a step each): ~4 % of the steps
-    eval_batches = 4 if steps >= 300 else 2
+    # 11 evaluations of 2-4 batches of windows, forward only (~1/3 of a step each): ~4 % of the steps
+    eval_windows = (4 if steps >= 300 else 2) * config.batch_size
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
+    budget = {"max_steps": steps} if config.max_steps is not None else {"max_minutes": config.minutes}
     train_config = TrainConfig(
         model=config.model_config().to_dict(),
         data=DataConfig(train=str(out / "train.npy"), val=str(out / "val.npy")),
@@ -404,108 +408,40 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool) -> dict:
         optim=OptimConfig(lr_max=config.lr, lr_min=config.lr * config.lr_min_ratio, warmup_iters=warmup, weight_decay=config.weight_decay),
         train=RunConfig(
             batch_size=config.batch_size,
-            max_steps=steps,
+            **budget,
             eval_interval=eval_interval,
-            eval_batches=eval_batches,
+            eval_windows=eval_windows,
             log_interval=max(1, min(10, steps // 100)),
             checkpoint_interval=max(steps, 1),  # one checkpoint, at the end: the budget goes to training
             device=config.device,
             seed=config.seed,
             out_dir=str(run_dir),
-            progress=progress and config.max_steps is not None,  # a time budget gets its own bar (below)
+            progress=progress,
         ),
     )
-    if config.max_steps is None:
-        trainer = _time_budget_trainer(train_config, budget=budget, warmup_fraction=config.warmup_fraction)
-        trainer.total_steps = 1 << 40  # the budget, not a step count, ends the run
-    else:
-        trainer = Trainer(train_config)
-    first_estimate = steps
-    stopped_by_budget = False
-    bar = None
-    if config.max_steps is None:
-        from tinylm.progress import progress_bar
-
-        bar = progress_bar(total=round(budget), desc="training", unit="s", disable=not progress, dynamic_ncols=True)
-
-    def on_step(step: int, record: dict | None) -> bool:
-        nonlocal stopped_by_budget
-        if config.max_steps is None:
-            fraction = trainer.budget_fraction()
-            bar.update(min(round(budget), round(fraction * budget)) - bar.n)
-            if record is not None:
-                bar.set_postfix(step=step, loss=f"{record['train_loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
-            if fraction >= 1.0:
-                stopped_by_budget = True
-                return True
-        return False
-
-    trainer.on_step = on_step
+    trainer = Trainer(train_config)
     t0 = time.perf_counter()
-    try:
-        result = trainer.run()
-    finally:
-        if bar is not None:
-            bar.close()
+    result = trainer.run()
     seconds = time.perf_counter() - t0
-    if config.max_steps is None:
-        # config.toml describes a step schedule close to the one that ran (cosine over the steps
-        # actually taken), so `tinylm train --resume <out>/run --max-steps N` can extend the run
-        trainer.total_steps = result.step
-        trainer.config.train.max_steps = result.step
-        trainer.config.optim.warmup_iters = min(trainer.config.optim.warmup_iters, result.step)
-        trainer.config.optim.cosine_iters = max(result.step, trainer.config.optim.warmup_iters)
-    (run_dir / CONFIG).write_text(to_toml(trainer.config), encoding="utf-8")
     params = sum(p.numel() for p in trainer.model.parameters())
     return {
         "params": params,
         "params_non_embedding": params - trainer.model_config.vocab_size * trainer.model_config.d_model * 2,
         "steps": result.step,
-        "first_estimate_steps": first_estimate,
+        "first_estimate_steps": steps,
         "schedule": "cosine over the wall-clock budget" if config.max_steps is None else "cosine over max_steps",
         "measured_step_seconds": step_seconds,
         "calibration_seconds": calibration_seconds,
-        "stopped_by_budget": stopped_by_budget,
-        "tokens": result.step * trainer.tokens_per_step,
+        "stopped_by_budget": config.max_steps is None and not result.interrupted,
+        "tokens": trainer.tokens_seen,
         "seconds": seconds,
-        "tokens_per_s": result.step * trainer.tokens_per_step / max(seconds, 1e-9),
+        "tokens_per_s": trainer.tokens_seen / max(seconds, 1e-9),
         "train_loss": result.train_loss,
         "last_val_loss": result.val_loss,
         "warmup_iters": warmup,
         "eval_interval": eval_interval,
         "run_dir": str(run_dir),
     }
-
-
-def _time_budget_trainer(train_config, budget: float, warmup_fraction: float):
-    """A Trainer whose learning rate follows warm-up and cosine over the wall-clock budget.
-
-    The step a budget allows depends on the machine's load while it runs (this machine is shared),
-    so the schedule is indexed by the elapsed fraction of the budget, not by the step: the cosine
-    always completes when the budget does, however fast or slow the steps turn out to be.
-    """
-    from tinylm.training.loop import Trainer
-    from tinylm.training.optim import cosine_lr
-
-    class TimeBudgetTrainer(Trainer):
-        _started: float | None = None
-
-        def budget_fraction(self) -> float:
-            if self._started is None:
-                return 0.0
-            return (time.perf_counter() - self._started) / budget
-
-        def set_lr(self) -> float:
-            if self._started is None:
-                self._started = time.perf_counter()
-            o, grid = self.config.optim, 100_000
-            position = min(self.budget_fraction(), 1.0) * grid
-            lr = cosine_lr(int(position), o.lr_max, o.lr_min, int(warmup_fraction * grid), grid)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            return lr
-
-    return TimeBudgetTrainer(train_config)
 
 
 # --- stage 5 ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ _TRAIN_FLAGS = {
     "global_batch_size": "train.global_batch_size",
     "max_steps": "train.max_steps",
     "max_tokens": "train.max_tokens",
+    "max_minutes": "train.max_minutes",
     "lr": "optim.lr_max",
     "lr_min": "optim.lr_min",
     "warmup_iters": "optim.warmup_iters",
@@ -83,7 +84,8 @@ def _resume_command(result) -> str:
 @click.option("--grad-accum-steps", type=int, help="Micro-batches per optimizer step, per process.")
 @click.option("--global-batch-size", type=int, help="Sequences per step over all processes (sets --grad-accum-steps).")
 @click.option("--max-steps", type=int, help="Steps to train (replaces a token budget).")
-@click.option("--max-tokens", type=int, help="Token budget: steps = tokens / (batch size × context length).")
+@click.option("--max-tokens", type=int, help="Token budget, cumulative across resumes (replaces a step budget).")
+@click.option("--max-minutes", type=float, help="Wall-clock budget in minutes; the cosine runs over elapsed time.")
 @click.option("--lr", type=float, help="Peak learning rate (optim.lr_max).")
 @click.option("--lr-min", type=float, help="Final learning rate after the cosine decay.")
 @click.option("--warmup-iters", type=int, help="Linear warm-up steps.")

@@ -51,7 +51,7 @@ from tinylm.training.data import (
     windows,
 )
 from tinylm.training.distributed import Distributed, DistributedError, configure_device, rank_batches
-from tinylm.training.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
+from tinylm.training.optim import AdamW, budget_lr, clip_grad_norm, cosine_lr, cross_entropy
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -74,7 +74,9 @@ class TrainResult:
 class Trainer:
     """One run. `run()` trains; the step pieces are methods so benchmarks time the same code."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False, on_step: Callable[[int, dict | None], bool | None] | None = None):
+    def __init__(self, config: TrainConfig, resume: bool = False, on_step: Callable[[int, dict | None], bool | None] | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
+        """`clock` (seconds) measures the run's wall-clock and so a `max_minutes` budget; tests pass a fake one."""
         config.validate()
         config = config.with_absolute_paths()
         self.config = config
@@ -121,14 +123,19 @@ class Trainer:
         self.step = 0
         self.saved_step = None  # step of the checkpoint on disk, when there is one
         self.elapsed_before = 0.0
-        self._t0 = time.perf_counter()
+        self.clock = clock
+        self._t0 = clock()
         world = self.dist.world_size
-        self.total_steps = config.steps(world)
         self.accum_steps = config.grad_accum_steps(world)  # micro-batches per step on this process
         self.tokens_per_step = config.global_batch_size(world) * ctx  # over all processes
+        self.tokens_seen = 0  # training tokens of every step so far, over all processes and resumes
+        budget = config.train.max_minutes
+        self.budget_seconds = None if budget is None else budget * 60.0  # wall-clock budget, if that ends the run
         self.check_every_step = self.device.type != "cuda"  # CUDA: NaN check at log intervals (no sync per step)
         if resume:
             self._resume()
+        # the step the run ends at: a token budget counts the tokens already trained (None: the clock decides)
+        self.total_steps = config.steps(world, self.step, self.tokens_seen)
         if self.dist.is_main:
             self._drop_metrics_after_checkpoint()
             atomic_write_bytes(self.out / CONFIG, to_toml(config).encode("utf-8"))
@@ -141,11 +148,24 @@ class Trainer:
         o = self.config.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+            {"params": [p for p in params if _decayed(p)], "weight_decay": o.weight_decay},
+            {"params": [p for p in params if not _decayed(p)], "weight_decay": 0.0},
         ]
         groups = [g for g in groups if g["params"]]
         return AdamW(groups, lr=o.lr_max, betas=(o.beta1, o.beta2), eps=o.eps)
+
+    def _apply_optim_settings(self) -> None:
+        """Put the config's betas, eps and weight decay into the optimizer's groups.
+
+        Loading a checkpoint's optimizer state also loads the hyperparameters it was saved with;
+        a resumed run whose config changed them (`--set optim.beta2=...`) must train with the new
+        values, as its config.toml says. (The learning rate is set before every step.)
+        """
+        o = self.config.optim
+        for group in self.optimizer.param_groups:
+            group["betas"] = (o.beta1, o.beta2)
+            group["eps"] = o.eps
+            group["weight_decay"] = o.weight_decay if all(_decayed(p) for p in group["params"]) else 0.0
 
     def _load_tokenizer(self, resume: bool):
         """The run's tokenizer: the copy in the run folder when resuming, else the configured one."""
@@ -178,6 +198,8 @@ class Trainer:
     def _resume(self) -> None:
         payload = read_checkpoint(self.ckpt_path)
         restore(payload, self.model, self.optimizer)
+        self._apply_optim_settings()
+        self._check_unchanged(payload)
         try:
             self.generator.set_state(payload["data"]["generator"])
             restore_rng_state(payload["rng"])
@@ -186,10 +208,24 @@ class Trainer:
             raise CheckpointError(f"{self.ckpt_path} lacks the run state needed to resume ({exc})") from None
         self.step = self.saved_step = payload["iteration"]
         saved_batch = payload["progress"].get("global_batch")
+        ctx = self.model_config.context_length
+        saved_tokens = payload["progress"].get("tokens")
+        if saved_tokens is None:  # checkpoints before tokens were saved: all steps ran at the saved batch
+            saved_tokens = self.step * (saved_batch * ctx if saved_batch is not None else self.tokens_per_step)
+        self.tokens_seen = int(saved_tokens)
         if self.dist.is_main and saved_batch is not None and saved_batch != self.tokens_per_step // self.model_config.context_length:
             print(f"warning: the run trained with a global batch of {saved_batch} sequences and continues with "
                   f"{self.tokens_per_step // self.model_config.context_length}; set train.global_batch_size to keep it "
                   "when the number of processes changes", file=sys.stderr)
+
+    def _check_unchanged(self, payload: dict) -> None:
+        """Refuse settings a resumed run cannot honour, rather than write them into config.toml unused."""
+        saved = (payload.get("train_config") or {}).get("train", {})
+        if "seed" in saved and saved["seed"] != self.config.train.seed:
+            raise ConfigError(
+                f"train.seed is {self.config.train.seed} but the run was started with seed {saved['seed']}: a resumed run "
+                "continues its initialisation and batch order from the checkpoint, so the seed cannot change"
+            )
 
     def _drop_metrics_after_checkpoint(self) -> None:
         """Lines logged after the checkpoint (by a run that was killed) are logged again: keep each step once."""
@@ -198,12 +234,35 @@ class Trainer:
 
     # --- one step, in the pieces the benchmark times ---------------------------------------------
     def set_lr(self) -> float:
+        """Set and return the learning rate of the step about to run (step number self.step + 1).
+
+        Steps are numbered from 1, so the first warm-up step runs at lr_max / warmup_iters (never
+        0), step warmup_iters reaches lr_max, and the last step of the cosine runs at lr_min
+        (`optim.cosine_lr`, the course's formula, evaluated at the step number). With a wall-clock
+        budget the cosine runs over the elapsed fraction of the budget instead (`budget_lr`).
+        """
         o = self.config.optim
-        cosine_iters = o.cosine_iters if o.cosine_iters is not None else self.total_steps
-        lr = cosine_lr(self.step, o.lr_max, o.lr_min, o.warmup_iters, cosine_iters)
+        step = self.step + 1
+        if self.budget_seconds is None:
+            cosine_iters = o.cosine_iters if o.cosine_iters is not None else self.total_steps
+            lr = cosine_lr(step, o.lr_max, o.lr_min, o.warmup_iters, cosine_iters)
+        else:
+            lr = budget_lr(step, self.budget_fraction(), o.lr_max, o.lr_min, o.warmup_iters)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
+
+    def budget_fraction(self) -> float:
+        """Elapsed share of the wall-clock budget (the largest over processes, so all agree), 0 without one."""
+        if self.budget_seconds is None:
+            return 0.0
+        return self.dist.max(self.wall_clock()) / self.budget_seconds
+
+    def finished(self) -> bool:
+        """Whether the budget (steps, tokens or wall-clock) is spent."""
+        if self.total_steps is not None:
+            return self.step >= self.total_steps
+        return self.budget_fraction() >= 1.0
 
     def draw_batch(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """This process's micro-batches (inputs, targets) of the next global batch (distributed.rank_batches)."""
@@ -238,7 +297,7 @@ class Trainer:
         if self.val_tokens is None:
             return {}
         ctx, batch = self.model_config.context_length, self.config.train.batch_size
-        starts = eval_starts(len(self.val_tokens), ctx, self.config.train.eval_batches * batch)
+        starts = eval_starts(len(self.val_tokens), ctx, self.config.train.eval_windows)  # chunked by the micro-batch
         self.model.eval()
         total = torch.zeros((), device=self.device)
         d = self.dist  # several processes: each takes every world_size-th chunk, then the sums are added
@@ -267,28 +326,29 @@ class Trainer:
             train_config=self.config.to_dict(),
             rng=capture_rng_state(),
             data={"generator": generator_state if generator_state is not None else self.generator.get_state()},
-            progress={"wall_clock": self.wall_clock(), "tokens": self.step * self.tokens_per_step,
+            progress={"wall_clock": self.wall_clock(), "tokens": self.tokens_seen,
                       "global_batch": self.tokens_per_step // self.model_config.context_length},
         )
 
     def wall_clock(self) -> float:
-        return self.elapsed_before + (time.perf_counter() - self._t0)
+        return self.elapsed_before + (self.clock() - self._t0)
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         cfg = self.config.train
-        self._t0 = time.perf_counter()
+        self._t0 = self.clock()
         main = self.dist.is_main  # only rank 0 logs, plots and shows progress
         sink = _MetricSink(self.out / METRICS, self.config) if main else _NullSink()
         # Signal handlers last: nothing that can fail stands between installing and restoring them.
         stop = _StopRequest(repeat_window=2.0 if self.dist.enabled else 0.0)
         restore_handlers = stop.install()
-        bar = progress_bar(total=self.total_steps, initial=self.step, disable=not (cfg.progress and main), unit="step", dynamic_ncols=True)
+        bar = _RunBar(self, disable=not (cfg.progress and main))
         window = MetricWindow(self.step, self.device)
         last_train, last_val, stopping = None, {}, False
         completed = False
         try:
-            while self.step < self.total_steps and not stopping:
+            done = self.finished()
+            while not stopping and not done:
                 lr = self.set_lr()
                 generator_state = self.generator.get_state()
                 loss = self.forward_backward(self.draw_batch())
@@ -300,10 +360,11 @@ class Trainer:
                     self._diverged(float(loss), float(grad_norm), lr, generator_state)
                 self.optimizer_step()
                 self.step += 1
+                self.tokens_seen += self.tokens_per_step
                 window.add(loss, grad_norm)
-                bar.update(1)
+                bar.update()
 
-                last_step = self.step == self.total_steps
+                last_step = done = self.finished()  # once per step: a wall-clock budget is read here only
                 do_eval = self.step % cfg.eval_interval == 0 or last_step
                 do_log = self.step % cfg.log_interval == 0 or do_eval
                 do_save = self.step % cfg.checkpoint_interval == 0 and not last_step
@@ -327,7 +388,7 @@ class Trainer:
             self._check_window(window)
             self.save()
             completed = True
-            return self._result(self.step < self.total_steps, last_train, last_val)
+            return self._result(not self.finished(), last_train, last_val)
         except RuntimeError as exc:
             if self.dist.is_peer_loss(exc):
                 error = self._peer_lost(exc)
@@ -339,6 +400,11 @@ class Trainer:
             try:
                 bar.close()
                 sink.close()
+                # The DDP wrapper goes first: its reducer holds the process group and the last all-reduce's
+                # work and tensors. Freed here, while the interpreter is whole, they cannot be destroyed during
+                # interpreter shutdown, where a gloo object's C++ destructor aborts the finished process
+                # (`terminate called without an active exception`, SIGABRT: torchrun then reports a failure).
+                self.ddp = self.model
                 self.dist.close(together=completed)  # while our handler is still in place: a late signal only sets a flag
                 if main:
                     try:
@@ -355,7 +421,7 @@ class Trainer:
         seconds = max(time.perf_counter() - window.start, 1e-9)
         return {
             "step": self.step,
-            "tokens": self.step * self.tokens_per_step,
+            "tokens": self.tokens_seen,
             "wall_clock": round(self.wall_clock(), 3),
             "train_loss": float(self.dist.mean(window.loss_sum)) / window.steps,  # over all processes
             "lr": lr,
@@ -423,6 +489,36 @@ class MetricWindow:
         self.finite &= torch.isfinite(loss) & torch.isfinite(grad_norm)
         self.steps += 1
         self.grad_norm = grad_norm
+
+
+def _decayed(p: torch.Tensor) -> bool:
+    """Weight decay applies to matrices (embeddings, projections), not to the norms' gains."""
+    return p.ndim >= 2
+
+
+class _RunBar:
+    """The progress bar of a run: steps of a step or token budget, seconds of a wall-clock budget."""
+
+    def __init__(self, trainer: Trainer, disable: bool):
+        self.trainer = trainer
+        self.timed = trainer.total_steps is None
+        if self.timed:
+            total, initial, unit = round(trainer.budget_seconds), round(min(trainer.wall_clock(), trainer.budget_seconds)), "s"
+        else:
+            total, initial, unit = trainer.total_steps, trainer.step, "step"
+        self.bar = progress_bar(total=total, initial=initial, disable=disable, unit=unit, dynamic_ncols=True)
+
+    def update(self) -> None:
+        if self.timed:
+            self.bar.update(max(0, min(self.bar.total, round(self.trainer.wall_clock())) - self.bar.n))
+        else:
+            self.bar.update(1)
+
+    def set_postfix(self, **kwargs) -> None:
+        self.bar.set_postfix(**kwargs)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _open_tokens(path: str, dtype: str | None, vocab_size: int, context_length: int, role: str):
