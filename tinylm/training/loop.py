@@ -26,10 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from tinylm.progress import progress_bar
 
 from tinylm.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
+from tinylm.progress import progress_bar
 from tinylm.tokenizer.dataset import load_info
 from tinylm.tokenizer.files import VOCAB_FILE, atomic_write_bytes, ensure_output_dir
 from tinylm.training import report
@@ -42,15 +43,9 @@ from tinylm.training.checkpoint import (
     save_checkpoint,
 )
 from tinylm.training.config import TrainConfig, to_toml
-from tinylm.training.data import (
-    bytes_per_token,
-    check_tokens,
-    eval_starts,
-    load_tokens,
-    token_byte_lengths,
-    windows,
-)
+from tinylm.training.data import check_tokens, eval_starts, load_tokens, token_byte_lengths
 from tinylm.training.distributed import Distributed, DistributedError, configure_device, rank_batches
+from tinylm.training.evaluate import evaluate_bpb
 from tinylm.training.optim import AdamW, budget_lr, clip_grad_norm, cosine_lr, cross_entropy
 
 CHECKPOINT = "checkpoint.pt"
@@ -108,7 +103,7 @@ class Trainer:
         if self.dist.is_main:  # only rank 0 writes in the run folder
             ensure_output_dir(self.out)  # only now: a bad setting leaves no empty run folder behind
             remove_stale_temp_files(self.out)
-        self.val_bytes_per_token = self._val_bytes_per_token()
+        self.val_token_bytes, self.val_bytes_per_token = self._val_bytes()
 
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
             torch.manual_seed(config.train.seed)
@@ -181,19 +176,21 @@ class Trainer:
             )
         return tokenizer
 
-    def _val_bytes_per_token(self) -> float | None:
-        """Text bytes per validation token, for bits per byte: from the config, else the file's
-        `tinylm encode` sidecar, else counted with the tokenizer's vocabulary; None without any."""
+    def _val_bytes(self) -> tuple[np.ndarray | None, float | None]:
+        """What bits per byte divides by: (bytes of each token id, None) from the tokenizer, so each
+        predicted token counts its own bytes; else (None, mean bytes per token) from the config or the
+        file's `tinylm encode` sidecar; (None, None) without either. A configured
+        data.val_bytes_per_token wins over everything."""
         if self.val_tokens is None:
-            return None
+            return None, None
         if self.config.data.val_bytes_per_token is not None:
-            return self.config.data.val_bytes_per_token
+            return None, self.config.data.val_bytes_per_token
+        if self.tokenizer is not None:
+            return token_byte_lengths(self.tokenizer.vocab, self.model_config.vocab_size), None
         info = load_info(self.config.data.val)
         if info is not None and info.num_tokens == len(self.val_tokens):
-            return info.bytes_per_token
-        if self.tokenizer is None:
-            return None
-        return bytes_per_token(self.val_tokens, token_byte_lengths(self.tokenizer.vocab, self.model_config.vocab_size))
+            return None, info.bytes_per_token
+        return None, None
 
     def _resume(self) -> None:
         payload = read_checkpoint(self.ckpt_path)
@@ -291,26 +288,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
     # --- evaluation, checkpoints, logging ---------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self) -> dict:
-        """Loss on fixed, evenly spaced windows of the validation file (the same ones every time)."""
+        """Validation loss and bits per byte on the run's fixed windows (`train.eval_windows`,
+        evenly spaced, the same every time and for every batch size), as metrics.jsonl fields."""
         if self.val_tokens is None:
             return {}
-        ctx, batch = self.model_config.context_length, self.config.train.batch_size
-        starts = eval_starts(len(self.val_tokens), ctx, self.config.train.eval_windows)  # chunked by the micro-batch
-        self.model.eval()
-        total = torch.zeros((), device=self.device)
-        d = self.dist  # several processes: each takes every world_size-th chunk, then the sums are added
-        for i in range(d.rank * batch, len(starts), batch * d.world_size):
-            chunk = starts[i : i + batch]
-            inputs, targets = windows(self.val_tokens, chunk, ctx, self.device)
-            total += cross_entropy(self.model(inputs), targets) * len(chunk)
-        self.model.train()
-        loss = float(d.sum(total)) / len(starts)
-        out = {"val_loss": loss, "val_perplexity": math.exp(min(loss, 700.0))}
-        if self.val_bytes_per_token:
-            out["val_bpb"] = loss / math.log(2) / self.val_bytes_per_token
-        return out
+        ctx = self.model_config.context_length
+        starts = eval_starts(len(self.val_tokens), ctx, self.config.train.eval_windows)
+        return evaluate_bpb(self.model, self.val_tokens, starts, ctx, self.config.train.batch_size, self.device,
+                            self.val_token_bytes, self.val_bytes_per_token, self.dist).as_record()
 
     def save(self, generator_state: torch.Tensor | None = None) -> None:
         """Write the checkpoint (rank 0 only: every rank holds the same state)."""
