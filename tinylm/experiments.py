@@ -22,7 +22,8 @@ import torch
 from tinylm.errors import TrainingDivergedError
 from tinylm.training import report
 from tinylm.training.config import TrainConfig
-from tinylm.training.loop import CHECKPOINT, METRICS, train
+from tinylm.training.loop import train
+from tinylm.training.run_dir import RunDir
 
 
 # A run has learned something only if its final loss is at least this share of ln V below the
@@ -61,13 +62,13 @@ def run_sweep(base: TrainConfig, variants: dict[str, dict[str, Any]], out_dir: s
         config = base.with_overrides({**overrides, "train.out_dir": str(run_dir), "train.progress": False})
         status = "ok"
         try:
-            result = train(config, resume=(run_dir / CHECKPOINT).exists())
+            result = train(config, resume=RunDir(run_dir).checkpoint.exists())
         except TrainingDivergedError as exc:
             status = "diverged: " + str(exc).split(";")[0]
         else:
             if result.interrupted:
                 raise KeyboardInterrupt(f"sweep stopped during {label}; run the same command again to continue")
-        records = report.read_metrics(run_dir / METRICS)
+        records = RunDir(run_dir).read_metrics()
         run = _summarise(label, run_dir, status, records, math.log(config.model_config().vocab_size))
         curves[f"{label} (diverged)" if run.diverged else label] = records
         runs.append(run)

@@ -35,6 +35,7 @@ from pathlib import Path
 from tinylm.data import DOC_SEPARATOR
 from tinylm.errors import ConfigError, InputFileError
 from tinylm.tokenizer.files import atomic_write_bytes
+from tinylm.training.run_dir import RunDir
 
 DEFAULT_PROMPTS = (
     "Once upon a time",
@@ -164,7 +165,7 @@ def run_quickstart(config: QuickstartConfig, command: str | None = None, echo: C
     echo = echo or _echo_default
     progress = sys.stderr.isatty() if config.progress is None else config.progress
     out = Path(config.out_dir)
-    if (out / "report.json").exists() or (out / "run" / "checkpoint.pt").exists():
+    if (out / "report.json").exists() or RunDir(out / "run").checkpoint.exists():
         echo(f"note: replacing the previous quick-start run in {out} (choose another folder with --out to keep it)")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()

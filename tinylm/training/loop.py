@@ -32,25 +32,13 @@ import torch
 from tinylm.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
 from tinylm.progress import progress_bar
 from tinylm.tokenizer.dataset import load_info
-from tinylm.tokenizer.files import VOCAB_FILE, atomic_write_bytes, ensure_output_dir
-from tinylm.training import report
-from tinylm.training.checkpoint import (
-    capture_rng_state,
-    read_checkpoint,
-    remove_stale_temp_files,
-    restore,
-    restore_rng_state,
-    save_checkpoint,
-)
-from tinylm.training.config import TrainConfig, to_toml
+from tinylm.training.checkpoint import capture_rng_state, read_checkpoint, restore, restore_rng_state, save_checkpoint
+from tinylm.training.config import TrainConfig
 from tinylm.training.data import check_tokens, eval_starts, load_tokens, token_byte_lengths
 from tinylm.training.distributed import Distributed, DistributedError, configure_device, rank_batches
 from tinylm.training.evaluate import evaluate_bpb
 from tinylm.training.optim import AdamW, budget_lr, clip_grad_norm, cosine_lr, cross_entropy
-
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
-CONFIG = "config.toml"
+from tinylm.training.run_dir import RunDir
 
 
 @dataclass
@@ -71,73 +59,98 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, resume: bool = False, on_step: Callable[[int, dict | None], bool | None] | None = None,
                  clock: Callable[[], float] = time.perf_counter):
-        """`clock` (seconds) measures the run's wall-clock and so a `max_minutes` budget; tests pass a fake one."""
+        """Everything a run needs, in order; nothing is written before every check has passed.
+
+        `on_step(step, record)` is called after each step (record: the metrics line, or None) and
+        stops the run by returning True. `clock` (seconds) measures the run's wall-clock and so a
+        `max_minutes` budget; tests pass a fake one.
+        """
         config.validate()
-        config = config.with_absolute_paths()
-        self.config = config
-        self.on_step = on_step
-        self.out = Path(config.train.out_dir)
-        self.ckpt_path = self.out / CHECKPOINT
-        if resume and not self.ckpt_path.exists():
-            if not (self.out / CONFIG).exists():
-                raise CheckpointError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
-            resume = False  # the run was stopped before its first checkpoint: continuing it is starting it
-        if not resume and self.ckpt_path.exists():
-            raise ConfigError(
-                f"{self.out} already holds a run ({CHECKPOINT}); continue it with --resume {self.out} or choose another out_dir"
-            )
-
+        self.config = config = config.with_absolute_paths()
+        self.on_step, self.clock = on_step, clock
+        self.run_dir = RunDir(config.train.out_dir)
+        self.out, self.ckpt_path = self.run_dir.path, self.run_dir.checkpoint
+        resume = self._check_resume(resume)
         self.model_config = config.model_config()
-        self.device = torch.device(config.train.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("train.device is cuda but no CUDA device is available")
-        # torchrun: join the process group (a cuda device becomes cuda:LOCAL_RANK); otherwise a no-op
-        self.dist, self.device = Distributed.from_env(config.train.device)
-        configure_device(self.device, config.train.tf32)
-        ctx, vocab = self.model_config.context_length, self.model_config.vocab_size
-        self.train_tokens = _open_tokens(config.data.train, config.data.dtype, vocab, ctx, "training")
-        self.val_tokens = None
-        if config.data.val:
-            self.val_tokens = _open_tokens(config.data.val, config.data.dtype, vocab, ctx, "validation")
+        self.dist, self.device = self._join_processes()
+        self.train_tokens, self.val_tokens = self._open_token_files()
         self.tokenizer = self._load_tokenizer(resume)
-        if self.dist.is_main:  # only rank 0 writes in the run folder
-            ensure_output_dir(self.out)  # only now: a bad setting leaves no empty run folder behind
-            remove_stale_temp_files(self.out)
+        if self.dist.is_main:  # only rank 0 writes in the run folder, and only now: a bad setting leaves no empty folder
+            self.run_dir.prepare()
         self.val_token_bytes, self.val_bytes_per_token = self._val_bytes()
-
-        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
-            torch.manual_seed(config.train.seed)
-            from tinylm.model.transformer import TransformerLM
-
-            # under DDP, torch.compile goes around the DDP wrapper, not inside it (Distributed.wrap)
-            built = self.model_config.replace(compile=False) if self.dist.enabled else self.model_config
-            self.model = TransformerLM(built).to(self.device)
-        self.ddp = self.dist.wrap(self.model, self.device, compile=self.model_config.compile)  # the model itself on one process
+        self.model, self.ddp = self._build_model()
         self.optimizer = self._make_optimizer()
-        self.generator = torch.Generator().manual_seed(config.train.seed)
-        self.step = 0
-        self.saved_step = None  # step of the checkpoint on disk, when there is one
-        self.elapsed_before = 0.0
-        self.clock = clock
-        self._t0 = clock()
-        world = self.dist.world_size
-        self.accum_steps = config.grad_accum_steps(world)  # micro-batches per step on this process
-        self.tokens_per_step = config.global_batch_size(world) * ctx  # over all processes
-        self.tokens_seen = 0  # training tokens of every step so far, over all processes and resumes
-        budget = config.train.max_minutes
-        self.budget_seconds = None if budget is None else budget * 60.0  # wall-clock budget, if that ends the run
-        self.check_every_step = self.device.type != "cuda"  # CUDA: NaN check at log intervals (no sync per step)
+        self._start_progress()
         if resume:
             self._resume()
         # the step the run ends at: a token budget counts the tokens already trained (None: the clock decides)
-        self.total_steps = config.steps(world, self.step, self.tokens_seen)
+        self.total_steps = config.steps(self.dist.world_size, self.step, self.tokens_seen)
         if self.dist.is_main:
-            self._drop_metrics_after_checkpoint()
-            atomic_write_bytes(self.out / CONFIG, to_toml(config).encode("utf-8"))
-            if self.tokenizer is not None and not (self.out / VOCAB_FILE).exists():
-                self.tokenizer.save_dir(self.out)  # the run folder is also a tokenizer folder
+            self._write_run_files()
 
     # --- setup -------------------------------------------------------------------------------
+    def _check_resume(self, resume: bool) -> bool:
+        """Whether to continue from a checkpoint; an existing run needs --resume, and --resume a run."""
+        has_checkpoint = self.ckpt_path.exists()
+        if resume and not has_checkpoint:
+            if not self.run_dir.config.exists():
+                raise CheckpointError(f"nothing to resume: no {self.ckpt_path.name} in {self.out}")
+            return False  # the run was stopped before its first checkpoint: continuing it is starting it
+        if not resume and has_checkpoint:
+            raise ConfigError(
+                f"{self.out} already holds a run ({self.ckpt_path.name}); continue it with --resume {self.out} or choose another out_dir"
+            )
+        return resume
+
+    def _join_processes(self) -> tuple[Distributed, torch.device]:
+        """This process's place in the run and its device (torchrun: the process group is joined here)."""
+        requested = self.config.train.device
+        if torch.device(requested).type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("train.device is cuda but no CUDA device is available")
+        dist, device = Distributed.from_env(requested)  # a cuda device becomes cuda:LOCAL_RANK
+        configure_device(device, self.config.train.tf32)
+        return dist, device
+
+    def _open_token_files(self):
+        """(training tokens, validation tokens or None), memory-mapped and checked against the model."""
+        data, ctx, vocab = self.config.data, self.model_config.context_length, self.model_config.vocab_size
+        train = _open_tokens(data.train, data.dtype, vocab, ctx, "training")
+        val = _open_tokens(data.val, data.dtype, vocab, ctx, "validation") if data.val else None
+        return train, val
+
+    def _build_model(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(model, what the step calls): the seeded TransformerLM, and its DDP wrapper under torchrun."""
+        from tinylm.model.transformer import TransformerLM
+
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+            torch.manual_seed(self.config.train.seed)
+            # under DDP, torch.compile goes around the DDP wrapper, not inside it (Distributed.wrap)
+            built = self.model_config.replace(compile=False) if self.dist.enabled else self.model_config
+            model = TransformerLM(built).to(self.device)
+        return model, self.dist.wrap(model, self.device, compile=self.model_config.compile)
+
+    def _start_progress(self) -> None:
+        """Step, tokens and clock of a new run (a resume then loads the saved ones)."""
+        world = self.dist.world_size
+        self.generator = torch.Generator().manual_seed(self.config.train.seed)
+        self.step = 0
+        self.saved_step = None  # step of the checkpoint on disk, when there is one
+        self.elapsed_before = 0.0
+        self._t0 = self.clock()
+        self.accum_steps = self.config.grad_accum_steps(world)  # micro-batches per step on this process
+        self.tokens_per_step = self.config.global_batch_size(world) * self.model_config.context_length  # all processes
+        self.tokens_seen = 0  # training tokens of every step so far, over all processes and resumes
+        budget = self.config.train.max_minutes
+        self.budget_seconds = None if budget is None else budget * 60.0  # wall-clock budget, if that ends the run
+        self.check_every_step = self.device.type != "cuda"  # CUDA: NaN check at log intervals (no sync per step)
+
+    def _write_run_files(self) -> None:
+        """config.toml (what this run uses), metrics up to the checkpoint, the tokenizer copy."""
+        self.run_dir.keep_metrics_through(self.step)
+        self.run_dir.write_config(self.config)
+        if self.tokenizer is not None:
+            self.run_dir.save_tokenizer(self.tokenizer)
+
     def _make_optimizer(self) -> AdamW:
         """Weight decay on matrices only; gains of the norms are left undecayed."""
         o = self.config.optim
@@ -164,11 +177,8 @@ class Trainer:
 
     def _load_tokenizer(self, resume: bool):
         """The run's tokenizer: the copy in the run folder when resuming, else the configured one."""
-        if resume and (self.out / VOCAB_FILE).exists():
-            from tinylm.tokenizer.bpe import Tokenizer
-
-            tokenizer = Tokenizer.from_dir(self.out)
-        else:
+        tokenizer = self.run_dir.load_tokenizer() if resume else None
+        if tokenizer is None:
             tokenizer = self.config.tokenizer.load()
         if tokenizer is not None and tokenizer.vocab_size > self.model_config.vocab_size:
             raise ConfigError(
@@ -223,11 +233,6 @@ class Trainer:
                 f"train.seed is {self.config.train.seed} but the run was started with seed {saved['seed']}: a resumed run "
                 "continues its initialisation and batch order from the checkpoint, so the seed cannot change"
             )
-
-    def _drop_metrics_after_checkpoint(self) -> None:
-        """Lines logged after the checkpoint (by a run that was killed) are logged again: keep each step once."""
-        kept = [r for r in report.read_metrics(self.out / METRICS) if r.get("step", 0) <= self.step]
-        atomic_write_bytes(self.out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode("utf-8"))
 
     # --- one step, in the pieces the benchmark times ---------------------------------------------
     def set_lr(self) -> float:
@@ -324,7 +329,7 @@ class Trainer:
         cfg = self.config.train
         self._t0 = self.clock()
         main = self.dist.is_main  # only rank 0 logs, plots and shows progress
-        sink = _MetricSink(self.out / METRICS, self.config) if main else _NullSink()
+        sink = _MetricSink(self.run_dir.metrics, self.config) if main else _NullSink()
         # Signal handlers last: nothing that can fail stands between installing and restoring them.
         stop = _StopRequest(repeat_window=2.0 if self.dist.enabled else 0.0)
         restore_handlers = stop.install()
@@ -394,7 +399,7 @@ class Trainer:
                 self.dist.close(together=completed)  # while our handler is still in place: a late signal only sets a flag
                 if main:
                     try:
-                        report.plot_run(report.read_metrics(self.out / METRICS), self.out)
+                        self.run_dir.plot()
                     except OSError:
                         if completed:
                             raise
