@@ -420,7 +420,7 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool):
         shutil.rmtree(run_dir)
     budget = {"max_steps": steps} if config.max_steps is not None else {"max_minutes": config.minutes}
     train_config = TrainConfig(
-        model=config.model_config().to_dict(),
+        model=config.model_config(),
         data=DataConfig(train=str(out / "train.npy"), val=str(out / "val.npy")),
         tokenizer=TokenizerConfig(dir=str(out / "tokenizer")),
         optim=OptimConfig(lr_max=config.lr, lr_min=config.lr * config.lr_min_ratio, warmup_iters=warmup, weight_decay=config.weight_decay),

@@ -270,7 +270,7 @@ def test_toml_round_trip_and_flag_overrides(make_config, tmp_path):
     path.write_text(to_toml(config))
     assert load_config(path) == config
     changed = load_config(path, ["optim.lr_max=1e-2", "train.max_tokens=6400", "model.norm=post"])
-    assert changed.optim.lr_max == 0.01 and changed.model["norm"] == "post"
+    assert changed.optim.lr_max == 0.01 and changed.model.norm == "post"
     assert changed.train.max_steps is None and changed.total_steps == 100  # 6400 / (4 × 16)
     with pytest.raises(ConfigError, match="not valid TOML"):
         (tmp_path / "bad.toml").write_text("[train\n")

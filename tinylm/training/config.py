@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.errors import ConfigError, InputFileError
+from tinylm.model.config import ModelConfig
 
 
 @dataclass
@@ -105,17 +106,16 @@ class RunConfig:
 
 @dataclass
 class TrainConfig:
-    model: dict = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: RunConfig = field(default_factory=RunConfig)
 
     # --- derived values ------------------------------------------------------------------
-    def model_config(self):
-        from tinylm.model.config import ModelConfig
-
-        return ModelConfig.from_dict(dict(self.model))
+    def model_config(self) -> ModelConfig:
+        """The model section (a ModelConfig, validated when the TrainConfig was built)."""
+        return self.model
 
     def grad_accum_steps(self, world_size: int = 1) -> int:
         """Micro-batches per optimizer step on each of `world_size` processes."""
@@ -171,7 +171,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict, validate: bool = True) -> TrainConfig:
-        """Build from nested dicts (a TOML file); `validate=False` lets flags complete a partial file first."""
+        """Build from nested dicts (a TOML file); the model section becomes a ModelConfig (checked at once),
+        `validate=False` skips the cross-section checks of `validate`."""
         if not isinstance(data, dict):
             raise ConfigError("train config must be a table of sections")
         sections = {f.name: f for f in dataclasses.fields(cls)}
@@ -184,7 +185,7 @@ class TrainConfig:
                 raise ConfigError(f"config section [{name}] must be a table, got {value!r}")
             if name == "train":
                 value = _upgrade_eval_batches(value)
-            kwargs[name] = dict(value) if name == "model" else _build_section(name, _SECTION_TYPES[name], value)
+            kwargs[name] = ModelConfig.from_dict(dict(value)) if name == "model" else _build_section(name, _SECTION_TYPES[name], value)
         config = cls(**kwargs)
         if validate:
             config.validate()
@@ -241,24 +242,37 @@ class TrainConfig:
 
     def with_overrides(self, overrides: list[str] | dict[str, Any]) -> TrainConfig:
         """A copy with `section.key=value` settings applied (values parsed as TOML, else a string)."""
-        data = self.to_dict()
-        items = overrides.items() if isinstance(overrides, dict) else (split_override(o) for o in overrides)
-        for key, value in items:
-            section, _, name = key.partition(".")
-            if not name or section not in data:
-                raise ConfigError(f"override {key!r} must look like section.key with a section of {', '.join(data)}")
-            data[section][name] = value
-            if key in _BUDGETS and value is not None:  # a new budget replaces the old one
-                for other in _BUDGETS:
-                    if other != key:
-                        data["train"][other.partition(".")[2]] = None
-            elif key == "train.eval_batches":  # the old spelling: eval_batches × batch_size windows
-                data["train"] = _upgrade_eval_batches({**data["train"], "eval_windows": None})
-            elif key == "train.global_batch_size" and value is not None:
-                data["train"]["grad_accum_steps"] = 1
-            elif key == "train.grad_accum_steps" and value is not None:
-                data["train"]["global_batch_size"] = None
-        return TrainConfig.from_dict(data)
+        return TrainConfig.from_dict(apply_overrides(self.to_dict(), overrides))
+
+
+def apply_overrides(data: dict, overrides: list[str] | dict[str, Any]) -> dict:
+    """Nested config dicts with `section.key=value` settings applied (a new dict; `data` is unchanged).
+
+    Setting one budget (max_steps / max_tokens / max_minutes) clears the others, and
+    global_batch_size and grad_accum_steps replace each other, so a flag never leaves two of them set.
+    """
+    data = {section: dict(values) for section, values in data.items()}
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    items = overrides.items() if isinstance(overrides, dict) else (split_override(o) for o in overrides)
+    for key, value in items:
+        section, _, name = key.partition(".")
+        if not name or section not in known:
+            raise ConfigError(f"override {key!r} must look like section.key with a section of {', '.join(known)}")
+        values = data.setdefault(section, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section [{section}] must be a table, got {values!r}")
+        values[name] = value
+        if key in _BUDGETS and value is not None:  # a new budget replaces the old one
+            for other in _BUDGETS:
+                if other != key:
+                    values[other.partition(".")[2]] = None
+        elif key == "train.eval_batches":  # the old spelling: eval_batches × batch_size windows
+            data["train"] = _upgrade_eval_batches({**values, "eval_windows": None})
+        elif key == "train.global_batch_size" and value is not None:
+            values["grad_accum_steps"] = 1
+        elif key == "train.grad_accum_steps" and value is not None:
+            values["global_batch_size"] = None
+    return data
 
 
 _BUDGETS = ("train.max_steps", "train.max_tokens", "train.max_minutes")
@@ -339,7 +353,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | di
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
-    return TrainConfig.from_dict(data, validate=False).with_overrides(overrides or [])
+    if not isinstance(data, dict):
+        raise ConfigError("train config must be a table of sections")
+    return TrainConfig.from_dict(apply_overrides(data, overrides or []))
 
 
 def to_toml(config: TrainConfig) -> str:

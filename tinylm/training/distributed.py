@@ -33,15 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tinylm.errors import ConfigError, TinylmError
+from tinylm.errors import ConfigError
 
 # Words in the errors gloo / NCCL raise when another process died or the network failed.
 _PEER_LOSS_HINTS = ("connection reset", "connection closed", "connection refused", "broken pipe", "peer",
                     "timed out", "timeout", "nccl", "gloo", "socket", "store")
-
-
-class DistributedError(TinylmError):
-    """Another process of a multi-process run died or lost contact; this one stopped."""
 
 
 @dataclass
