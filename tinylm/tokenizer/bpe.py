@@ -50,7 +50,7 @@ class _SpecialPlan(NamedTuple):
 
     allowed: SpecialTokenMatcher  # encoded as their ids (may be empty)
     disallowed: SpecialTokenMatcher  # SpecialTokenNotAllowedError when found (may be empty)
-    boundaries: SpecialTokenMatcher  # every token a safe cut must not cross: allowed and disallowed alike
+    boundaries: SpecialTokenMatcher  # tokens a safe cut must not split: all of the tokenizer's and the disallowed
 
 
 class Tokenizer:
@@ -365,7 +365,7 @@ class Tokenizer:
             pending, pending_chars = [], 0
             while len(buf) >= piece_chars + context:
                 last = len(buf) - context
-                cut = find_safe_cut(buf, plan.boundaries, max(piece_chars, scanned), last)
+                cut = find_safe_cut(buf, plan.allowed, max(piece_chars, scanned), last, plan.boundaries)
                 if cut == -1:
                     scanned = last + 1
                     break

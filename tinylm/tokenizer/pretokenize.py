@@ -227,13 +227,14 @@ def special_matcher(special_tokens: Iterable[str]) -> SpecialTokenMatcher:
 # --- safe places to cut a text ---------------------------------------------------------------
 # A cut is safe when encoding (or pre-tokenizing) the two halves separately gives what the whole
 # gives. It takes two things:
-#   1. no occurrence of any special token crosses the cut (SpecialTokenMatcher.crossing_end): then
+#   1. no occurrence of a special token crosses the cut (SpecialTokenMatcher.crossing_end): then
 #      whatever comes before, no token encoding takes crosses it, and scanning for tokens from the
 #      cut is what scanning the whole does from there (the leftmost-longest scan keeps no other
-#      state than its position);
+#      state than its position); nor does a disallowed token encoding must find and refuse;
 #   2. the cut is a pre-token boundary of the GPT-2 pattern that does not depend on the text
 #      beyond the three characters around it. Three such places:
-#      * before an occurrence of a special token (the text between tokens ends there anyway);
+#      * before an occurrence of a token encoding takes (the text between tokens ends there
+#        anyway; a token treated as plain text is no boundary);
 #      * after "\n" preceded and followed by a non-space: the pattern has no alternative that
 #        crosses a space character, and "\s+(?!\S)" fails on the lone "\n" before a non-space, so
 #        "\s+" makes it a pre-token of its own, in the whole and at the end of the left half;
@@ -248,22 +249,22 @@ _SAFE_CUT_BYTES = re.compile(rb"(?<=[\x21-\x7e])(\n)(?=[\x21-\x7e])|(?<=[\x21-\x
 _SAFE_CUT_STR = re.compile(r"(?<=\S)(\n)(?=\S)|(?<=\S)( )(?=[A-Za-z])")
 
 
-def _first_cut_before_special(buf: str | bytes, matcher: SpecialTokenMatcher, lo: int, hi: int) -> int:
-    """The first start in [lo, hi] of a special token occurrence that no occurrence crosses, or -1."""
+def _first_cut_before_special(buf: str | bytes, taken: SpecialTokenMatcher, guard: SpecialTokenMatcher, lo: int, hi: int) -> int:
+    """The first start in [lo, hi] of an occurrence of a taken token that no guarded occurrence crosses, or -1."""
     pos = lo
     while pos <= hi:
-        m = matcher.search(buf, pos)
+        m = taken.search(buf, pos)
         if m is None or m.start() > hi:
             return -1
-        reach = matcher.crossing_end(buf, m.start())
+        reach = guard.crossing_end(buf, m.start())
         if reach == -1:
             return m.start()
         pos = reach  # every start before reach is crossed by the same occurrence
     return -1
 
 
-def _first_cut_in_text(buf: str | bytes, matcher: SpecialTokenMatcher, lo: int, hi: int) -> int:
-    """The first newline or space cut (see above) in [lo, hi] that no special token crosses, or -1."""
+def _first_cut_in_text(buf: str | bytes, guard: SpecialTokenMatcher, lo: int, hi: int) -> int:
+    """The first newline or space cut (see above) in [lo, hi] that no guarded occurrence crosses, or -1."""
     pattern = _SAFE_CUT_STR if isinstance(buf, str) else _SAFE_CUT_BYTES
     pos = max(0, lo - 1)  # a newline cut falls one past its match
     while True:
@@ -274,7 +275,7 @@ def _first_cut_in_text(buf: str | bytes, matcher: SpecialTokenMatcher, lo: int, 
         if cut > hi:
             return -1
         if cut >= lo:
-            reach = matcher.crossing_end(buf, cut)
+            reach = guard.crossing_end(buf, cut)
             if reach == -1:
                 return cut
             pos = max(m.start() + 1, reach - 1)
@@ -282,16 +283,22 @@ def _first_cut_in_text(buf: str | bytes, matcher: SpecialTokenMatcher, lo: int, 
             pos = m.start() + 1
 
 
-def find_safe_cut(buf: str | bytes, matcher: SpecialTokenMatcher, lo: int, hi: int) -> int:
+def find_safe_cut(
+    buf: str | bytes, taken: SpecialTokenMatcher, lo: int, hi: int, guard: SpecialTokenMatcher | None = None
+) -> int:
     """The smallest safe cut c with lo <= c <= hi in buf (text or its UTF-8 bytes), or -1.
 
-    Safe: encoding buf[:c] and buf[c:] apart (special tokens of `matcher` included) gives exactly
-    what encoding buf gives, wherever buf sits in a larger text, provided buf holds at least
-    max(matcher's longest token, 2) characters (bytes) on each side of [lo, hi], or reaches the
-    text's start or end there. Candidates: before a special token, after an isolated newline,
-    before " word" (see the comment above). Cost: one pass over buf[lo - 1 : c + 1] per kind,
-    plus at most (longest token) pattern searches per candidate rejected or taken.
+    taken: the special tokens encoding takes as tokens (the allowed ones). guard: every token an
+    occurrence of which must not be split, a superset of taken (default: taken); add the
+    disallowed tokens, which encoding looks for. Safe: encoding buf[:c] and buf[c:] apart gives
+    exactly what encoding buf gives, wherever buf sits in a larger text, provided buf holds at
+    least max(guard's longest token, 2) characters (bytes) on each side of [lo, hi], or reaches
+    the text's start or end there. Candidates: before a taken token, after an isolated newline,
+    before " word" (see the comment above); never where a guarded occurrence would be split.
+    Cost: one pass over buf[lo - 1 : c + 1] per kind, plus at most (longest token) pattern
+    searches per candidate rejected or taken.
     """
-    special = _first_cut_before_special(buf, matcher, lo, hi) if matcher else -1
-    text = _first_cut_in_text(buf, matcher, lo, hi if special == -1 else special - 1)
+    guard = taken if guard is None else guard
+    special = _first_cut_before_special(buf, taken, guard, lo, hi) if taken else -1
+    text = _first_cut_in_text(buf, guard, lo, hi if special == -1 else special - 1)
     return text if text != -1 else special
