@@ -345,12 +345,18 @@ class Tokenizer:
         occurrence would be split), which is then encoded on its own. Text with no safe cut for a
         long stretch (no newline or space before a letter, no special token) is buffered whole.
         A disallowed special token raises SpecialTokenNotAllowedError when its piece is reached,
-        after the ids of the pieces before it. TypeError for items that are not str; ConfigError
-        for piece_chars < 1.
+        after the ids of the pieces before it; so does a TypeError for an item that is not str.
+        ConfigError (at the call) for piece_chars < 1 or unknown allowed_special tokens.
         """
         if not isinstance(piece_chars, int) or piece_chars < 1:
             raise ConfigError(f"piece_chars must be a positive integer, got {piece_chars!r}")
         plan = self._special_plan(allowed_special, disallowed_special)
+        # The pieces' id lists are flattened by chain in C: a generator step per id would cost
+        # more than encoding it.
+        return chain.from_iterable(self._encode_pieces(iterable, piece_chars, plan))
+
+    def _encode_pieces(self, iterable: Iterable[str], piece_chars: int, plan: _SpecialPlan) -> Iterator[list[int]]:
+        """The ids of each safe piece of the streamed text, in order (see encode_iterable)."""
         context = max(plan.boundaries.max_chars, 2)  # characters past a cut that decide whether it is safe
         ready = piece_chars + context  # buffer length worth looking for a cut in
         buf, pending, pending_chars, scanned = "", [], 0, 0  # buf[:scanned] holds no cut
@@ -369,13 +375,13 @@ class Tokenizer:
                 if cut == -1:
                     scanned = last + 1
                     break
-                yield from self._encode_planned(buf[:cut], plan)
+                yield self._encode_planned(buf[:cut], plan)
                 buf, scanned = buf[cut:], 0
             # Without a cut, wait for the buffer to double: each character is joined and scanned O(1) times.
             ready = max(piece_chars + context, 2 * len(buf)) if scanned else piece_chars + context
         buf += "".join(pending)
         if buf:
-            yield from self._encode_planned(buf, plan)
+            yield self._encode_planned(buf, plan)
 
     # --- decoding --------------------------------------------------------------------------
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
