@@ -144,6 +144,19 @@ def test_double_token_5_bytes_before_the_4_mib_mark(tmp_path):
     assert len(ids) == len(expected) and ids.tolist() == expected
 
 
+@pytest.mark.parametrize("backend", COUNT_BACKENDS)
+@pytest.mark.parametrize("before", range(1, 4))
+def test_bpe_counts_with_a_longer_token_across_the_piece_mark(tmp_path, backend, before):
+    # The same fault in BPE counting: "zzz<|endoftext|>" starts `before` bytes before the mark; a
+    # cut before the <|endoftext|> inside it left "z..." to be counted as a pre-token.
+    longer = "zzz" + EOT
+    text = "y" * (64 - before) + longer + " ab" * 9 + EOT + "z"
+    path = tmp_path / "in.txt"
+    path.write_text(text)
+    counts = count_pretokens(path, [EOT, longer], num_workers=1, chunk_bytes=64, backend=backend)
+    assert dict(counts.items_bytes()) == reference_counts(text, [EOT, longer])
+
+
 # --- file ranges: encode_file and BPE counting --------------------------------------------------
 def _tiles(ranges, size) -> bool:
     return ranges[0][0] == 0 and ranges[-1][1] == size and all(a[1] == b[0] and a[0] < a[1] for a, b in zip(ranges, ranges[1:]))
@@ -226,6 +239,8 @@ def test_piece_and_scan_sizes_must_be_positive(tmp_path):
     tok = make_tokenizer([], "python")
     with pytest.raises(ConfigError):
         list(tok.encode_iterable(["a"], piece_chars=0))
+    with pytest.raises(ConfigError, match="surrogate"):
+        make_tokenizer(["<|\ud800|>"], "python")
     with pytest.raises(TypeError):
         list(tok.encode_iterable([b"a"]))
 

@@ -89,7 +89,7 @@ class Tokenizer:
         self.special_tokens: list[str] = specials
         self.special_to_id: dict[str, int] = {t: self.token_to_id[t.encode("utf-8")] for t in specials}
         self._special_set: frozenset[str] = frozenset(specials)
-        self._special_matcher: SpecialTokenMatcher = special_matcher(self._special_set)
+        self._special_matcher: SpecialTokenMatcher = special_matcher(self._special_set)  # compiled on first use
 
         missing = [b for b in range(256) if bytes([b]) not in self.token_to_id]
         if missing:
@@ -241,7 +241,11 @@ class Tokenizer:
         else:
             disallowed = frozenset(disallowed_special) - allowed
         boundaries = self._special_set if disallowed <= self._special_set else self._special_set | disallowed
-        return _SpecialPlan(special_matcher(allowed), special_matcher(disallowed), special_matcher(boundaries))
+        return _SpecialPlan(self._matcher(allowed), self._matcher(disallowed), self._matcher(boundaries))
+
+    def _matcher(self, tokens: frozenset[str]) -> SpecialTokenMatcher:
+        """This tokenizer's own matcher for its full set (never evicted from a cache), else the shared one."""
+        return self._special_matcher if tokens is self._special_set else special_matcher(tokens)
 
     @staticmethod
     def _check_disallowed(text: str, disallowed: SpecialTokenMatcher) -> None:

@@ -100,6 +100,7 @@ def encode_file(
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     workers = num_workers or os.cpu_count() or 1
     tasks = [(str(src), s, e) for s, e in chunk_ranges(src, tokenizer.special_tokens, chunk_bytes, scan_bytes=scan_bytes)]
+    tokenizer.encode("")  # compiles the special-token matcher here, once, before worker processes fork
     num_tokens = 0
     serial = workers <= 1 or len(tasks) <= 1
     pool = None if serial else pool_context().Pool(workers, initializer=_init_worker, initargs=(tokenizer, dtype.str))

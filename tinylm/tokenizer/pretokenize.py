@@ -29,7 +29,7 @@ def pretokenize(text: str) -> list[str]:
 
 
 def validate_special_tokens(special_tokens: Iterable[str] | None) -> list[str]:
-    """Reject empty or duplicate special tokens with a clear message; keep their order."""
+    """Reject empty, duplicate or not UTF-8-encodable special tokens (ConfigError); keep their order."""
     tokens = list(special_tokens or [])
     seen = set()
     for tok in tokens:
@@ -39,6 +39,10 @@ def validate_special_tokens(special_tokens: Iterable[str] | None) -> list[str]:
             raise ConfigError("special tokens must not be empty")
         if tok in seen:
             raise ConfigError(f"special token {tok!r} is given twice")
+        try:
+            tok.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"special token {tok!r} holds a lone surrogate, which has no UTF-8 form") from None
         seen.add(tok)
     return tokens
 
