@@ -4,7 +4,8 @@ For each number n of special tokens (`<|endoftext|>` plus `<|extra_0|>` ... `<|e
 each vocabulary (bytes only, no merges; GPT-2's files from tests/fixtures), in this process:
 
   build        Tokenizer(vocab, merges, specials) plus a first encode("x"), which compiles the
-               special-token matcher (built lazily): the whole cost of getting a usable tokenizer.
+               special-token matcher (built lazily), with tinylm's shared matchers and `re`'s
+               pattern cache emptied first: the whole cost of getting a usable tokenizer.
   encode       tok.encode(text) on the benchmark text (warm: after one untimed encode).
   iterable     list(tok.encode_iterable(lines)) over the same text as a list of lines (what
                iterating an open file gives).
@@ -74,6 +75,18 @@ def vocabularies() -> dict[str, tuple[dict[int, bytes], list]]:
     return {"bytes": ({i: bytes([i]) for i in range(256)}, []), "gpt2": (gpt2_vocab, load_merges(FIXTURES / "gpt2_merges.txt"))}
 
 
+def forget_compiled_matchers() -> None:
+    """Drop tinylm's shared special-token matchers and `re`'s pattern cache, so a build pays for compiling."""
+    import re
+
+    from tinylm.tokenizer import pretokenize
+
+    re.purge()
+    cached = getattr(pretokenize, "_cached_matcher", None)  # absent before the shared matchers existed
+    if cached is not None:
+        cached.cache_clear()
+
+
 def median_seconds(fn, repeats: int) -> tuple[float, object]:
     times, result = [], None
     for _ in range(repeats):
@@ -85,6 +98,7 @@ def median_seconds(fn, repeats: int) -> tuple[float, object]:
 
 def bench_tinylm(vocab, merges, specials, text, lines, path, repeats, parts) -> dict:
     def build():
+        forget_compiled_matchers()
         tok = Tokenizer(vocab, merges, specials)
         tok.encode("x")
         return tok
