@@ -344,8 +344,8 @@ class Tokenizer:
 
         Yields exactly the ids of encode("".join(iterable), ...) with the same special-token
         arguments, however the strings are cut. Text is buffered until a piece of at least
-        piece_chars characters ends at a safe cut (pretokenize.find_safe_cut: before a special
-        token, after an isolated newline or before " word", never where any special token
+        piece_chars characters ends at a safe cut (pretokenize.find_safe_cut: before an allowed
+        special token, after an isolated newline or before " word", never where any special token
         occurrence would be split), which is then encoded on its own. Text with no safe cut for a
         long stretch (no newline or space before a letter, no special token) is buffered whole.
         A disallowed special token raises SpecialTokenNotAllowedError when its piece is reached,
@@ -373,14 +373,16 @@ class Tokenizer:
                 continue
             buf += "".join(pending)
             pending, pending_chars = [], 0
-            while len(buf) >= piece_chars + context:
+            start = 0  # buf[:start] is encoded; sliced off once, after the loop (a 1 GB chunk is not copied per piece)
+            while len(buf) - start >= piece_chars + context:
                 last = len(buf) - context
-                cut = find_safe_cut(buf, plan.allowed, max(piece_chars, scanned), last, plan.boundaries)
+                cut = find_safe_cut(buf, plan.allowed, max(start + piece_chars, scanned), last, plan.boundaries)
                 if cut == -1:
                     scanned = last + 1
                     break
-                yield self._encode_planned(buf[:cut], plan)
-                buf, scanned = buf[cut:], 0
+                yield self._encode_planned(buf[start:cut], plan)
+                start = scanned = cut
+            buf, scanned = buf[start:], scanned - start
             # Without a cut, wait for the buffer to double: each character is joined and scanned O(1) times.
             ready = max(piece_chars + context, 2 * len(buf)) if scanned else piece_chars + context
         buf += "".join(pending)
