@@ -22,7 +22,7 @@ from tinylm.errors import ConfigError, SpecialTokenNotAllowedError
 from tinylm.tokenizer.chunking import chunk_ranges, read_text_range
 from tinylm.tokenizer.dataset import encode_file
 from tinylm.tokenizer.fast_encode import c_backend_available
-from tinylm.tokenizer.pretokenize import SpecialTokenMatcher, find_safe_cut, pretokenize
+from tinylm.tokenizer.pretokenize import SpecialTokenMatcher, find_safe_cut, pretokenize, special_matcher
 from tinylm.tokenizer.train import count_pretokens
 
 EOT = "<|endoftext|>"
@@ -384,3 +384,15 @@ def test_streaming_matcher_calls_do_not_grow_with_the_number_of_specials(monkeyp
         assert list(tok.encode_iterable([text[i : i + 1000] for i in range(0, len(text), 1000)], piece_chars=4096)) == tok.encode(text)
     pieces = len(text) // 4096 + 1
     assert calls[1] <= 4 * pieces and calls[256] <= 4 * pieces
+
+
+def test_special_token_pattern_is_a_trie_linear_in_the_tokens():
+    # Structure behind the cost claims: shared prefixes are written once (a position is matched by
+    # walking one path, not by trying each token), and the pattern grows linearly with the tokens.
+    import re
+
+    for n in (10, 2_000, 20_000):
+        specials = [f"<|extra_{i}|>" for i in range(n)]
+        source = special_matcher(specials).pattern(str).pattern  # shared: the 20,000 set is compiled once per session
+        assert source.count(re.escape("<|extra_")) == 1
+        assert len(source) <= sum(len(re.escape(t)) for t in specials) + 8 * n
