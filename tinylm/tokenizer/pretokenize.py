@@ -77,8 +77,10 @@ def iter_pretokens(text: str, special: "SpecialTokenMatcher | re.Pattern | None"
 # each token. The pattern built here is the tokens' trie written as a regular expression: at each
 # node the branches start with distinct characters (at most one can go on), and a token that is a
 # prefix of longer ones becomes an optional group `(?:...)?`, which `re` tries greedily first and
-# gives up only when no longer token matches. Matching then costs the length of the token tried,
-# whatever the number of tokens, and building it is linear in their total length (plus a sort).
+# gives up only when no longer token matches. Matching at a position then walks one path of the
+# trie: its length, times a first-character check per branch at each node (at most the number of
+# distinct next characters, not the number of tokens); building is linear in the tokens' total
+# length (plus a sort).
 _MAX_TRIE_NESTING = 100  # `re` compiles nested groups recursively: past this, the flat alternation
 
 
@@ -136,8 +138,8 @@ class SpecialTokenMatcher:
     tokens: non-empty strings in any order (duplicates count once); ConfigError otherwise.
     Bytes and characters give the same matches: a token is valid UTF-8, so in valid UTF-8 text its
     bytes can only occur starting and ending at character boundaries. Each pattern is compiled on
-    first use and kept; building costs O(total token length), matching O(token length) per
-    candidate position, independent of the number of tokens (see the comment above).
+    first use and kept; building costs O(total token length), matching one trie path per
+    candidate position, not one try per token (see the comment above).
     """
 
     def __init__(self, tokens: Iterable[str]):
@@ -198,8 +200,9 @@ class SpecialTokenMatcher:
 
         Every occurrence counts, overlapping ones included, not only those encoding would take, so
         a cut no occurrence crosses is a boundary of the encoding whatever text comes before (a
-        taken token crossing it would be such an occurrence). buf must hold the max_len - 1
-        characters (bytes) on each side of cut, or reach the text's start or end there.
+        taken token crossing it would be such an occurrence). buf must hold max_chars - 1
+        characters (max_bytes - 1 bytes for bytes) on each side of cut, or reach the text's start
+        or end there. At most max_chars pattern searches, each over at most 2 * max_chars.
         """
         if not self.tokens:
             return -1
