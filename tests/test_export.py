@@ -42,7 +42,6 @@ from tinylm.errors import CheckpointError, ConfigError  # noqa: E402
 from tinylm.export import (  # noqa: E402
     export,
     export_llama,
-    export_safetensors,
     llama_config,
     llama_state_dict,
     load_safetensors,
@@ -222,6 +221,33 @@ def test_the_tolerance_catches_every_mapping_fault(fault, tokenizer):
     hf.load_state_dict(state, strict=True)
     ids = torch.randint(0, 300, (2, 32), generator=torch.Generator().manual_seed(3))
     assert max_logit_difference(model, hf, ids) > 10 * logit_tolerance(model, ids)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_export_holds_the_rounded_weights(tmp_path, tokenizer, dtype):
+    from click.testing import CliRunner
+
+    from tinylm.cli import main
+
+    model = random_model(small_config(tokenizer, num_layers=1))
+    run = make_run(tmp_path / "run", model, tokenizer)
+    r = CliRunner().invoke(main, ["export", str(run), "--out", str(tmp_path / "hf"), "--dtype", dtype])
+    assert r.exit_code == 0, r.output
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype="auto")
+    assert hf.dtype == getattr(torch, dtype)
+    expected = llama_state_dict(model, getattr(torch, dtype))
+    assert hf.state_dict().keys() == expected.keys()
+    for name, value in hf.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+
+
+def test_cli_choices_are_the_librarys():
+    from tinylm import export as library
+    from tinylm.cli import export_command
+
+    assert export_command.FORMATS == library.FORMATS and export_command.DTYPES == tuple(library.DTYPES)
+    with pytest.raises(ConfigError, match="--format llama only"):
+        export("run", "out", format="safetensors", dtype="bfloat16")
 
 
 # --- the tokenizer ----------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from tinylm.tokenizer.files import (
 END_OF_TEXT = "<|endoftext|>"
 WEIGHTS_FILE = "model.safetensors"
 FORMATS = ("llama", "safetensors")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Written into a tinylm safetensors file's metadata (string -> string, the format's rule).
 _FORMAT_KEY, _FORMAT_VALUE = "tinylm_format", "1"
 _CONFIG_KEY = "model_config"
@@ -271,11 +272,18 @@ def export_safetensors(run: str | os.PathLike, out: str | os.PathLike) -> Path:
     return _write_folder(out, files)
 
 
-def export(run: str | os.PathLike, out: str | os.PathLike, format: str = "llama") -> Path:
-    """`tinylm export`: format "llama" (export_llama) or "safetensors" (export_safetensors)."""
+def export(run: str | os.PathLike, out: str | os.PathLike, format: str = "llama", dtype: str = "float32") -> Path:
+    """`tinylm export`: format "llama" (export_llama, weights in `dtype`: float32, bfloat16 or
+    float16) or "safetensors" (export_safetensors, always the checkpoint's own float32)."""
     if format not in FORMATS:
         raise ConfigError(f"export format must be one of {', '.join(FORMATS)}; got {format!r}")
-    return export_llama(run, out) if format == "llama" else export_safetensors(run, out)
+    if dtype not in DTYPES:
+        raise ConfigError(f"export dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    if format == "safetensors":
+        if dtype != "float32":
+            raise ConfigError("--dtype applies to --format llama only; tinylm safetensors keep the checkpoint's weights exactly")
+        return export_safetensors(run, out)
+    return export_llama(run, out, DTYPES[dtype])
 
 
 def _write_folder(out: str | os.PathLike, files: dict[str, bytes]) -> Path:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import click
 
-FORMATS = ("llama", "safetensors")  # tinylm.export.FORMATS, repeated so --help never imports torch
+# tinylm.export.FORMATS and DTYPES, repeated so that --help never imports torch
+FORMATS = ("llama", "safetensors")
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 @click.command()
@@ -21,7 +23,14 @@ FORMATS = ("llama", "safetensors")  # tinylm.export.FORMATS, repeated so --help 
     show_default=True,
     help="llama: a transformers LlamaForCausalLM folder; safetensors: tinylm's own weights (any model, ablations included) without pickle.",
 )
-def export(run, out, fmt):
+@click.option(
+    "--dtype",
+    type=click.Choice(DTYPES),
+    default="float32",
+    show_default=True,
+    help="Weights written by --format llama (bfloat16/float16 halve the file; transformers loads them in that dtype).",
+)
+def export(run, out, fmt, dtype):
     """Write RUN (a `tinylm train` run folder or its checkpoint.pt) in a standard format.
 
     --format llama writes config.json, generation_config.json, model.safetensors, tokenizer.json,
@@ -32,7 +41,7 @@ def export(run, out, fmt):
     """
     from tinylm.export import export as export_run
 
-    folder = export_run(run, out, fmt)
+    folder = export_run(run, out, fmt, dtype)
     click.echo(f"wrote {fmt} export of {run} to {folder}")
 
 
