@@ -295,7 +295,7 @@ def test_autotokenizer_ids_equal_tinylms_on_any_text(tokenizer, exported_tokeniz
 # --- greedy generation ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, fixtures, tokenizer):
-    """A really trained run (60 steps) whose padded ids (300..319) the model learned never to predict."""
+    """A really trained run (40 steps) whose padded ids (300..319) the model learned never to predict."""
     import numpy as np
 
     from tinylm.training.config import TrainConfig
@@ -309,7 +309,7 @@ def trained_run(tmp_path_factory, fixtures, tokenizer):
         "data": {"train": str(folder / "train.npy")},
         "tokenizer": {"dir": str(tok_dir)},
         "optim": {"lr_max": 1e-2, "lr_min": 1e-3, "warmup_iters": 5},
-        "train": {"batch_size": 8, "max_steps": 60, "eval_interval": 1000, "log_interval": 1000, "checkpoint_interval": 1000,
+        "train": {"batch_size": 8, "max_steps": 40, "eval_interval": 1000, "log_interval": 1000, "checkpoint_interval": 1000,
                   "progress": False, "out_dir": str(folder / "run")},
     })
     train(config)
