@@ -292,6 +292,30 @@ def test_autotokenizer_ids_equal_tinylms_on_any_text(tokenizer, exported_tokeniz
     assert hf.decode(ids) == text
 
 
+OVERLAPPING = [EOT, "<|end", "text|><|end"]
+
+
+@pytest.fixture(scope="module")
+def overlapping(tmp_path_factory, fixtures):
+    """tinylm and AutoTokenizer for special tokens that overlap each other (longest leftmost match wins)."""
+    from tinylm.export import hf_tokenizer_files
+
+    vocab, merges = train_bpe(fixtures / "corpus.en", 300, OVERLAPPING)
+    tok = Tokenizer(vocab, merges, OVERLAPPING)
+    folder = tmp_path_factory.mktemp("overlap")
+    for name, data in hf_tokenizer_files(tok, 64).items():
+        (folder / name).write_bytes(data)
+    return tok, transformers.AutoTokenizer.from_pretrained(folder)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(OVERLAPPING + ["<|", "text|>", "of", "<|endoftext", " ", "a"]), max_size=10))
+def test_overlapping_special_tokens_split_like_tinylm(overlapping, parts):
+    tok, hf = overlapping
+    text = "".join(parts)
+    assert hf(text)["input_ids"] == tok.encode(text)
+
+
 # --- greedy generation ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, fixtures, tokenizer):

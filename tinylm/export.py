@@ -14,6 +14,11 @@ convention:
   in transformers' convert_llama_weights_to_hf.py. q·k is unchanged by the same reordering of
   both, and V and the output projection keep tinylm's order.
 
+Within the model's context_length, greedy decoding in transformers continues a prompt exactly as
+`tinylm generate --temperature 0` does; past it tinylm slides its window over the last
+context_length tokens, while transformers keeps extending the positions (max_position_embeddings
+is set to context_length, so it warns).
+
 Models Llama cannot express (the ablations: no norm, post-norm, NoPE, the ungated SiLU
 feed-forward) are refused with a ConfigError naming the setting.
 
@@ -311,7 +316,11 @@ def safetensors_bytes(model: torch.nn.Module) -> bytes:
 
 
 def save_safetensors(model: torch.nn.Module, path: str | os.PathLike) -> Path:
-    """Write a TransformerLM's weights to `path` (a .safetensors file) atomically; returns the path."""
+    """Write a TransformerLM's weights to `path` (a .safetensors file) atomically; returns the path.
+
+    Tensors keep their dtype and tinylm's state-dict names (SPEC §5). Raises OutputError when the
+    folder cannot be written, ConfigError when `safetensors` is not installed.
+    """
     path = Path(path)
     ensure_output_dir(path.parent)
     atomic_write_files({path: safetensors_bytes(model)})

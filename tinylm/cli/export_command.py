@@ -31,7 +31,9 @@ DTYPES = ("float32", "bfloat16", "float16")
     help="Weights written by --format llama (bfloat16/float16 halve the file; transformers loads them in that dtype).",
 )
 def export(run, out, fmt, dtype):
-    """Write RUN (a `tinylm train` run folder or its checkpoint.pt) in a standard format.
+    """Export a run as a Hugging Face Llama folder (default) or as tinylm safetensors weights.
+
+    RUN is a `tinylm train` run folder or its checkpoint.pt.
 
     --format llama writes config.json, generation_config.json, model.safetensors, tokenizer.json,
     tokenizer_config.json, vocab.json and merges.txt: `AutoModelForCausalLM.from_pretrained(OUT)`
