@@ -127,6 +127,14 @@ def max_logit_difference(model, hf, ids) -> float:
 # --- the weights: logits equal transformers' --------------------------------------------------------
 def test_rope_row_order_is_evens_then_odds():
     assert rope_rows_to_half_split(8).tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+    # the same as `permute` in transformers' convert_llama_weights_to_hf.py (Meta's layout is tinylm's)
+    heads, d_model = 3, 12
+    model = TransformerLM(ModelConfig(vocab_size=8, context_length=4, d_model=d_model, num_layers=1, num_heads=heads))
+    mapped = llama_state_dict(model)
+    for name in ("q_proj", "k_proj"):
+        w = model.state_dict()[f"layers.0.attn.{name}.weight"]
+        hf_permute = w.view(heads, d_model // heads // 2, 2, d_model).transpose(1, 2).reshape(d_model, d_model)
+        assert torch.equal(mapped[f"model.layers.0.self_attn.{name}.weight"], hf_permute)
     with pytest.raises(ConfigError, match="even"):
         rope_rows_to_half_split(5)
 

@@ -10,9 +10,10 @@ convention:
 - RoPE pairs. tinylm rotates the pairs (x[2i], x[2i+1]) of each head (RoFormer's and Meta's
   original layout); Hugging Face's Llama rotates (x[i], x[i + d/2]) (`rotate_half`). Both give
   pair i the frequency θ^(-2i/d). So the rows of each head in W_q and W_k are reordered from
-  (0, 1, 2, 3, ..., d-2, d-1) to (0, 2, ..., d-2, 1, 3, ..., d-1): the inverse of the `permute`
-  in transformers' convert_llama_weights_to_hf.py. q·k is unchanged by the same reordering of
-  both, and V and the output projection keep tinylm's order.
+  (0, 1, 2, 3, ..., d-2, d-1) to (0, 2, ..., d-2, 1, 3, ..., d-1): the same reordering as the
+  `permute` in transformers' convert_llama_weights_to_hf.py, which converts Meta's checkpoints
+  (tinylm's layout). q·k is unchanged by the same reordering of both, and V and the output
+  projection keep tinylm's order.
 
 Within the model's context_length, greedy decoding in transformers continues a prompt exactly as
 `tinylm generate --temperature 0` does; past it tinylm slides its window over the last
