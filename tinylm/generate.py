@@ -4,12 +4,19 @@ The prompt is untrusted text: by default a special token written in it is refuse
 (SpecialTokenNotAllowedError), so a user cannot forge a document boundary. Generation stops when
 the model itself produces <|endoftext|>. Text is streamed through an incremental UTF-8 decoder, so
 a character whose bytes span two tokens is printed once, whole.
+
+Decoding keeps a KV cache (tinylm.model.kv_cache): the prompt is processed once, then one position
+per new token; `use_cache=False` recomputes the window every step and gives the same tokens.
+Several prompts decode as one batch (`generate_batch`). Sampling takes every finite temperature
+>= 0 (softmax in float64 after subtracting the max) and never returns an id the tokenizer lacks
+(`allowed_ids`: a model's vocabulary may be padded beyond its tokenizer's).
 """
 
 from __future__ import annotations
 
 import codecs
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -23,15 +30,25 @@ END_OF_TEXT = "<|endoftext|>"
 
 
 def check_sampling(temperature: float, top_p: float) -> None:
-    """Raise ConfigError unless temperature is a finite number >= 0 and top_p is in (0, 1].
+    """Raise ConfigError unless temperature is a finite real number >= 0 and top_p is in (0, 1].
 
     Every setting that passes produces tokens: a tiny positive temperature (even a denormal such
     as 5e-324) is the greedy limit, a huge one (1e300) the uniform limit.
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature < math.inf:
+    if not 0 <= _as_float(temperature) < math.inf:
         raise ConfigError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
-    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+    if not 0 < _as_float(top_p) <= 1:
         raise ConfigError(f"top_p must be in (0, 1], got {top_p!r}")
+
+
+def _as_float(value) -> float:
+    """A real number as a float; NaN for anything else (bools, strings, ints beyond float's range)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.nan
 
 
 def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -94,6 +111,7 @@ def sample(
     NaN or all -inf (a broken model: there is no distribution to sample).
     """
     check_sampling(temperature, top_p)
+    temperature, top_p = float(temperature), float(top_p)
     logits = logits.double()
     if allowed is not None:
         logits = logits.masked_fill(~allowed.to(logits.device), -math.inf)

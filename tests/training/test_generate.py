@@ -178,7 +178,7 @@ def test_a_huge_temperature_is_the_uniform_limit():
     assert counts[3] == 0 and all(abs(int(c) - 1000) < 150 for c in counts[:3])  # 1000 ± 5 standard deviations
 
 
-@pytest.mark.parametrize("temperature", [math.nan, math.inf, -math.inf, -1.0, -1e-300, "0.5", True])
+@pytest.mark.parametrize("temperature", [math.nan, math.inf, -math.inf, -1.0, -1e-300, 10**400, "0.5", True, None])
 def test_a_non_finite_or_negative_temperature_is_one_config_error(temperature):
     with pytest.raises(ConfigError, match="temperature"):
         list(generate_ids(_tiny_lm(), [1], 3, temperature=temperature))
@@ -411,3 +411,11 @@ def test_seeded_batches_repeat_and_rows_differ(tokenizer):
     assert len(set(a)) > 1
     with pytest.raises(ConfigError, match="num_samples"):
         generate_samples(model, tokenizer, "Hi", 0)
+
+
+@pytest.mark.parametrize("setting", [{"temperature": math.nan}, {"temperature": 1e400}, {"top_p": 0.0}])
+def test_quickstart_refuses_bad_sampling_settings_before_training(setting):
+    from tinylm.quickstart import QuickstartConfig
+
+    with pytest.raises(ConfigError, match="temperature|top_p"):
+        QuickstartConfig(**setting).validate()
