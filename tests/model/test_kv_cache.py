@@ -54,7 +54,7 @@ def test_prompt_then_one_position_at_a_time_equals_the_full_forward(variant, log
     torch.testing.assert_close(cached, full, atol=logit_tolerance(model.config, full), rtol=0)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     variant=st.sampled_from(sorted(VARIANTS)),
     batch=st.integers(1, 3),

@@ -216,7 +216,7 @@ LOGITS = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     temperature=TEMPERATURES,
     top_p=TOP_PS,
@@ -274,7 +274,7 @@ def test_padding_ids_are_never_sampled(tokenizer):
     assert len(texts) == 4
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(allowed=st.sets(st.integers(0, 319), min_size=1, max_size=40), temperature=st.sampled_from([0.0, 1.0, 1e3]), seed=st.integers(0, 1000))
 def test_only_the_allowed_ids_are_ever_sampled(allowed, temperature, seed):
     """A tokenizer's ids can have holes (special tokens anywhere in the id range): the mask follows them."""
@@ -327,7 +327,7 @@ def test_cached_greedy_decoding_equals_recomputation(variant, logit_tolerance):
         assert_same_greedy_tokens(model, prompt, 20, cached, logit_tolerance)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     variant=st.sampled_from(sorted(CACHE_VARIANTS)),
     context_length=st.integers(1, 10),
