@@ -19,11 +19,10 @@ import math
 import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 import torch
 
-from tinylm.errors import ConfigError, InputFileError, TinylmError
+from tinylm.errors import ConfigError, TinylmError
 from tinylm.model.kv_cache import KVCache
 
 END_OF_TEXT = "<|endoftext|>"
@@ -361,25 +360,9 @@ def generate_samples(
 
 
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """(model, tokenizer) from a run folder (or a checkpoint file inside one).
+    """(model, tokenizer) from a run folder (or a checkpoint file inside one): see
+    `tinylm.training.run_dir.load_run`, which owns the run folder's layout."""
+    from tinylm.training.run_dir import load_run as load
 
-    `tinylm train` saves the tokenizer into the run folder (vocab.json, merges.txt,
-    special_tokens.json); without those files, the tokenizer the run's config names is used.
-    """
-    from tinylm.tokenizer.bpe import Tokenizer
-    from tinylm.tokenizer.files import VOCAB_FILE
-    from tinylm.training.checkpoint import load_model
-    from tinylm.training.config import TokenizerConfig
-
-    p = Path(path)
-    folder = p if p.is_dir() else p.parent
-    model, payload = load_model(p, device)
-    if (folder / VOCAB_FILE).exists():
-        tokenizer = Tokenizer.from_dir(folder)
-    else:
-        tokenizer = TokenizerConfig(**(payload.get("train_config") or {}).get("tokenizer", {})).load()
-    if tokenizer is None:
-        raise InputFileError(f"no tokenizer for {path}: expected vocab.json and merges.txt in {folder}")
-    if tokenizer.vocab_size > model.config.vocab_size:
-        raise ConfigError(f"the tokenizer in {folder} has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}")
+    model, tokenizer, _ = load(path, device)
     return model, tokenizer
