@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -67,8 +68,14 @@ def _read_text(path: str | os.PathLike, what: str) -> str:
         raise TokenizerFileError(f"{what} file {p} is not valid UTF-8 (byte offset {exc.start})") from None
 
 
-def load_vocab(path: str | os.PathLike) -> dict[int, bytes]:
-    """Read vocab.json (token string -> id) into id -> bytes."""
+def load_vocab(path: str | os.PathLike, special_tokens: Iterable[str] = ()) -> dict[int, bytes]:
+    """Read vocab.json (token string -> id) into id -> token bytes.
+
+    Ordinary tokens are spelled in GPT-2's byte-to-character table. An entry spelled exactly like
+    one of `special_tokens` is that special token, written verbatim (its UTF-8 bytes), as Hugging
+    Face `tokenizers`' trainer writes them: `{"<|endoftext|>": 0, "<|é|>": 1, "!": 2, ...}`.
+    Raises TokenizerFileError naming the entry for anything else that cannot be read.
+    """
     text = _read_text(path, "vocab")
     try:
         raw = json.loads(text)
@@ -76,14 +83,81 @@ def load_vocab(path: str | os.PathLike) -> dict[int, bytes]:
         raise TokenizerFileError(f"vocab file {path} is not valid JSON (truncated?): {exc.msg} at line {exc.lineno}") from None
     if not isinstance(raw, dict):
         raise TokenizerFileError(f"vocab file {path} must hold a JSON object of token -> id")
+    return vocab_from_strings(raw, special_tokens, f"vocab file {path}")
+
+
+def vocab_from_strings(entries: dict[str, int], special_tokens: Iterable[str], where: str) -> dict[int, bytes]:
+    """Token strings -> ids (vocab.json, tokenizer.json's model.vocab) into id -> token bytes.
+
+    Special tokens are matched verbatim; every other entry is decoded through GPT-2's byte table.
+    `where` names the file in errors (TokenizerFileError).
+    """
+    specials = set(special_tokens)
     vocab: dict[int, bytes] = {}
-    for tok, idx in raw.items():
-        if not isinstance(idx, int) or idx < 0:
-            raise TokenizerFileError(f"vocab file {path}: id for {tok!r} is not a non-negative integer: {idx!r}")
+    for tok, idx in entries.items():
+        if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
+            raise TokenizerFileError(f"{where}: id for {tok!r} is not a non-negative integer: {idx!r}")
         if idx in vocab:
-            raise TokenizerFileError(f"vocab file {path}: id {idx} is used twice")
-        vocab[idx] = str_to_token(tok, f"vocab file {path}: ")
+            raise TokenizerFileError(f"{where}: id {idx} is used twice")
+        if tok in specials:
+            vocab[idx] = tok.encode("utf-8")
+            continue
+        try:
+            vocab[idx] = str_to_token(tok)
+        except TokenizerFileError:
+            bad = next(c for c in tok if c not in unicode_to_bytes())
+            raise TokenizerFileError(
+                f"{where}: entry {tok!r} (id {idx}) is not spelled in GPT-2's byte mapping (character {bad!r}); "
+                f"if it is a special token, pass it in special_tokens"
+            ) from None
     return vocab
+
+
+def check_special_spellings(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: Iterable[str], where: str) -> None:
+    """Refuse files where one entry is both a special token and an ordinary token the BPE needs.
+
+    `tokenizers` gives the special token "é" and the byte 0xE9 (spelled "é" in GPT-2's table) the
+    same vocab.json entry and so the same id; an id of tinylm's has one meaning (one byte string),
+    so such files cannot be represented. Raises TokenizerFileError naming the entry.
+    """
+    by_bytes = {tok: idx for idx, tok in vocab.items()}
+    merged = {a + b: rank for rank, (a, b) in enumerate(merges)}
+    for special in special_tokens:
+        idx = by_bytes.get(special.encode("utf-8"))
+        if idx is None:
+            continue
+        try:
+            ordinary = str_to_token(special)
+        except TokenizerFileError:
+            continue
+        if ordinary == special.encode("utf-8") or ordinary in by_bytes:
+            continue
+        if len(ordinary) == 1:
+            need = f"byte {ordinary[0]} is spelled {special!r} in GPT-2's table"
+        elif ordinary in merged:
+            need = f"merge {merged[ordinary] + 1} makes the ordinary token {ordinary!r}, spelled the same"
+        else:
+            continue
+        raise TokenizerFileError(
+            f"{where}: entry {special!r} (id {idx}) is both the special token {special!r} and an ordinary token ({need}); "
+            f"tinylm gives each id one meaning, so these files cannot be loaded"
+        )
+
+
+def load_vocab_and_merges(
+    vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: Iterable[str] | None = None
+) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+    """vocab.json + merges.txt as written by tinylm, GPT-2 or Hugging Face `tokenizers`.
+
+    Special tokens found verbatim in vocab.json keep their ids there (wherever in the id range);
+    ones not in it are added after the vocabulary by Tokenizer. TokenizerFileError names the
+    entry that cannot be represented.
+    """
+    specials = list(special_tokens or [])
+    vocab = load_vocab(vocab_path, specials)
+    merges = load_merges(merges_path)
+    check_special_spellings(vocab, merges, specials, f"vocab file {vocab_path}")
+    return vocab, merges
 
 
 def load_merges(path: str | os.PathLike) -> list[tuple[bytes, bytes]]:
@@ -146,9 +220,30 @@ def atomic_write_files(files: dict[str | os.PathLike, bytes]) -> None:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def vocab_json_bytes(vocab: dict[int, bytes]) -> bytes:
-    obj = {token_to_str(tok): idx for idx, tok in sorted(vocab.items())}
-    return json.dumps(obj, ensure_ascii=False, indent=0).encode("utf-8")
+def vocab_strings(vocab: dict[int, bytes], special_tokens: Iterable[str] = ()) -> dict[str, int]:
+    """id -> bytes as the token string -> id map of vocab.json and tokenizer.json.
+
+    Ordinary tokens are spelled in GPT-2's byte table; special tokens verbatim, as Hugging Face
+    `tokenizers` writes and reads them. TokenizerFileError when a special token is spelled like
+    an ordinary token (one JSON key cannot hold both).
+    """
+    specials = {t.encode("utf-8"): t for t in special_tokens}
+    out: dict[str, int] = {}
+    for idx, tok in sorted(vocab.items()):
+        name = specials.get(tok)
+        key = name if name is not None else token_to_str(tok)
+        if key in out:
+            special_id, ordinary_id = (idx, out[key]) if name is not None else (out[key], idx)
+            raise TokenizerFileError(
+                f"special token {key!r} (id {special_id}) is spelled like the ordinary token {vocab[ordinary_id]!r} "
+                f"(id {ordinary_id}) in GPT-2's byte table; one vocabulary file cannot hold both: choose another special token"
+            )
+        out[key] = idx
+    return out
+
+
+def vocab_json_bytes(vocab: dict[int, bytes], special_tokens: Iterable[str] = ()) -> bytes:
+    return json.dumps(vocab_strings(vocab, special_tokens), ensure_ascii=False, indent=0).encode("utf-8")
 
 
 def merges_txt_bytes(merges: list[tuple[bytes, bytes]]) -> bytes:
@@ -160,8 +255,22 @@ def special_tokens_json_bytes(special_tokens: list[str]) -> bytes:
     return json.dumps({"special_tokens": list(special_tokens)}, ensure_ascii=False).encode("utf-8")
 
 
-def save_vocab(vocab: dict[int, bytes], path: str | os.PathLike) -> None:
-    atomic_write_bytes(path, vocab_json_bytes(vocab))
+def tokenizer_folder_files(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: list[str]) -> dict[str, bytes]:
+    """File name -> contents of a tokenizer folder: tinylm's three files, tokenizer.json and tokenizer.tiktoken."""
+    from tinylm.tokenizer.hf_json import TOKENIZER_JSON_FILE, tokenizer_json_bytes
+    from tinylm.tokenizer.tiktoken_file import TIKTOKEN_FILE, tiktoken_bytes
+
+    return {
+        VOCAB_FILE: vocab_json_bytes(vocab, special_tokens),
+        MERGES_FILE: merges_txt_bytes(merges),
+        SPECIAL_TOKENS_FILE: special_tokens_json_bytes(special_tokens),
+        TOKENIZER_JSON_FILE: tokenizer_json_bytes(vocab, merges, special_tokens),
+        TIKTOKEN_FILE: tiktoken_bytes(vocab, special_tokens),
+    }
+
+
+def save_vocab(vocab: dict[int, bytes], path: str | os.PathLike, special_tokens: Iterable[str] = ()) -> None:
+    atomic_write_bytes(path, vocab_json_bytes(vocab, special_tokens))
 
 
 def save_merges(merges: list[tuple[bytes, bytes]], path: str | os.PathLike) -> None:
