@@ -94,23 +94,32 @@ def vocab_from_strings(entries: dict[str, int], special_tokens: Iterable[str], w
     """
     specials = set(special_tokens)
     vocab: dict[int, bytes] = {}
+    entry_of: dict[bytes, tuple[str, int]] = {}
     for tok, idx in entries.items():
         if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
             raise TokenizerFileError(f"{where}: id for {tok!r} is not a non-negative integer: {idx!r}")
         if idx in vocab:
             raise TokenizerFileError(f"{where}: id {idx} is used twice")
-        if tok in specials:
-            vocab[idx] = tok.encode("utf-8")
-            continue
-        try:
-            vocab[idx] = str_to_token(tok)
-        except TokenizerFileError:
-            bad = next(c for c in tok if c not in unicode_to_bytes())
+        vocab[idx] = tok.encode("utf-8") if tok in specials else _ordinary_entry(tok, idx, where)
+        if vocab[idx] in entry_of:
+            other, other_idx = entry_of[vocab[idx]]
             raise TokenizerFileError(
-                f"{where}: entry {tok!r} (id {idx}) is not spelled in GPT-2's byte mapping (character {bad!r}); "
-                f"if it is a special token, pass it in special_tokens"
-            ) from None
+                f"{where}: entries {other!r} (id {other_idx}) and {tok!r} (id {idx}) are both the bytes {vocab[idx]!r} "
+                f"(one a special token written verbatim); tinylm gives each byte string one id, so these files cannot be loaded"
+            )
+        entry_of[vocab[idx]] = (tok, idx)
     return vocab
+
+
+def _ordinary_entry(tok: str, idx: int, where: str) -> bytes:
+    try:
+        return str_to_token(tok)
+    except TokenizerFileError:
+        bad = next(c for c in tok if c not in unicode_to_bytes())
+        raise TokenizerFileError(
+            f"{where}: entry {tok!r} (id {idx}) is not spelled in GPT-2's byte mapping (character {bad!r}); "
+            f"if it is a special token, pass it in special_tokens"
+        ) from None
 
 
 def check_special_spellings(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: Iterable[str], where: str) -> None:
