@@ -295,3 +295,27 @@ def test_tiktoken_pattern_and_special_ids_are_checked(gpt2_tiktoken_file):
     assert listed.special_to_id == {EOT: 50256, "<|x|>": 50257}
     with pytest.raises(ConfigError, match="from_tiktoken"):
         Tokenizer.from_file(gpt2_tiktoken_file)
+
+
+# --- the command line ------------------------------------------------------------------------------
+def test_train_bpe_writes_both_files_and_encode_reads_tokenizer_json(tmp_path):
+    import numpy as np
+    from click.testing import CliRunner
+
+    from tinylm.cli import main
+
+    def tinylm(*args):
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    r = tinylm("train-bpe", FIXTURES / "address.txt", "-v", 300, "-o", tmp_path / "tok", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "tokenizer.json" in r.output and (tmp_path / "tok" / "tokenizer.tiktoken").exists()
+    hf_only = tmp_path / "hf-only"
+    hf_only.mkdir()
+    (hf_only / "tokenizer.json").write_bytes((tmp_path / "tok" / "tokenizer.json").read_bytes())
+    for i, source in enumerate((tmp_path / "tok", tmp_path / "tok" / "tokenizer.json", hf_only)):
+        r = tinylm("encode", FIXTURES / "tinystories_sample.txt", "-t", source, "-o", tmp_path / f"{i}.npy", "-j", 1, "--no-progress")
+        assert r.exit_code == 0, r.output
+    arrays = [np.load(tmp_path / f"{i}.npy") for i in range(3)]
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "tok" / "tokenizer.json"))
+    assert arrays[0].tolist() == arrays[1].tolist() == arrays[2].tolist() == hf.encode((FIXTURES / "tinystories_sample.txt").read_text()).ids

@@ -269,12 +269,12 @@ def tokenizer_folder_files(vocab: dict[int, bytes], merges: list[tuple[bytes, by
     from tinylm.tokenizer.hf_json import TOKENIZER_JSON_FILE, tokenizer_json_bytes
     from tinylm.tokenizer.tiktoken_file import TIKTOKEN_FILE, tiktoken_bytes
 
-    return {
+    return {  # in rename order: tinylm's own files last, so a complete special_tokens.json means all are complete
+        TOKENIZER_JSON_FILE: tokenizer_json_bytes(vocab, merges, special_tokens),
+        TIKTOKEN_FILE: tiktoken_bytes(vocab, special_tokens),
         VOCAB_FILE: vocab_json_bytes(vocab, special_tokens),
         MERGES_FILE: merges_txt_bytes(merges),
         SPECIAL_TOKENS_FILE: special_tokens_json_bytes(special_tokens),
-        TOKENIZER_JSON_FILE: tokenizer_json_bytes(vocab, merges, special_tokens),
-        TIKTOKEN_FILE: tiktoken_bytes(vocab, special_tokens),
     }
 
 
