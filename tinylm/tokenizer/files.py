@@ -86,11 +86,13 @@ def load_vocab(path: str | os.PathLike, special_tokens: Iterable[str] = ()) -> d
     return vocab_from_strings(raw, special_tokens, f"vocab file {path}")
 
 
-def vocab_from_strings(entries: dict[str, int], special_tokens: Iterable[str], where: str) -> dict[int, bytes]:
+def vocab_from_strings(
+    entries: dict[str, int], special_tokens: Iterable[str], where: str, special_hint: str = "pass it in special_tokens"
+) -> dict[int, bytes]:
     """Token strings -> ids (vocab.json, tokenizer.json's model.vocab) into id -> token bytes.
 
     Special tokens are matched verbatim; every other entry is decoded through GPT-2's byte table.
-    `where` names the file in errors (TokenizerFileError).
+    `where` names the file in errors (TokenizerFileError); `special_hint` says how to declare a special token.
     """
     specials = set(special_tokens)
     vocab: dict[int, bytes] = {}
@@ -100,7 +102,7 @@ def vocab_from_strings(entries: dict[str, int], special_tokens: Iterable[str], w
             raise TokenizerFileError(f"{where}: id for {tok!r} is not a non-negative integer: {idx!r}")
         if idx in vocab:
             raise TokenizerFileError(f"{where}: id {idx} is used twice")
-        vocab[idx] = tok.encode("utf-8") if tok in specials else _ordinary_entry(tok, idx, where)
+        vocab[idx] = tok.encode("utf-8") if tok in specials else _ordinary_entry(tok, idx, where, special_hint)
         if vocab[idx] in entry_of:
             other, other_idx = entry_of[vocab[idx]]
             raise TokenizerFileError(
@@ -111,14 +113,14 @@ def vocab_from_strings(entries: dict[str, int], special_tokens: Iterable[str], w
     return vocab
 
 
-def _ordinary_entry(tok: str, idx: int, where: str) -> bytes:
+def _ordinary_entry(tok: str, idx: int, where: str, special_hint: str) -> bytes:
     try:
         return str_to_token(tok)
     except TokenizerFileError:
         bad = next(c for c in tok if c not in unicode_to_bytes())
         raise TokenizerFileError(
             f"{where}: entry {tok!r} (id {idx}) is not spelled in GPT-2's byte mapping (character {bad!r}); "
-            f"if it is a special token, pass it in special_tokens"
+            f"if it is a special token, {special_hint}"
         ) from None
 
 

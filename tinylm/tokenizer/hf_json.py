@@ -90,7 +90,7 @@ def load_tokenizer_json(path: str | os.PathLike) -> tuple[dict[int, bytes], list
     raw_vocab = model.get("vocab")
     if not isinstance(raw_vocab, dict):
         raise TokenizerFileError(f"{where}: model.vocab must be an object of token -> id")
-    vocab = vocab_from_strings(raw_vocab, specials, where)
+    vocab = vocab_from_strings(raw_vocab, specials, where, special_hint="list it in added_tokens")
     merges = _merges(model.get("merges"), where)
     for idx, content in added:
         if content in raw_vocab:  # `tokenizers` gives an added token already in the model that model's id
