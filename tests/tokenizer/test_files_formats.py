@@ -133,6 +133,25 @@ def test_hf_trained_tokenizer_json_with_specials_and_added_tokens(tmp_path):
         assert ours.encode(text) == hf.encode(text).ids
 
 
+def test_added_tokens_matched_in_two_passes_by_tokenizers(tmp_path, trained):
+    """`tokenizers` matches normalized=false added tokens first: "qab" + "bcy" in "qabcy" gives
+    ["qa", "bcy"], not tinylm's leftmost ["qab", "c", "y"]; overlapping kinds are refused, others load."""
+    from tokenizers import AddedToken
+
+    hf = tokenizers.Tokenizer.from_file(str(trained[1] / "tokenizer.json"))
+    hf.add_tokens([AddedToken("qab", normalized=True), AddedToken("<|mask|>", normalized=True)])
+    hf.add_special_tokens([AddedToken("bcy", normalized=False, special=True)])
+    assert hf.encode("qabcy").tokens[-1] == "bcy"
+    hf.save(str(tmp_path / "overlap.json"))
+    with pytest.raises(TokenizerFileError, match=r"added tokens 'bcy' \(normalized=false\) and 'qab' \(normalized=true\) together"):
+        Tokenizer.from_file(tmp_path / "overlap.json")
+    hf = tokenizers.Tokenizer.from_file(str(trained[1] / "tokenizer.json"))
+    hf.add_tokens([AddedToken("<|mask|>", normalized=True)])
+    hf.save(str(tmp_path / "apart.json"))
+    text = "<|pad|>a<|mask|>b<|im_start|>x<|mask|>" + EOT
+    assert Tokenizer.from_file(tmp_path / "apart.json").encode(text) == hf.encode(text).ids
+
+
 def _edit(path: Path, out: Path, change) -> Path:
     obj = json.loads(path.read_text())
     change(obj)

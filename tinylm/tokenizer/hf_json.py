@@ -189,7 +189,31 @@ def _added_tokens(entries: object, where: str) -> list[tuple[int, str]]:
             if entry.get(flag):
                 raise _unsupported(where, f"added token {content!r} with {flag}=true", "tinylm matches special tokens exactly as written")
         out.append((idx, content))
+    _check_match_passes(entries, where)
     return out
+
+
+def _may_overlap(a: str, b: str) -> bool:
+    """Whether occurrences of a and b can overlap in some text."""
+    if a in b or b in a:
+        return True
+    return any(a.endswith(b[:k]) for k in range(1, len(b))) or any(b.endswith(a[:k]) for k in range(1, len(a)))
+
+
+def _check_match_passes(entries: list[dict], where: str) -> None:
+    """`tokenizers` matches added tokens with normalized=false in the text first, then the others:
+    where a token of one kind can overlap one of the other, that differs from tinylm's one pass
+    (leftmost, longest first), so it is refused. Without a normalizer the flag changes nothing else."""
+    plain = [e["content"] for e in entries if not e.get("normalized", not e.get("special", False))]
+    normalized = [e["content"] for e in entries if e.get("normalized", not e.get("special", False))]
+    for a in plain:
+        for b in normalized:
+            if _may_overlap(a, b):
+                raise _unsupported(
+                    where,
+                    f"added tokens {a!r} (normalized=false) and {b!r} (normalized=true) together",
+                    "tokenizers matches them in two passes, which can split text differently from tinylm's one pass where they overlap",
+                )
 
 
 def _merges(entries: object, where: str) -> list[tuple[bytes, bytes]]:
