@@ -338,3 +338,22 @@ def test_train_bpe_writes_both_files_and_encode_reads_tokenizer_json(tmp_path):
     arrays = [np.load(tmp_path / f"{i}.npy") for i in range(3)]
     hf = tokenizers.Tokenizer.from_file(str(tmp_path / "tok" / "tokenizer.json"))
     assert arrays[0].tolist() == arrays[1].tolist() == arrays[2].tolist() == hf.encode((FIXTURES / "tinystories_sample.txt").read_text()).ids
+
+
+@pytest.fixture(scope="module")
+def gpt2_from_tiktoken_each_backend(gpt2_tiktoken_file):
+    from tinylm.tokenizer.fast_encode import c_backend_available
+
+    backends = ["python"] + (["c"] if c_backend_available() else [])
+    return [Tokenizer.from_tiktoken(gpt2_tiktoken_file, special_tokens={EOT: 50256}, backend=b) for b in backends]
+
+
+def _gpt2_ranks_give_tiktoken_ids(gpt2_from_tiktoken_each_backend, tiktoken_gpt2, text):
+    expected = tiktoken_gpt2.encode(text, allowed_special="all")
+    for tok in gpt2_from_tiktoken_each_backend:
+        assert tok.encode(text) == expected
+
+
+_GPT2_TEXT = st.lists(st.one_of(st.just(EOT), st.text(max_size=40), st.sampled_from([" the", "'s", "  ", "\n\n", "1234", "ünïcödé"])), max_size=12).map("".join)
+test_gpt2_ranks_give_tiktoken_ids_on_any_text = _quick(given(text=_GPT2_TEXT)(_gpt2_ranks_give_tiktoken_ids))
+test_gpt2_ranks_give_tiktoken_ids_on_any_text_3k = pytest.mark.slow(_long(given(text=_GPT2_TEXT)(_gpt2_ranks_give_tiktoken_ids)))
