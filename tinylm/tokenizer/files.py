@@ -39,17 +39,33 @@ def unicode_to_bytes() -> dict[str, int]:
     return {c: b for b, c in bytes_to_unicode().items()}
 
 
+@lru_cache(maxsize=1)
+def _to_gpt2_chars() -> dict[int, str]:
+    """str.translate table: the Latin-1 character of each byte -> GPT-2's character for it."""
+    return {b: c for b, c in bytes_to_unicode().items()}
+
+
+@lru_cache(maxsize=1)
+def _from_gpt2_chars() -> dict[int, int]:
+    """str.translate table: GPT-2's character -> the Latin-1 character of its byte; every other
+    code point up to the table's last one -> U+FFFF, so any character left >= 256 is not GPT-2's."""
+    table = {c: 0xFFFF for c in range(max(map(ord, unicode_to_bytes())) + 1)}
+    table.update({ord(c): b for c, b in unicode_to_bytes().items()})
+    return table
+
+
 def token_to_str(token: bytes) -> str:
-    table = bytes_to_unicode()
-    return "".join(table[b] for b in token)
+    """Token bytes in GPT-2's spelling (b" the" -> "Ġthe")."""
+    return token.decode("latin-1").translate(_to_gpt2_chars())
 
 
 def str_to_token(text: str, where: str = "") -> bytes:
-    table = unicode_to_bytes()
+    """GPT-2's spelling back to bytes; TokenizerFileError for a character outside the table."""
     try:
-        return bytes(table[c] for c in text)
-    except KeyError as exc:
-        raise TokenizerFileError(f"{where}token {text!r} has a character outside GPT-2's byte mapping: {exc.args[0]!r}") from None
+        return text.translate(_from_gpt2_chars()).encode("latin-1")
+    except UnicodeEncodeError:
+        bad = next(c for c in text if c not in unicode_to_bytes())
+        raise TokenizerFileError(f"{where}token {text!r} has a character outside GPT-2's byte mapping: {bad!r}") from None
 
 
 def _read_text(path: str | os.PathLike, what: str) -> str:
