@@ -87,3 +87,17 @@ def test_byte_spelling_equals_the_table_character_by_character(token, text):
     else:
         with pytest.raises(TokenizerFileError, match="outside GPT-2's byte mapping"):
             str_to_token(text)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("#version: 0.2\nĠ t\n\na b c\n", r"line 4: expected two tokens"),
+        ("Ġ t\nĠ ☃\n", r"line 2: token '☃' has a character outside GPT-2's byte mapping"),
+        ("Ġ t\r\nĠt \r\n", r"line 2: expected two tokens"),
+    ],
+)
+def test_bad_merges_lines_are_named(tmp_path, text, message):
+    (tmp_path / "merges.txt").write_text(text, encoding="utf-8", newline="")
+    with pytest.raises(TokenizerFileError, match=message):
+        load_merges(tmp_path / "merges.txt")

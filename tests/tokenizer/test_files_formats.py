@@ -177,7 +177,7 @@ _UNSUPPORTED = {
     "dropout": (lambda o: o["model"].update(dropout=0.1), "model.dropout=0.1 is unsupported"),
     "ignore_merges": (lambda o: o["model"].update(ignore_merges=True), "model.ignore_merges=True is unsupported"),
     "lstrip": (lambda o: o["added_tokens"][0].update(lstrip=True), "added token '<|endoftext|>' with lstrip=true is unsupported"),
-    "bad merge": (lambda o: o["model"].update(merges=["a b c"]), "merge 1 must be two tokens"),
+    "bad merge": (lambda o: o["model"].update(merges=["a b c"]), "merge 1: expected two tokens"),
     "no model": (lambda o: o.pop("model"), "is not a Hugging Face tokenizer.json"),
 }
 

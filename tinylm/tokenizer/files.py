@@ -111,33 +111,66 @@ def vocab_from_strings(
     `where` names the file in errors (TokenizerFileError); `special_hint` says how to declare a special token.
     """
     specials = set(special_tokens)
+    table = _from_gpt2_chars()
     vocab: dict[int, bytes] = {}
     entry_of: dict[bytes, tuple[str, int]] = {}
     for tok, idx in entries.items():
-        if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
+        if type(idx) is not int or idx < 0:  # bool is not an id either
             raise TokenizerFileError(f"{where}: id for {tok!r} is not a non-negative integer: {idx!r}")
         if idx in vocab:
             raise TokenizerFileError(f"{where}: id {idx} is used twice")
-        vocab[idx] = tok.encode("utf-8") if tok in specials else _ordinary_entry(tok, idx, where, special_hint)
-        if vocab[idx] in entry_of:
-            other, other_idx = entry_of[vocab[idx]]
+        if tok in specials:
+            token = tok.encode("utf-8")
+        else:
+            try:
+                token = tok.translate(table).encode("latin-1")  # str_to_token, inlined: 150k calls for GPT-2
+            except UnicodeEncodeError:
+                _refuse_ordinary_entry(tok, idx, where, special_hint)
+        if token in entry_of:
+            other, other_idx = entry_of[token]
             raise TokenizerFileError(
-                f"{where}: entries {other!r} (id {other_idx}) and {tok!r} (id {idx}) are both the bytes {vocab[idx]!r} "
+                f"{where}: entries {other!r} (id {other_idx}) and {tok!r} (id {idx}) are both the bytes {token!r} "
                 f"(one a special token written verbatim); tinylm gives each byte string one id, so these files cannot be loaded"
             )
-        entry_of[vocab[idx]] = (tok, idx)
+        entry_of[token] = (tok, idx)
+        vocab[idx] = token
     return vocab
 
 
-def _ordinary_entry(tok: str, idx: int, where: str, special_hint: str) -> bytes:
-    try:
-        return str_to_token(tok)
-    except TokenizerFileError:
-        bad = next(c for c in tok if c not in unicode_to_bytes())
-        raise TokenizerFileError(
-            f"{where}: entry {tok!r} (id {idx}) is not spelled in GPT-2's byte mapping (character {bad!r}); "
-            f"if it is a special token, {special_hint}"
-        ) from None
+def _refuse_ordinary_entry(tok: str, idx: int, where: str, special_hint: str) -> None:
+    bad = next(c for c in tok if c not in unicode_to_bytes())
+    raise TokenizerFileError(
+        f"{where}: entry {tok!r} (id {idx}) is not spelled in GPT-2's byte mapping (character {bad!r}); "
+        f"if it is a special token, {special_hint}"
+    )
+
+
+def merge_pairs(entries: Iterable, where: str) -> list[tuple[bytes, bytes]]:
+    """Merges spelled in GPT-2's table ("a b" strings or [a, b] pairs) to byte pairs.
+
+    `where(n)` names merge n in errors (TokenizerFileError). The loop is the fast path; the first
+    entry it cannot read is re-read by the checking path for a precise message.
+    """
+    table = _from_gpt2_chars()
+    out = []
+    for entry in entries:
+        try:
+            a, b = entry.split(" ") if isinstance(entry, str) else entry
+            if not a or not b:
+                raise ValueError
+            out.append((a.translate(table).encode("latin-1"), b.translate(table).encode("latin-1")))
+        except (ValueError, TypeError, AttributeError, UnicodeEncodeError):
+            _refuse_merge(entry, len(out) + 1, where)
+    return out
+
+
+def _refuse_merge(entry: object, number: int, where) -> None:
+    pair = entry.split(" ") if isinstance(entry, str) else entry
+    if not isinstance(pair, list | tuple) or len(pair) != 2 or not all(isinstance(p, str) and p for p in pair):
+        raise TokenizerFileError(f"{where(number)}: expected two tokens (\"a b\" or [\"a\", \"b\"]), got {entry!r}")
+    for part in pair:
+        str_to_token(part, f"{where(number)}: ")
+    raise AssertionError(f"merge {entry!r} refused by the fast path only")  # pragma: no cover
 
 
 def check_special_spellings(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: Iterable[str], where: str) -> None:
@@ -188,19 +221,12 @@ def load_vocab_and_merges(
 
 
 def load_merges(path: str | os.PathLike) -> list[tuple[bytes, bytes]]:
-    """Read merges.txt; a '#version' first line (as GPT-2's file has) is skipped."""
-    text = _read_text(path, "merges")
-    merges = []
-    for lineno, line in enumerate(text.split("\n"), 1):
-        line = line.rstrip("\r")
-        if not line or (lineno == 1 and line.startswith("#version")):
-            continue
-        parts = line.split(" ")
-        if len(parts) != 2 or not parts[0] or not parts[1]:
-            raise TokenizerFileError(f"merges file {path}, line {lineno}: expected two tokens separated by one space, got {line!r}")
-        where = f"merges file {path}, line {lineno}: "
-        merges.append((str_to_token(parts[0], where), str_to_token(parts[1], where)))
-    return merges
+    """Read merges.txt; a '#version' first line (as GPT-2's and `tokenizers`' files have) is skipped."""
+    lines = _read_text(path, "merges").split("\n")
+    first = 1 if lines[0].startswith("#version") else 0
+    numbered = [(n, line.rstrip("\r")) for n, line in enumerate(lines[first:], first + 1)]
+    numbered = [(n, line) for n, line in numbered if line]
+    return merge_pairs([line for _, line in numbered], lambda k: f"merges file {path}, line {numbered[k - 1][0]}")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

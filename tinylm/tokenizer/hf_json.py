@@ -14,7 +14,7 @@ import json
 import os
 
 from tinylm.errors import TokenizerFileError
-from tinylm.tokenizer.files import _read_text, check_special_spellings, str_to_token, token_to_str, vocab_from_strings, vocab_strings
+from tinylm.tokenizer.files import _read_text, check_special_spellings, merge_pairs, token_to_str, vocab_from_strings, vocab_strings
 
 TOKENIZER_JSON_FILE = "tokenizer.json"
 
@@ -220,11 +220,4 @@ def _merges(entries: object, where: str) -> list[tuple[bytes, bytes]]:
     """model.merges: "a b" strings (all versions) or [a, b] pairs (`tokenizers` >= 0.20)."""
     if not isinstance(entries, list):
         raise TokenizerFileError(f"{where}: model.merges must be a list")
-    merges = []
-    for rank, entry in enumerate(entries):
-        pair = entry.split(" ") if isinstance(entry, str) else entry
-        if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(p, str) and p for p in pair):
-            raise TokenizerFileError(f"{where}: merge {rank + 1} must be two tokens (\"a b\" or [\"a\", \"b\"]), got {entry!r}")
-        at = f"{where}, merge {rank + 1}: "
-        merges.append((str_to_token(pair[0], at), str_to_token(pair[1], at)))
-    return merges
+    return merge_pairs(entries, lambda number: f"{where}, merge {number}")
