@@ -101,3 +101,8 @@ def test_bad_merges_lines_are_named(tmp_path, text, message):
     (tmp_path / "merges.txt").write_text(text, encoding="utf-8", newline="")
     with pytest.raises(TokenizerFileError, match=message):
         load_merges(tmp_path / "merges.txt")
+
+
+def test_merges_file_with_no_merges_loads(tmp_path):
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    assert load_merges(tmp_path / "merges.txt") == []

@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import chain, repeat
 from pathlib import Path
 
 from tinylm.errors import InputFileError, OutputError, TokenizerFileError
@@ -111,6 +112,9 @@ def vocab_from_strings(
     `where` names the file in errors (TokenizerFileError); `special_hint` says how to declare a special token.
     """
     specials = set(special_tokens)
+    fast = _vocab_in_bulk(entries, specials)
+    if fast is not None:
+        return fast
     table = _from_gpt2_chars()
     vocab: dict[int, bytes] = {}
     entry_of: dict[bytes, tuple[str, int]] = {}
@@ -137,6 +141,26 @@ def vocab_from_strings(
     return vocab
 
 
+def _vocab_in_bulk(entries: dict[str, int], specials: set[str]) -> dict[int, bytes] | None:
+    """vocab_from_strings in a few C-level calls; None when anything needs the checking loop."""
+    ids = list(entries.values())
+    if not all(type(i) is int and i >= 0 for i in ids) or len(set(ids)) != len(ids):
+        return None
+    keys = list(entries)
+    ordinary = [k for k in keys if k not in specials] if specials else keys
+    if not ordinary:
+        return None
+    pieces = _PART_SEPARATOR.join(ordinary).translate(_from_gpt2_chars()).split(_PART_SEPARATOR)
+    if len(pieces) != len(ordinary):
+        return None
+    try:
+        tokens = iter(list(map(str.encode, pieces, repeat("latin-1"))))
+    except UnicodeEncodeError:
+        return None
+    vocab = {i: (k.encode("utf-8") if k in specials else next(tokens)) for k, i in zip(keys, ids)}
+    return vocab if len(set(vocab.values())) == len(vocab) else None
+
+
 def _refuse_ordinary_entry(tok: str, idx: int, where: str, special_hint: str) -> None:
     bad = next(c for c in tok if c not in unicode_to_bytes())
     raise TokenizerFileError(
@@ -145,23 +169,49 @@ def _refuse_ordinary_entry(tok: str, idx: int, where: str, special_hint: str) ->
     )
 
 
-def merge_pairs(entries: Iterable, where: str) -> list[tuple[bytes, bytes]]:
+# Joins the parts of many tokens for one str.translate call; not a GPT-2 character, so the
+# translation leaves it as it is (and a file holding it fails the part count, then the checking path).
+_PART_SEPARATOR = "\U0010fffd"
+
+
+def merge_pairs(entries: list, where) -> list[tuple[bytes, bytes]]:
     """Merges spelled in GPT-2's table ("a b" strings or [a, b] pairs) to byte pairs.
 
-    `where(n)` names merge n in errors (TokenizerFileError). The loop is the fast path; the first
-    entry it cannot read is re-read by the checking path for a precise message.
+    `where(n)` names merge n in errors (TokenizerFileError). All entries are translated in a few
+    C-level calls; when anything is off, a per-entry pass finds the first bad one and names it.
     """
+    if not entries:
+        return []
+    try:
+        parts = _merge_parts(entries)
+        pieces = _PART_SEPARATOR.join(parts).translate(_from_gpt2_chars()).split(_PART_SEPARATOR)
+        if len(pieces) != len(parts) or not all(parts):
+            raise ValueError
+        tokens = iter(list(map(str.encode, pieces, repeat("latin-1"))))
+        return list(zip(tokens, tokens))
+    except (ValueError, TypeError, UnicodeEncodeError):
+        pass
     table = _from_gpt2_chars()
-    out = []
-    for entry in entries:
+    for number, entry in enumerate(entries, 1):
         try:
             a, b = entry.split(" ") if isinstance(entry, str) else entry
             if not a or not b:
                 raise ValueError
-            out.append((a.translate(table).encode("latin-1"), b.translate(table).encode("latin-1")))
+            a.translate(table).encode("latin-1"), b.translate(table).encode("latin-1")
         except (ValueError, TypeError, AttributeError, UnicodeEncodeError):
-            _refuse_merge(entry, len(out) + 1, where)
-    return out
+            _refuse_merge(entry, number, where)
+    raise AssertionError("merges refused by the fast path only")  # pragma: no cover
+
+
+def _merge_parts(entries: list) -> list[str]:
+    """[a1, b1, a2, b2, ...] from "a b" strings or [a, b] pairs; ValueError/TypeError when irregular."""
+    if all(isinstance(e, str) for e in entries):
+        if list(map(str.count, entries, repeat(" "))).count(1) != len(entries):
+            raise ValueError
+        return " ".join(entries).split(" ")
+    if not all(isinstance(e, list) for e in entries) or list(map(len, entries)).count(2) != len(entries):
+        raise ValueError
+    return list(chain.from_iterable(entries))
 
 
 def _refuse_merge(entry: object, number: int, where) -> None:
