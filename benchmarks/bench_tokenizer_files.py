@@ -2,7 +2,8 @@
 
 Tokenizer: GPT-2's (tests/fixtures vocab.json + merges.txt, <|endoftext|> = 50256), written once by
 tinylm's `save_dir` as vocab.json + merges.txt, tokenizer.json and tokenizer.tiktoken. Each row is
-the median wall time of --repeats calls in this process (files in the page cache):
+the median wall time and CPU time of --repeats calls in this process (files in the page cache;
+the rows alternate within each round; CPU time is the figure less sensitive to other load):
 
   tinylm      Tokenizer.from_files(vocab.json, merges.txt, [EOT])
   tinylm      Tokenizer.from_file(tokenizer.json)
@@ -33,13 +34,21 @@ FIXTURES = ROOT / "tests" / "fixtures"
 EOT = "<|endoftext|>"
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    times = []
+def _time(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def _medians(tasks: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU seconds per task; tasks alternate within each round, so background
+    load hits them alike."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in tasks}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in tasks.items():
+            samples[name].append(_time(fn))
+    return {name: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s)) for name, s in samples.items()}
 
 
 def main() -> None:
@@ -77,14 +86,17 @@ def main() -> None:
         if ids != expected:
             raise SystemExit(f"{name}: ids differ from tinylm's GPT-2 tokenizer")
 
-    rows = {name: _median_seconds(load, args.repeats) for name, load in loaders.items()}
-    rows["tinylm save_dir (five files, fsynced)"] = _median_seconds(lambda: gpt2.save_dir(folder / "out"), args.repeats)
-    load_avg = os.getloadavg()[0]
-    print(f"GPT-2 tokenizer files, median of {args.repeats}; load average {load_avg:.1f} at the end")
-    for name, seconds in rows.items():
-        print(f"  {name:<52} {seconds * 1000:8.0f} ms")
+    load_start = os.getloadavg()[0]
+    tasks = dict(loaders)
+    tasks["tinylm save_dir (five files, fsynced)"] = lambda: gpt2.save_dir(folder / "out")
+    rows = _medians(tasks, args.repeats)
+    load_end = os.getloadavg()[0]
+    print(f"GPT-2 tokenizer files, median of {args.repeats}; load average {load_start:.1f} at the start, {load_end:.1f} at the end")
+    print(f"  {'':<52} {'wall ms':>8} {'CPU ms':>8}")
+    for name, (wall, cpu) in rows.items():
+        print(f"  {name:<52} {wall * 1000:8.0f} {cpu * 1000:8.0f}")
     if args.json:
-        args.json.write_text(json.dumps({"repeats": args.repeats, "load_average": load_avg, "seconds": rows}, indent=1))
+        args.json.write_text(json.dumps({"repeats": args.repeats, "load_average": [load_start, load_end], "wall_cpu_seconds": rows}, indent=1))
 
 
 if __name__ == "__main__":
