@@ -335,6 +335,8 @@ def test_train_bpe_writes_both_files_and_encode_reads_tokenizer_json(tmp_path):
     for i, source in enumerate((tmp_path / "tok", tmp_path / "tok" / "tokenizer.json", hf_only)):
         r = tinylm("encode", FIXTURES / "tinystories_sample.txt", "-t", source, "-o", tmp_path / f"{i}.npy", "-j", 1, "--no-progress")
         assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["encode", str(FIXTURES / "address.txt"), "-t", str(tmp_path / "tok" / "tokenizer.tiktoken"), "-o", str(tmp_path / "x.npy")])
+    assert r.exit_code == 2 and "is a tiktoken rank file" in r.output and not (tmp_path / "x.npy").exists()
     arrays = [np.load(tmp_path / f"{i}.npy") for i in range(3)]
     hf = tokenizers.Tokenizer.from_file(str(tmp_path / "tok" / "tokenizer.json"))
     assert arrays[0].tolist() == arrays[1].tolist() == arrays[2].tolist() == hf.encode((FIXTURES / "tinystories_sample.txt").read_text()).ids

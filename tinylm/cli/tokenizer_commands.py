@@ -79,6 +79,10 @@ def _load_tokenizer(tokenizer_path: Path):
     from tinylm.tokenizer.hf_json import TOKENIZER_JSON_FILE
 
     path = Path(tokenizer_path)
+    if path.suffix == ".tiktoken":
+        from tinylm.errors import ConfigError
+
+        raise ConfigError(f"{path} is a tiktoken rank file, which names neither the pattern nor the special tokens: pass the tokenizer folder or a tokenizer.json")
     if path.is_file():
         return Tokenizer.from_file(path)
     if path.is_dir() and not (path / VOCAB_FILE).exists() and (path / TOKENIZER_JSON_FILE).exists():
