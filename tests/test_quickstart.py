@@ -24,30 +24,30 @@ from click.testing import CliRunner
 
 from tinylm.cli import main
 
-BUDGET_MINUTES = 0.25
+STEPS = 60
 PROMPTS = ["Once upon a time", "The King said"]
 CHROMIUM = "/usr/bin/chromium"
 
 
-def _run_quickstart(out: Path):
+def _run_quickstart(out: Path, *budget: str):
+    """The quick start on small settings; `budget` defaults to a fixed step count (what a model learns
+    in a time budget depends on the machine's load; the time budget has its own test below)."""
     args = [
-        "quickstart", "--out", str(out), "--minutes", str(BUDGET_MINUTES), "--max-corpus-mb", "1.5",
+        "quickstart", "--out", str(out), *(budget or ("--max-steps", str(STEPS))), "--max-corpus-mb", "1.5",
         "--vocab-size", "512", "--d-model", "64", "--layers", "2", "--heads", "2", "--context-length", "64",
         "--batch-size", "16", "--lr", "1e-2", "--eval-tokens", "16384", "--max-new-tokens", "20", "--seed", "3", "--no-progress",
     ]
     for p in PROMPTS:
         args += ["--prompt", p]
-    t0 = time.perf_counter()
-    result = CliRunner().invoke(main, args, catch_exceptions=False)
-    return result, time.perf_counter() - t0
+    return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
 def quickstart_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("qs") / "run1"
-    result, seconds = _run_quickstart(out)
+    result = _run_quickstart(out)
     assert result.exit_code == 0, result.output
-    return out, result.output, seconds
+    return out, result.output, None
 
 
 def test_every_stage_writes_its_outputs(quickstart_run):
@@ -80,16 +80,13 @@ def test_tokenizer_and_token_files(quickstart_run):
     assert 1.5 < tok["train_bytes_per_token"] < 8 and 1.5 < tok["val_bytes_per_token"] < 8
 
 
-def test_training_respects_the_budget_and_learns(quickstart_run):
-    out, _, seconds = quickstart_run
+def test_training_learns(quickstart_run):
+    out, _, _ = quickstart_run
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     tr, ev = report["training"], report["evaluation"]
-    budget = BUDGET_MINUTES * 60
-    assert tr["steps"] >= 10
-    assert tr["seconds"] <= budget + 10  # the hard stop at the budget, plus one step and the last eval
-    assert seconds < 120
-    # the model beats a uniform guess over its vocabulary, per token and per byte (a tiny model and a
-    # 15-second budget on a shared 2-core machine: a margin, not a quality bar)
+    assert tr["steps"] == STEPS and tr["schedule"] == "cosine over max_steps"
+    # the model beats a uniform guess over its vocabulary, per token and per byte (a tiny model and
+    # 60 steps: a margin, not a quality bar)
     assert math.isfinite(ev["val_loss"]) and ev["val_loss"] < math.log(512) - 0.25
     assert math.isfinite(ev["val_bpb"]) and 0 < ev["val_bpb"] < 8 and ev["val_bpb"] < 0.95 * ev["uniform_bpb"]
     # bits per byte is the loss in bits spread over the evaluated text's bytes
@@ -130,6 +127,19 @@ def test_report_html_is_self_contained(quickstart_run):
     assert html.escape(report["command"], quote=True) in page and "--vocab-size 512" in report["command"]
     assert "&quot;d_model&quot;: 64" in page  # the resolved config
     assert "context_length = 64" in page  # run/config.toml
+
+
+def test_a_time_budget_ends_training(tmp_path):
+    """`--minutes`: the trainer's wall-clock budget ends the run (however many steps the machine's
+    load allowed: nothing here depends on speed; the schedule itself is tested with a fake clock in
+    tests/training/test_loop.py)."""
+    result = _run_quickstart(tmp_path / "timed", "--minutes", "0.03")
+    assert result.exit_code == 0, result.output
+    tr = json.loads((tmp_path / "timed" / "report.json").read_text(encoding="utf-8"))["training"]
+    assert tr["schedule"] == "cosine over the wall-clock budget" and tr["stopped_by_budget"] and tr["steps"] >= 1
+    assert "max_minutes = 0.03" in (tmp_path / "timed" / "run" / "config.toml").read_text()
+    metrics = [json.loads(line) for line in (tmp_path / "timed" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["wall_clock"] >= 0.03 * 60 and all(m["lr"] > 0 for m in metrics)
 
 
 def test_generate_works_on_the_run_folder(quickstart_run):

@@ -50,5 +50,9 @@ class DataError(TinylmError):
     """A token file that does not fit the model (dtype, length, ids out of range)."""
 
 
+class DistributedError(TinylmError):
+    """Another process of a multi-process run died or lost contact; this one stopped."""
+
+
 class TrainingDivergedError(TinylmError):
     """The loss became NaN or infinite."""

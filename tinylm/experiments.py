@@ -3,8 +3,9 @@
 Each sweep trains one run per setting in `<out>/<label>/` (full run folders: resumable,
 plotted), then writes `<out>/curves.png` (all runs side by side) and `<out>/summary.md` (a table
 of final losses and each run's status). A run counts as diverged when its loss became NaN/inf
-(TrainingDivergedError), or when it ended above the loss it started from or above ln(vocab size),
-the loss of a uniform guess.
+(TrainingDivergedError), when it ended above the loss it started from, or when its final loss is
+not clearly below ln(vocab size), the loss of a uniform guess: at least LEARNED_MARGIN (1%) of
+ln V below it (see `verdict`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ import torch
 from tinylm.errors import TrainingDivergedError
 from tinylm.training import report
 from tinylm.training.config import TrainConfig
-from tinylm.training.loop import CHECKPOINT, METRICS, train
+from tinylm.training.loop import train
+from tinylm.training.run_dir import RunDir
+
+
+# A run has learned something only if its final loss is at least this share of ln V below the
+# uniform guess. A run whose weights blew up often collapses to uniform logits: its loss is ln V
+# to the last few digits, on one CPU a hair above and on another a hair below. A margin far larger
+# than any rounding makes the verdict the same on every machine (1% of ln 257 is 0.055 nats; a
+# run that learns anything at all drops by more than that within a few steps).
+LEARNED_MARGIN = 0.01
 
 
 @dataclass
@@ -52,13 +62,13 @@ def run_sweep(base: TrainConfig, variants: dict[str, dict[str, Any]], out_dir: s
         config = base.with_overrides({**overrides, "train.out_dir": str(run_dir), "train.progress": False})
         status = "ok"
         try:
-            result = train(config, resume=(run_dir / CHECKPOINT).exists())
+            result = train(config, resume=RunDir(run_dir).checkpoint.exists())
         except TrainingDivergedError as exc:
             status = "diverged: " + str(exc).split(";")[0]
         else:
             if result.interrupted:
                 raise KeyboardInterrupt(f"sweep stopped during {label}; run the same command again to continue")
-        records = report.read_metrics(run_dir / METRICS)
+        records = RunDir(run_dir).read_metrics()
         run = _summarise(label, run_dir, status, records, math.log(config.model_config().vocab_size))
         curves[f"{label} (diverged)" if run.diverged else label] = records
         runs.append(run)
@@ -68,16 +78,32 @@ def run_sweep(base: TrainConfig, variants: dict[str, dict[str, Any]], out_dir: s
     return runs
 
 
+def verdict(train_losses: list[float], val_loss: float | None, uniform_loss: float) -> str:
+    """"ok", or "diverged: <why>" for a finite run that learned nothing.
+
+    Diverged when the train loss ended no lower than it started, or when the final loss (the
+    validation loss when there is one, else the last train loss) is not at least LEARNED_MARGIN ×
+    ln V below `uniform_loss` = ln V, the loss of a uniform guess over the vocabulary. A loss at
+    ln V within rounding is "no better than uniform" on every CPU.
+    """
+    if not train_losses:
+        return "ok"
+    if len(train_losses) > 1 and not train_losses[-1] < train_losses[0]:
+        return f"diverged: loss rose from {train_losses[0]:.3f} to {train_losses[-1]:.3f}"
+    final = val_loss if val_loss is not None else train_losses[-1]
+    if not final < uniform_loss * (1 - LEARNED_MARGIN):
+        which = "validation" if val_loss is not None else "train"
+        return (f"diverged: final {which} loss {final:.3f} is no better than a uniform guess "
+                f"(ln V = {uniform_loss:.3f}; learning needs at least {LEARNED_MARGIN:.0%} below it)")
+    return "ok"
+
+
 def _summarise(label: str, run_dir: Path, status: str, records: list[dict], uniform_loss: float) -> SweepRun:
-    """Final losses; a finite run still counts as diverged when it ends above where it started
-    or above the loss of a uniform guess over the vocabulary (ln V): it learned nothing."""
+    """Final losses and the run's status (TrainingDivergedError's, else `verdict`)."""
     train_losses = [r["train_loss"] for r in records if r.get("train_loss") is not None]
     vals = [r for r in records if r.get("val_loss") is not None]
-    if status == "ok" and train_losses:
-        if len(train_losses) > 1 and not train_losses[-1] < train_losses[0]:
-            status = f"diverged: loss rose from {train_losses[0]:.3f} to {train_losses[-1]:.3f}"
-        elif train_losses[-1] > uniform_loss:
-            status = f"diverged: final loss {train_losses[-1]:.3f} is worse than a uniform guess (ln V = {uniform_loss:.3f})"
+    if status == "ok":
+        status = verdict(train_losses, vals[-1]["val_loss"] if vals else None, uniform_loss)
     return SweepRun(
         label=label,
         out_dir=str(run_dir),

@@ -6,9 +6,9 @@ Stages (each prints a progress bar while it runs and one summary line when it en
              validation documents (every 20th document goes to validation)
 2. tokenizer train a byte-level BPE tokenizer (a few thousand tokens) on the training split
 3. encode    encode train and validation to uint16 token arrays, both at once
-4. train     train a small Transformer LM for `minutes` of wall-clock: the step count is calibrated
-             from measured step times so that the cosine schedule completes inside the budget, and
-             re-estimated early in the run; a hard stop at the budget guards against a slower machine
+4. train     train a small Transformer LM for `minutes` of wall-clock (the trainer's `max_minutes`
+             budget: the cosine runs over the elapsed fraction of the budget, so it completes when
+             the budget does on any machine; measured steps only space the evaluations)
 5. evaluate  validation loss per token and bits per byte over (up to `eval_tokens` of) the
              validation split, in non-overlapping windows
 6. samples   continuations of fixed prompts
@@ -34,6 +34,8 @@ from pathlib import Path
 
 from tinylm.data import DOC_SEPARATOR
 from tinylm.errors import ConfigError, InputFileError
+from tinylm.tokenizer.files import atomic_write_bytes
+from tinylm.training.run_dir import RunDir
 
 DEFAULT_PROMPTS = (
     "Once upon a time",
@@ -142,38 +144,97 @@ def _echo_default(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+class _Stages:
+    """Runs the numbered stages: times each one, prints its one-line summary, keeps the seconds."""
+
+    def __init__(self, echo: Callable[[str], None], total: int = 7):
+        self.echo, self.total, self.seconds = echo, total, {}
+
+    def run(self, name: str, work: Callable[[], object], summary: Callable[[object, float], str]):
+        t0 = time.perf_counter()
+        result = work()
+        self.seconds[name] = seconds = time.perf_counter() - t0
+        self.echo(f"[{len(self.seconds)}/{self.total}] {name:<10} {summary(result, seconds)}")
+        return result
+
+
 def run_quickstart(config: QuickstartConfig, command: str | None = None, echo: Callable[[str], None] | None = None) -> QuickstartResult:
     """Run the whole pipeline; `echo` receives each stage's one-line summary (default: stderr)."""
-    import torch
-
     config.validate()
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda, but PyTorch sees no CUDA device (is the CUDA build of torch installed?)")
+    _check_device(config.device)
     echo = echo or _echo_default
     progress = sys.stderr.isatty() if config.progress is None else config.progress
     out = Path(config.out_dir)
-    if (out / "report.json").exists() or (out / "run" / "checkpoint.pt").exists():
+    if (out / "report.json").exists() or RunDir(out / "run").checkpoint.exists():
         echo(f"note: replacing the previous quick-start run in {out} (choose another folder with --out to keep it)")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    stages: dict[str, float] = {}
-    report: dict = {
-        "command": command or "tinylm quickstart",
-        "config": config.to_dict(),
-        "environment": _environment(config),
-    }
+    report: dict = {"command": command or "tinylm quickstart", "config": config.to_dict(), "environment": _environment(config)}
+    stages = _Stages(echo)
 
-    # 1. corpus ------------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    corpus_info = prepare_corpus(config, out)
-    stages["corpus"] = time.perf_counter() - t0
-    report["corpus"] = corpus_info
+    report["corpus"] = stages.run("corpus", lambda: prepare_corpus(config, out), _corpus_line)
+    tokenizer, report["tokenizer"] = stages.run("tokenizer", lambda: train_tokenizer(config, out, progress), _tokenizer_line)
+    report["tokenizer"].update(stages.run("encode", lambda: encode_splits(config, out, tokenizer, progress), _encode_line))
+    trainer, report["training"] = stages.run("train", lambda: train_model(config, out, progress), _train_line)
+    report["evaluation"] = stages.run("evaluate", lambda: evaluate_model(trainer, config, progress), _evaluate_line)
+    report["samples"] = stages.run("samples", lambda: sample_prompts(trainer, config, progress), _samples_lines)
+    html_path = stages.run("report", lambda: write_reports(report, stages.seconds, t_start, out), _report_line)
     echo(
-        f"[1/7] corpus     {corpus_info['source']}: {corpus_info['bytes'] / 1e6:.1f} MB, {corpus_info['train_docs']} train / "
-        f"{corpus_info['val_docs']} validation documents ({stages['corpus']:.1f} s)"
+        f"done in {report['total_seconds'] / 60:.1f} min: validation {report['evaluation']['val_bpb']:.3f} bits/byte; "
+        f"sample more with: tinylm generate --checkpoint {out / 'run'} --prompt \"...\" ({html_path})"
     )
+    return QuickstartResult(out, report)
 
-    # 2. tokenizer ---------------------------------------------------------------------------------
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but PyTorch sees no CUDA device (is the CUDA build of torch installed?)")
+
+
+# --- the one-line summaries -------------------------------------------------------------------------
+def _corpus_line(info: dict, seconds: float) -> str:
+    return (f"{info['source']}: {info['bytes'] / 1e6:.1f} MB, {info['train_docs']} train / "
+            f"{info['val_docs']} validation documents ({seconds:.1f} s)")
+
+
+def _tokenizer_line(result, seconds: float) -> str:
+    tokenizer, info = result
+    longest = info["longest_tokens"][0]
+    return (f"{tokenizer.vocab_size:,} tokens ({info['merges']:,} merges) in {seconds:.1f} s; "
+            f"longest {longest['text']!r} ({longest['bytes']} bytes)")
+
+
+def _encode_line(info: dict, seconds: float) -> str:
+    return (f"{info['train_tokens']:,} train + {info['val_tokens']:,} validation tokens "
+            f"({info['train_bytes_per_token']:.2f} bytes/token) in {seconds:.1f} s")
+
+
+def _train_line(result, seconds: float) -> str:
+    _, t = result
+    return (f"{t['params'] / 1e6:.2f}M-parameter model, {t['steps']:,} steps ({t['tokens'] / 1e6:.2f}M tokens, "
+            f"{t['tokens_per_s']:,.0f} tokens/s) in {seconds / 60:.1f} min; final train loss {t['train_loss']:.3f}")
+
+
+def _evaluate_line(ev: dict, seconds: float) -> str:
+    return (f"validation loss {ev['val_loss']:.4f} nats/token = {ev['val_bpb']:.4f} bits/byte "
+            f"(perplexity {ev['val_perplexity']:.1f}) on {ev['tokens']:,} tokens ({seconds:.1f} s)")
+
+
+def _samples_lines(samples: list[dict], seconds: float) -> str:
+    lines = [f"{len(samples)} continuations ({seconds:.1f} s):"]
+    lines += ["        " + " ".join((s["prompt"] + s["completion"]).split())[:200] for s in samples]
+    return "\n".join(lines)
+
+
+def _report_line(html_path: Path, seconds: float) -> str:
+    return f"{html_path} (self-contained; open it in a browser) and {html_path.parent / 'report.json'}"
+
+
+# --- stages 2, 3, 6, 7 ---------------------------------------------------------------------------------
+def train_tokenizer(config: QuickstartConfig, out: Path, progress: bool):
+    """A byte-level BPE tokenizer on out/train.txt, saved to out/tokenizer; (tokenizer, statistics)."""
     from tinylm.tokenizer.bpe import Tokenizer
     from tinylm.tokenizer.stats import longest_tokens
     from tinylm.tokenizer.train import TrainStats, train_bpe
@@ -183,121 +244,78 @@ def run_quickstart(config: QuickstartConfig, command: str | None = None, echo: C
     vocab, merges = train_bpe(out / "train.txt", config.vocab_size, [DOC_SEPARATOR], num_workers=config.workers, progress=progress, stats=stats)
     tokenizer = Tokenizer(vocab, merges, [DOC_SEPARATOR])
     tokenizer.save_dir(out / "tokenizer")
-    stages["tokenizer"] = time.perf_counter() - t0
-    longest = longest_tokens(tokenizer, 10)
-    report["tokenizer"] = {
+    return tokenizer, {
         "vocab_size": tokenizer.vocab_size,
         "merges": len(merges),
-        "train_seconds": stages["tokenizer"],
+        "train_seconds": time.perf_counter() - t0,
         "count_seconds": stats.count_seconds,
         "merge_seconds": stats.merge_seconds,
         "distinct_pretokens": stats.distinct_pretokens,
-        "longest_tokens": [{"id": i, "bytes": len(t), "text": t.decode("utf-8", errors="replace")} for i, t in longest],
+        "longest_tokens": [{"id": i, "bytes": len(t), "text": t.decode("utf-8", errors="replace")} for i, t in longest_tokens(tokenizer, 10)],
         "token_lengths": sorted(len(t) for t in vocab.values()),
     }
-    echo(
-        f"[2/7] tokenizer  {tokenizer.vocab_size:,} tokens ({len(merges):,} merges) in {stages['tokenizer']:.1f} s; "
-        f"longest {longest[0][1].decode('utf-8', errors='replace')!r} ({len(longest[0][1])} bytes)"
-    )
 
-    # 3. encode ------------------------------------------------------------------------------------
+
+def encode_splits(config: QuickstartConfig, out: Path, tokenizer, progress: bool) -> dict:
+    """out/train.npy and out/val.npy, both at once: validation in a child process, training spread over
+    the workers (processes, not threads: forking worker pools from a threaded process can deadlock)."""
     from tinylm.tokenizer.chunking import pool_context
     from tinylm.tokenizer.dataset import encode_file, load_info
 
     t0 = time.perf_counter()
-    workers = config.workers or os.cpu_count() or 1
-    # both files at once: validation in a child process, training spread over `workers` processes
-    # (processes, not threads: forking worker pools from a threaded process can deadlock)
     val_proc = pool_context().Process(target=_encode_quietly, args=(tokenizer, out / "val.txt", out / "val.npy"))
     val_proc.start()
     try:
-        train_info = encode_file(tokenizer, out / "train.txt", out / "train.npy", num_workers=workers, progress=progress)
+        train_info = encode_file(tokenizer, out / "train.txt", out / "train.npy", num_workers=config.workers or os.cpu_count() or 1,
+                                 progress=progress)
     finally:
         val_proc.join()
     val_info = load_info(out / "val.npy")
     if val_proc.exitcode != 0 or val_info is None:
         raise ConfigError(f"encoding the validation split failed (exit code {val_proc.exitcode})")
-    stages["encode"] = time.perf_counter() - t0
-    report["tokenizer"].update(
-        train_tokens=train_info.num_tokens,
-        val_tokens=val_info.num_tokens,
-        train_bytes_per_token=train_info.bytes_per_token,
-        val_bytes_per_token=val_info.bytes_per_token,
-        encode_seconds=stages["encode"],
-        encode_mb_per_s=(train_info.num_bytes + val_info.num_bytes) / 1e6 / max(stages["encode"], 1e-9),
-    )
-    echo(
-        f"[3/7] encode     {train_info.num_tokens:,} train + {val_info.num_tokens:,} validation tokens "
-        f"({train_info.bytes_per_token:.2f} bytes/token) in {stages['encode']:.1f} s"
-    )
-    if val_info.num_tokens < config.context_length + 2 or train_info.num_tokens < config.context_length + 2:
+    seconds = time.perf_counter() - t0
+    if min(val_info.num_tokens, train_info.num_tokens) < config.context_length + 2:
         raise ConfigError(
             f"too little text for context_length {config.context_length}: {train_info.num_tokens} train and "
             f"{val_info.num_tokens} validation tokens; give a larger corpus or a shorter context"
         )
-
-    # 4. train -------------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    training = train_model(config, out, progress)
-    stages["train"] = time.perf_counter() - t0
-    report["training"] = training
-    echo(
-        f"[4/7] train      {training['params'] / 1e6:.2f}M-parameter model, {training['steps']:,} steps "
-        f"({training['tokens'] / 1e6:.2f}M tokens, {training['tokens_per_s']:,.0f} tokens/s) in {stages['train'] / 60:.1f} min; "
-        f"final train loss {training['train_loss']:.3f}"
-    )
-
-    # 5. evaluate ----------------------------------------------------------------------------------
-    from tinylm.generate import load_run
-
-    t0 = time.perf_counter()
-    model, run_tokenizer = load_run(out / "run", config.device)
-    evaluation = evaluate(model, run_tokenizer, out / "val.npy", config, progress)
-    stages["evaluate"] = time.perf_counter() - t0
-    report["evaluation"] = evaluation
-    echo(
-        f"[5/7] evaluate   validation loss {evaluation['val_loss']:.4f} nats/token = {evaluation['val_bpb']:.4f} bits/byte "
-        f"(perplexity {evaluation['val_perplexity']:.1f}) on {evaluation['tokens']:,} tokens ({stages['evaluate']:.1f} s)"
-    )
-
-    # 6. samples -----------------------------------------------------------------------------------
-    from tinylm.generate import generate
-
-    t0 = time.perf_counter()
-    samples = []
-    prompts = list(config.prompts)
-    for i, prompt in enumerate(_bar(prompts, progress, "samples")):
-        text = generate(model, run_tokenizer, prompt, config.max_new_tokens, config.temperature, config.top_p, seed=config.seed + i)
-        samples.append({"prompt": prompt, "completion": text})
-    stages["samples"] = time.perf_counter() - t0
-    report["samples"] = samples
-    echo(f"[6/7] samples    {len(samples)} continuations of {config.max_new_tokens} tokens ({stages['samples']:.1f} s):")
-    for s in samples:
-        echo("        " + " ".join((s["prompt"] + s["completion"]).split())[:200])
-
-    # 7. report ------------------------------------------------------------------------------------
-    from tinylm.report_html import write_report
-
-    t0 = time.perf_counter()
-    stages["report"] = 0.0
-    report["stages_seconds"] = stages
-    report["total_seconds"] = time.perf_counter() - t_start
-    html_path = write_report(report, out / "run", out / "report.html")
-    stages["report"] = time.perf_counter() - t0
-    report["total_seconds"] = time.perf_counter() - t_start
-    (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
-    echo(f"[7/7] report     {html_path} (self-contained; open it in a browser) and {out / 'report.json'}")
-    echo(
-        f"done in {report['total_seconds'] / 60:.1f} min: validation {evaluation['val_bpb']:.3f} bits/byte; "
-        f"sample more with: tinylm generate --checkpoint {out / 'run'} --prompt \"...\""
-    )
-    return QuickstartResult(out, report)
+    return {
+        "train_tokens": train_info.num_tokens,
+        "val_tokens": val_info.num_tokens,
+        "train_bytes_per_token": train_info.bytes_per_token,
+        "val_bytes_per_token": val_info.bytes_per_token,
+        "encode_seconds": seconds,
+        "encode_mb_per_s": (train_info.num_bytes + val_info.num_bytes) / 1e6 / max(seconds, 1e-9),
+    }
 
 
 def _encode_quietly(tokenizer, src: Path, dst: Path) -> None:
     from tinylm.tokenizer.dataset import encode_file
 
     encode_file(tokenizer, src, dst, num_workers=1, progress=False)
+
+
+def sample_prompts(trainer, config: QuickstartConfig, progress: bool) -> list[dict]:
+    """One continuation of each prompt from the trained model (seed + i for the i-th prompt)."""
+    from tinylm.generate import generate
+
+    return [
+        {"prompt": prompt, "completion": generate(trainer.model, trainer.tokenizer, prompt, config.max_new_tokens, config.temperature,
+                                                  config.top_p, seed=config.seed + i)}
+        for i, prompt in enumerate(_bar(list(config.prompts), progress, "samples"))
+    ]
+
+
+def write_reports(report: dict, stage_seconds: dict, t_start: float, out: Path) -> Path:
+    """report.json and the self-contained report.html (the report stage's own time is left out)."""
+    from tinylm.report_html import write_report
+
+    report["stages_seconds"] = stage_seconds
+    report["total_seconds"] = time.perf_counter() - t_start
+    html_path = write_report(report, out / "run", out / "report.html")
+    report["total_seconds"] = time.perf_counter() - t_start
+    atomic_write_bytes(out / "report.json", json.dumps(report, indent=1, ensure_ascii=False).encode("utf-8"))
+    return html_path
 
 
 # --- stage 1 ------------------------------------------------------------------------------------
@@ -374,101 +392,68 @@ def measure_step_seconds(config: QuickstartConfig, steps: int = 3) -> float:
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
-def train_model(config: QuickstartConfig, out: Path, progress: bool) -> dict:
-    """Train in out/run for config.minutes of wall-clock (or config.max_steps); returns a summary."""
-    from tinylm.training.config import DataConfig, OptimConfig, RunConfig, TokenizerConfig, TrainConfig, to_toml
-    from tinylm.training.loop import CONFIG, Trainer
+def train_model(config: QuickstartConfig, out: Path, progress: bool):
+    """Train in out/run for config.minutes of wall-clock (or config.max_steps); (trainer, summary).
 
-    budget = config.minutes * 60
+    The wall-clock budget is the trainer's own (`train.max_minutes`: warm-up over the first steps,
+    then the cosine over the elapsed fraction of the budget, so it completes when the budget does on
+    any machine, however loaded). A few measured steps estimate the step count, used only to space
+    evaluations and size the warm-up.
+    """
+    from tinylm.training.config import DataConfig, OptimConfig, RunConfig, TokenizerConfig, TrainConfig
+    from tinylm.training.loop import Trainer
+
     t_cal = time.perf_counter()
     if config.max_steps is None:
         step_seconds = measure_step_seconds(config)
-        # an estimate only, to space evaluations and logs: the budget itself ends the run
-        steps = max(10, int(budget / step_seconds))
+        steps = max(10, int(config.minutes * 60 / step_seconds))  # an estimate: the budget ends the run
     else:
         step_seconds = None
         steps = config.max_steps
     calibration_seconds = time.perf_counter() - t_cal
-    budget -= calibration_seconds
     warmup = int(config.warmup_fraction * steps)
     eval_interval = max(1, steps // 10)
-    # 11 evaluations of eval_batches × batch_size windows, forward only (~1/3 of a step each): ~4 % of the steps
-    eval_batches = 4 if steps >= 300 else 2
+    # 11 evaluations of 2-4 batches of windows, forward only (~1/3 of a step each): ~4 % of the steps
+    eval_windows = (4 if steps >= 300 else 2) * config.batch_size
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
+    budget = {"max_steps": steps} if config.max_steps is not None else {"max_minutes": config.minutes}
     train_config = TrainConfig(
-        model=config.model_config().to_dict(),
+        model=config.model_config(),
         data=DataConfig(train=str(out / "train.npy"), val=str(out / "val.npy")),
         tokenizer=TokenizerConfig(dir=str(out / "tokenizer")),
         optim=OptimConfig(lr_max=config.lr, lr_min=config.lr * config.lr_min_ratio, warmup_iters=warmup, weight_decay=config.weight_decay),
         train=RunConfig(
             batch_size=config.batch_size,
-            max_steps=steps,
+            **budget,
             eval_interval=eval_interval,
-            eval_batches=eval_batches,
+            eval_windows=eval_windows,
             log_interval=max(1, min(10, steps // 100)),
             checkpoint_interval=max(steps, 1),  # one checkpoint, at the end: the budget goes to training
             device=config.device,
             seed=config.seed,
             out_dir=str(run_dir),
-            progress=progress and config.max_steps is not None,  # a time budget gets its own bar (below)
+            progress=progress,
         ),
     )
-    if config.max_steps is None:
-        trainer = _time_budget_trainer(train_config, budget=budget, warmup_fraction=config.warmup_fraction)
-        trainer.total_steps = 1 << 40  # the budget, not a step count, ends the run
-    else:
-        trainer = Trainer(train_config)
-    first_estimate = steps
-    stopped_by_budget = False
-    bar = None
-    if config.max_steps is None:
-        from tinylm.progress import progress_bar
-
-        bar = progress_bar(total=round(budget), desc="training", unit="s", disable=not progress, dynamic_ncols=True)
-
-    def on_step(step: int, record: dict | None) -> bool:
-        nonlocal stopped_by_budget
-        if config.max_steps is None:
-            fraction = trainer.budget_fraction()
-            bar.update(min(round(budget), round(fraction * budget)) - bar.n)
-            if record is not None:
-                bar.set_postfix(step=step, loss=f"{record['train_loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
-            if fraction >= 1.0:
-                stopped_by_budget = True
-                return True
-        return False
-
-    trainer.on_step = on_step
+    trainer = Trainer(train_config)
     t0 = time.perf_counter()
-    try:
-        result = trainer.run()
-    finally:
-        if bar is not None:
-            bar.close()
+    result = trainer.run()
     seconds = time.perf_counter() - t0
-    if config.max_steps is None:
-        # config.toml describes a step schedule close to the one that ran (cosine over the steps
-        # actually taken), so `tinylm train --resume <out>/run --max-steps N` can extend the run
-        trainer.total_steps = result.step
-        trainer.config.train.max_steps = result.step
-        trainer.config.optim.warmup_iters = min(trainer.config.optim.warmup_iters, result.step)
-        trainer.config.optim.cosine_iters = max(result.step, trainer.config.optim.warmup_iters)
-    (run_dir / CONFIG).write_text(to_toml(trainer.config), encoding="utf-8")
     params = sum(p.numel() for p in trainer.model.parameters())
-    return {
+    return trainer, {
         "params": params,
         "params_non_embedding": params - trainer.model_config.vocab_size * trainer.model_config.d_model * 2,
         "steps": result.step,
-        "first_estimate_steps": first_estimate,
+        "first_estimate_steps": steps,
         "schedule": "cosine over the wall-clock budget" if config.max_steps is None else "cosine over max_steps",
         "measured_step_seconds": step_seconds,
         "calibration_seconds": calibration_seconds,
-        "stopped_by_budget": stopped_by_budget,
-        "tokens": result.step * trainer.tokens_per_step,
+        "stopped_by_budget": config.max_steps is None and not result.interrupted,
+        "tokens": trainer.tokens_seen,
         "seconds": seconds,
-        "tokens_per_s": result.step * trainer.tokens_per_step / max(seconds, 1e-9),
+        "tokens_per_s": trainer.tokens_seen / max(seconds, 1e-9),
         "train_loss": result.train_loss,
         "last_val_loss": result.val_loss,
         "warmup_iters": warmup,
@@ -477,73 +462,27 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool) -> dict:
     }
 
 
-def _time_budget_trainer(train_config, budget: float, warmup_fraction: float):
-    """A Trainer whose learning rate follows warm-up and cosine over the wall-clock budget.
-
-    The step a budget allows depends on the machine's load while it runs (this machine is shared),
-    so the schedule is indexed by the elapsed fraction of the budget, not by the step: the cosine
-    always completes when the budget does, however fast or slow the steps turn out to be.
-    """
-    from tinylm.training.loop import Trainer
-    from tinylm.training.optim import cosine_lr
-
-    class TimeBudgetTrainer(Trainer):
-        _started: float | None = None
-
-        def budget_fraction(self) -> float:
-            if self._started is None:
-                return 0.0
-            return (time.perf_counter() - self._started) / budget
-
-        def set_lr(self) -> float:
-            if self._started is None:
-                self._started = time.perf_counter()
-            o, grid = self.config.optim, 100_000
-            position = min(self.budget_fraction(), 1.0) * grid
-            lr = cosine_lr(int(position), o.lr_max, o.lr_min, int(warmup_fraction * grid), grid)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            return lr
-
-    return TimeBudgetTrainer(train_config)
-
-
 # --- stage 5 ------------------------------------------------------------------------------------
-def evaluate(model, tokenizer, val_path: Path, config: QuickstartConfig, progress: bool) -> dict:
-    """Mean cross-entropy over non-overlapping windows of the validation tokens (up to eval_tokens
-    predictions, evenly spread), and bits per byte from the exact UTF-8 bytes of the predicted tokens."""
-    import numpy as np
-    import torch
+def evaluate_model(trainer, config: QuickstartConfig, progress: bool) -> dict:
+    """The trained model on up to `eval_tokens` of the validation split: evenly spread windows (not
+    overlapping while the split is long enough), scored by the library's `evaluate_bpb` (exact bytes
+    of each predicted token)."""
+    from tinylm.training.data import eval_starts
+    from tinylm.training.evaluate import evaluate_bpb
 
-    from tinylm.training.data import load_tokens, token_byte_lengths, windows
-    from tinylm.training.optim import cross_entropy
-
-    tokens = load_tokens(val_path, "uint16")
-    ctx = model.config.context_length
-    available = (len(tokens) - 1) // ctx
-    n_windows = max(1, min(available, config.eval_tokens // ctx))
-    starts = np.linspace(0, (available - 1) * ctx, n_windows).astype(np.int64) // ctx * ctx
-    starts = np.unique(starts)
-    lengths = token_byte_lengths(tokenizer.vocab, model.config.vocab_size)
-    device = next(model.parameters()).device
-    total_nats, total_tokens, total_bytes = 0.0, 0, 0
-    model.eval()
-    batch = config.batch_size
-    with torch.no_grad():
-        for i in _bar(range(0, len(starts), batch), progress, "evaluating"):
-            x, y = windows(tokens, starts[i : i + batch], ctx, device)
-            total_nats += float(cross_entropy(model(x), y)) * y.numel()
-            total_tokens += y.numel()
-            total_bytes += int(lengths[y.cpu().numpy()].sum())
-    loss = total_nats / total_tokens
+    tokens, ctx = trainer.val_tokens, trainer.model_config.context_length
+    n_windows = max(1, min((len(tokens) - 1) // ctx, config.eval_tokens // ctx))
+    starts = eval_starts(len(tokens), ctx, n_windows)
+    ev = evaluate_bpb(trainer.model, tokens, starts, ctx, config.batch_size, trainer.device, trainer.val_token_bytes,
+                      progress=lambda chunks: _bar(chunks, progress, "evaluating"))
     return {
-        "val_loss": loss,
-        "val_perplexity": math.exp(min(loss, 700.0)),
-        "val_bpb": total_nats / math.log(2) / max(total_bytes, 1),
-        "tokens": total_tokens,
-        "bytes": total_bytes,
-        "windows": len(starts),
-        "uniform_bpb": math.log2(model.config.vocab_size) * total_tokens / max(total_bytes, 1),
+        "val_loss": ev.loss,
+        "val_perplexity": ev.perplexity,
+        "val_bpb": ev.bpb,
+        "tokens": ev.tokens,
+        "bytes": ev.bytes,
+        "windows": ev.windows,
+        "uniform_bpb": math.log2(trainer.model_config.vocab_size) * ev.tokens / max(ev.bytes, 1),
     }
 
 

@@ -14,6 +14,9 @@ import json
 import os
 from pathlib import Path
 
+from tinylm.tokenizer.files import atomic_write_bytes
+from tinylm.training.run_dir import RunDir
+
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
@@ -168,10 +171,8 @@ def write_report(report: dict, run_dir: str | os.PathLike, path: str | os.PathLi
     for name, caption in (("loss_vs_step.png", "loss against step (train: running mean; validation: fixed windows)"), ("loss_vs_time.png", "loss against wall-clock")):
         if (run_dir / name).exists():
             images[caption] = png_data_uri(run_dir / name)
-    config_toml = run_dir / "config.toml"
+    config_toml = RunDir(run_dir).config
     if config_toml.exists():
         report = {**report, "run_config_toml": config_toml.read_text(encoding="utf-8")}
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(render_report(report, images), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, render_report(report, images).encode("utf-8"))
     return path

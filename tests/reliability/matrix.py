@@ -290,7 +290,32 @@ TRAINING_CASES = [
     Case("NaN/inf loss (absurd learning rate)", lambda d: _train(d, "--lr", "1e30", "--max-steps", "6"), ["became nan", "last good state", "--resume"], "TrainingDivergedError", _diverged_state_is_finite),
 ]
 
-CASES = TOKENIZER_CASES + TRAINING_CASES
+
+# --- export ------------------------------------------------------------------------------------------
+def _export_ablation(field: str, value: str) -> Callable[[Path], list[str]]:
+    """Export a 1-step run of a model Llama cannot express."""
+
+    def setup(d: Path) -> list[str]:
+        from tinylm.training.config import load_config
+        from tinylm.training.loop import train
+
+        run = d / "run"
+        train(load_config(_config(d, **{field: value}), {"train.max_steps": 1, "train.out_dir": str(run)}))
+        return ["export", str(run), "--out", "OUT"]
+
+    return setup
+
+
+EXPORT_CASES = [
+    *(
+        Case(f"export of a model Llama cannot express ({field}={value})", _export_ablation(field, value), ["cannot export as Llama", f"model.{field}='{value}'"], "ConfigError")
+        for field, value in (("norm", "post"), ("norm", "none"), ("position", "none"), ("ffn", "silu"))
+    ),
+    Case("export of a folder without a checkpoint", lambda d: ["export", str(_byte_tok(d)), "--out", "OUT"], ["no checkpoint at", "checkpoint.pt"], "CheckpointError"),
+    Case("export into a folder where a file is", lambda d: ["export", str(_run(d)), "--out", _write(d, "f", b"x") + "/hf"], ["cannot write to output folder", "Not a directory"], "OutputError"),
+]
+
+CASES = TOKENIZER_CASES + TRAINING_CASES + EXPORT_CASES
 
 
 def _args(case: Case, folder: Path) -> list[str]:
@@ -301,7 +326,7 @@ def _args(case: Case, folder: Path) -> list[str]:
 # status and its stderr, without ~2 s of torch import per row (an unexpected exception shows up as
 # exit status 1 with its traceback appended to stderr). The tokenizer rows, the fault rows and the
 # kill tests run real processes.
-IN_PROCESS = {"train", "generate"}
+IN_PROCESS = {"train", "generate", "export"}
 
 
 def run_case(case: Case, folder: Path) -> subprocess.CompletedProcess:

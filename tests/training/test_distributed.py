@@ -218,6 +218,32 @@ def test_two_processes_reach_the_parameters_of_one(config_file, tmp_path):
         assert [r.get(key) for r in a] == pytest.approx([r.get(key) for r in b], abs=1e-4, nan_ok=False)
 
 
+_TEARDOWN_PROBE = """
+import sys, weakref
+import torch.distributed as dist
+from tinylm.training.config import load_config
+from tinylm.training.loop import Trainer
+trainer = Trainer(load_config(sys.argv[1], {"train.out_dir": sys.argv[2]}))
+wrapper = weakref.ref(trainer.ddp)
+trainer.run()
+print(f"rank {trainer.dist.rank}: wrapper alive {wrapper() is not None}, group alive {dist.is_initialized()}", flush=True)
+"""
+
+
+def test_a_finished_run_leaves_no_process_group_for_interpreter_shutdown(config_file, tmp_path):
+    """Issue 11: a finished run was reported failed 1 time in 8 (rank 1: `terminate called without an active
+    exception`, SIGABRT at exit). Root cause: the DDP wrapper (its reducer holds the process group and the last
+    all-reduce's work) outlived Trainer.run and was destroyed during interpreter shutdown. It must be gone, and the
+    group destroyed, before run() returns."""
+    path, _ = config_file(**{"train.max_steps": 2, "train.eval_interval": 2})
+    probe = tmp_path / "probe.py"
+    probe.write_text(_TEARDOWN_PROBE)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(probe), str(path), str(tmp_path / "run")]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(proc.stdout.split("\n"))[1:] == [f"rank {r}: wrapper alive False, group alive False" for r in (0, 1)], proc.stdout
+
+
 @pytest.mark.slow
 def test_compiled_ddp_reaches_the_parameters_of_one_eager_process(config_file, tmp_path):
     """torch.compile around DDP, with accumulation's no_sync steps: same weights, and the graph is cut at gradient buckets.

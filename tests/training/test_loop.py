@@ -37,7 +37,10 @@ def test_run_writes_metrics_plots_checkpoint_and_config(make_config):
     assert records[-1]["tokens"] == 8 * 4 * 16
     evals = [r for r in records if "val_loss" in r]
     assert [r["step"] for r in evals] == [4, 8]  # every eval_interval and at the end
-    assert records[0]["lr"] == 0.0 and records[2]["lr"] == pytest.approx(3e-3)  # warm-up then peak
+    # steps are numbered from 1: the first warm-up step trains (lr_max / warmup_iters, never 0), the last
+    # warm-up step (2) reaches lr_max, the last step reaches lr_min (issue 16: step 1 used to run at lr 0)
+    assert records[0]["lr"] == pytest.approx(3e-3 / 2) and records[1]["lr"] == pytest.approx(3e-3)
+    assert records[-1]["lr"] == pytest.approx(3e-4)
     assert read_checkpoint(run)["iteration"] == 8
     saved = load_config(run / "config.toml")
     assert saved.model == config.model and saved.train.max_steps == 8
@@ -267,7 +270,7 @@ def test_toml_round_trip_and_flag_overrides(make_config, tmp_path):
     path.write_text(to_toml(config))
     assert load_config(path) == config
     changed = load_config(path, ["optim.lr_max=1e-2", "train.max_tokens=6400", "model.norm=post"])
-    assert changed.optim.lr_max == 0.01 and changed.model["norm"] == "post"
+    assert changed.optim.lr_max == 0.01 and changed.model.norm == "post"
     assert changed.train.max_steps is None and changed.total_steps == 100  # 6400 / (4 × 16)
     with pytest.raises(ConfigError, match="not valid TOML"):
         (tmp_path / "bad.toml").write_text("[train\n")

@@ -26,6 +26,7 @@ _COMMAND_MODULES = {
     "generate": "training_commands",
     "sweep": "training_commands",
     "quickstart": "quickstart_command",
+    "export": "export_command",
 }
 
 

@@ -17,8 +17,8 @@ import click
 @click.option("--max-corpus-mb", type=float, default=None, help="Read at most this much of --corpus (default 64, cut at a document boundary).")
 @click.option("--vocab-size", type=int, default=None, help="Tokenizer vocabulary (default 4096).")
 @click.option("--d-model", type=int, default=None, help="Model width (default 128).")
-@click.option("--layers", "num_layers", type=int, default=None, help="Transformer blocks (default 4).")
-@click.option("--heads", "num_heads", type=int, default=None, help="Attention heads (default 4).")
+@click.option("--num-layers", "--layers", "num_layers", type=int, default=None, help="Transformer blocks (default 4; --layers is the old spelling).")
+@click.option("--num-heads", "--heads", "num_heads", type=int, default=None, help="Attention heads (default 4; --heads is the old spelling).")
 @click.option("--context-length", type=int, default=None, help="Tokens per training window (default 128).")
 @click.option("--batch-size", type=int, default=None, help="Windows per step (default 32).")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (default 1e-2; cosine to lr/10 over the budget).")
@@ -38,7 +38,7 @@ def quickstart(prompts, **flags):
     Examples:
       tinylm quickstart                                   (bundled corpus, CPU, about 8 minutes)
       tinylm quickstart --minutes 1 --out runs/qs-short
-      tinylm quickstart --corpus TinyStoriesV2-GPT4-train.txt --device cuda --d-model 512 --layers 4 --heads 16
+      tinylm quickstart --corpus TinyStoriesV2-GPT4-train.txt --device cuda --d-model 512 --num-layers 4 --num-heads 16
     """
     from tinylm.quickstart import QuickstartConfig, run_quickstart
 

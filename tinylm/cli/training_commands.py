@@ -22,6 +22,7 @@ _TRAIN_FLAGS = {
     "global_batch_size": "train.global_batch_size",
     "max_steps": "train.max_steps",
     "max_tokens": "train.max_tokens",
+    "max_minutes": "train.max_minutes",
     "lr": "optim.lr_max",
     "lr_min": "optim.lr_min",
     "warmup_iters": "optim.warmup_iters",
@@ -83,7 +84,8 @@ def _resume_command(result) -> str:
 @click.option("--grad-accum-steps", type=int, help="Micro-batches per optimizer step, per process.")
 @click.option("--global-batch-size", type=int, help="Sequences per step over all processes (sets --grad-accum-steps).")
 @click.option("--max-steps", type=int, help="Steps to train (replaces a token budget).")
-@click.option("--max-tokens", type=int, help="Token budget: steps = tokens / (batch size × context length).")
+@click.option("--max-tokens", type=int, help="Token budget, cumulative across resumes (replaces a step budget).")
+@click.option("--max-minutes", type=float, help="Wall-clock budget in minutes; the cosine runs over elapsed time.")
 @click.option("--lr", type=float, help="Peak learning rate (optim.lr_max).")
 @click.option("--lr-min", type=float, help="Final learning rate after the cosine decay.")
 @click.option("--warmup-iters", type=int, help="Linear warm-up steps.")
@@ -103,12 +105,13 @@ def train(config_path, settings, resume_dir, **flags):
       tinylm train --resume runs/fast          (continue after Ctrl-C, a crash or kill -9)
       torchrun --nproc_per_node 4 -m tinylm train --config cfg.toml --device cuda   (4 GPUs, DDP)
     """
-    from tinylm.training.loop import CONFIG, train as run_training
+    from tinylm.training.loop import train as run_training
+    from tinylm.training.run_dir import RunDir
 
     if resume_dir is not None:
         if config_path is not None:
             raise click.UsageError("--resume uses the run's own config.toml; change settings with flags or --set")
-        config_path = Path(resume_dir) / CONFIG
+        config_path = RunDir(resume_dir).config
         flags["out"] = resume_dir
     config = _load(config_path, settings, flags)
     result = run_training(config, resume=resume_dir is not None)
@@ -121,7 +124,7 @@ def train(config_path, settings, resume_dir, **flags):
     if result.rank != 0:  # under torchrun, rank 0 reports for the run
         sys.exit(130 if result.interrupted else 0)
     if result.interrupted:
-        click.echo(f"stopped at step {result.step}; checkpoint saved in {out}/checkpoint.pt", err=True)
+        click.echo(f"stopped at step {result.step}; checkpoint saved in {RunDir(out).checkpoint}", err=True)
         click.echo(f"continue with: {_resume_command(result)}", err=True)
         sys.exit(130)
     parts = [f"trained {result.step} steps"]

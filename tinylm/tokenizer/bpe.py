@@ -11,11 +11,10 @@ tinylm.tokenizer._bpe_encode is built, the text between special tokens is encode
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Collection, Iterable, Iterator
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from tinylm.errors import ConfigError, InputFileError, SpecialTokenNotAllowedError, TokenizerFileError, UnknownTokenError
@@ -32,19 +31,23 @@ from tinylm.tokenizer.files import (
     tokenizer_folder_files,
 )
 from tinylm.tokenizer.fast_encode import check_backend, make_encoder
-from tinylm.tokenizer.pretokenize import pretokenize, special_token_regex, validate_special_tokens
+from tinylm.tokenizer.pretokenize import SpecialTokenMatcher, find_safe_cut, pretokenize, special_matcher, validate_special_tokens
 
 _CACHE_LIMIT = 200_000  # pre-tokens; bounds the cache to a few tens of MB
-# Cut points for streaming: see pretokenize.find_safe_cut for why these are safe.
-# Python's \s covers every character the GPT-2 pattern's \s does (and a few more), so \S here is
-# never a character the pattern would treat as space.
-_STREAM_CUT = re.compile(r"\S\n(?=\S)|\S (?=[A-Za-z])")
-_STREAM_BUFFER = 1 << 16
+STREAM_PIECE_CHARS = 1 << 16  # encode_iterable's default piece size (characters)
 
 
 def _replace_lone_surrogates(text: str) -> str:
     """U+D800..U+DFFF on their own have no UTF-8 form: make them U+FFFD (tiktoken does the same)."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+class _SpecialPlan(NamedTuple):
+    """How one encode call treats special tokens, resolved once from allowed/disallowed_special."""
+
+    allowed: SpecialTokenMatcher  # encoded as their ids (may be empty)
+    disallowed: SpecialTokenMatcher  # SpecialTokenNotAllowedError when found (may be empty)
+    boundaries: SpecialTokenMatcher  # tokens a safe cut must not split: all of the tokenizer's and the disallowed
 
 
 class Tokenizer:
@@ -73,15 +76,17 @@ class Tokenizer:
             if tok in self.token_to_id:
                 raise TokenizerFileError(f"token {tok!r} appears twice in the vocabulary (ids {self.token_to_id[tok]} and {idx})")
             self.token_to_id[tok] = idx
+        next_id = max(self.vocab, default=-1) + 1
         for tok in specials:
             b = tok.encode("utf-8")
             if b not in self.token_to_id:
-                idx = max(self.vocab, default=-1) + 1
-                self.vocab[idx] = b
-                self.token_to_id[b] = idx
+                self.vocab[next_id] = b
+                self.token_to_id[b] = next_id
+                next_id += 1
         self.special_tokens: list[str] = specials
         self.special_to_id: dict[str, int] = {t: self.token_to_id[t.encode("utf-8")] for t in specials}
-        self._special_re = special_token_regex(specials)
+        self._special_set: frozenset[str] = frozenset(specials)
+        self._special_matcher: SpecialTokenMatcher = special_matcher(self._special_set)  # compiled on first use
 
         missing = [b for b in range(256) if bytes([b]) not in self.token_to_id]
         if missing:
@@ -210,14 +215,33 @@ class Tokenizer:
         except UnicodeEncodeError:
             return self.encode_ordinary(_replace_lone_surrogates(text))
 
-    def _check_disallowed(self, text: str, allowed: set[str], disallowed: Collection[str] | str) -> None:
-        if disallowed == "all":
-            disallowed = set(self.special_tokens) - allowed
-        disallowed = [t for t in disallowed if t not in allowed]
-        if not disallowed:
-            return
-        pattern = special_token_regex(disallowed)
-        m = pattern.search(text)
+    def _special_plan(self, allowed_special, disallowed_special) -> _SpecialPlan:
+        """Resolve encode's allowed/disallowed_special once (ConfigError for unknown allowed tokens).
+
+        Cost: O(1) for the defaults, O(tokens named) otherwise; each distinct set's matcher is
+        built once (special_matcher keeps them).
+        """
+        if allowed_special == "all":
+            allowed = self._special_set
+        else:
+            allowed = frozenset(allowed_special)
+            unknown = allowed - self._special_set
+            if unknown:
+                raise ConfigError(f"allowed_special names tokens that are not special tokens of this tokenizer: {sorted(unknown)}")
+        if disallowed_special == "all":
+            disallowed = self._special_set if not allowed else self._special_set - allowed
+        else:
+            disallowed = frozenset(disallowed_special) - allowed
+        boundaries = self._special_set if disallowed <= self._special_set else self._special_set | disallowed
+        return _SpecialPlan(self._matcher(allowed), self._matcher(disallowed), self._matcher(boundaries))
+
+    def _matcher(self, tokens: frozenset[str]) -> SpecialTokenMatcher:
+        """This tokenizer's own matcher for its full set (never evicted from a cache), else the shared one."""
+        return self._special_matcher if tokens is self._special_set else special_matcher(tokens)
+
+    @staticmethod
+    def _check_disallowed(text: str, disallowed: SpecialTokenMatcher) -> None:
+        m = disallowed.search(text)
         if m:
             raise SpecialTokenNotAllowedError(
                 f"text contains the special token {m.group()!r} at character {m.start()}; pass it in allowed_special to "
@@ -241,38 +265,33 @@ class Tokenizer:
         """
         if not isinstance(text, str):
             raise TypeError(f"encode expects str, got {type(text).__name__}")
-        try:
-            return self._encode(text, allowed_special, disallowed_special)
-        except UnicodeEncodeError:
-            return self._encode(_replace_lone_surrogates(text), allowed_special, disallowed_special)
+        return self._encode_planned(text, self._special_plan(allowed_special, disallowed_special))
 
-    def _encode(self, text: str, allowed_special, disallowed_special) -> list[int]:
+    def _encode_planned(self, text: str, plan: _SpecialPlan) -> list[int]:
+        try:
+            return self._encode(text, plan)
+        except UnicodeEncodeError:
+            return self._encode(_replace_lone_surrogates(text), plan)
+
+    def _encode(self, text: str, plan: _SpecialPlan) -> list[int]:
         out: list[int] = []
-        for piece in self._segments(text, allowed_special, disallowed_special):
+        for piece in self._segments(text, plan):
             if isinstance(piece, int):
                 out.append(piece)
             else:
                 out.extend(self._ordinary(piece))
         return out
 
-    def _segments(self, text: str, allowed_special, disallowed_special) -> Iterator[str | int]:
-        """The text cut at allowed special tokens: ordinary text (str) and special token ids (int), in order."""
-        if allowed_special == "all":
-            allowed = set(self.special_tokens)
-        else:
-            allowed = set(allowed_special)
-            unknown = allowed - set(self.special_tokens)
-            if unknown:
-                raise ConfigError(f"allowed_special names tokens that are not special tokens of this tokenizer: {sorted(unknown)}")
-        if disallowed_special:
-            self._check_disallowed(text, allowed, disallowed_special)
-        if not allowed:
-            if text:
-                yield text
-            return
-        special_re = self._special_re if allowed == set(self.special_tokens) else special_token_regex(allowed)
+    def _segments(self, text: str, plan: _SpecialPlan) -> Iterator[str | int]:
+        """The text cut at allowed special tokens: ordinary text (str) and special token ids (int), in order.
+
+        Tokens are taken leftmost first, and of those starting at one place the longest
+        (SpecialTokenMatcher). SpecialTokenNotAllowedError first if a disallowed token occurs.
+        """
+        if plan.disallowed:
+            self._check_disallowed(text, plan.disallowed)
         pos = 0
-        for m in special_re.finditer(text):
+        for m in plan.allowed.finditer(text):
             if m.start() > pos:
                 yield text[pos : m.start()]
             yield self.special_to_id[m.group()]
@@ -295,7 +314,7 @@ class Tokenizer:
         if encode_kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(encode_kwargs)}")
         parts: list[bytes] = []
-        for piece in self._segments(text, allowed, disallowed):
+        for piece in self._segments(text, self._special_plan(allowed, disallowed)):
             if isinstance(piece, int):
                 parts.append(piece.to_bytes(dtype.itemsize, "little"))
                 continue
@@ -305,45 +324,62 @@ class Tokenizer:
                 parts.append(self._fast.encode_ordinary_bytes(_replace_lone_surrogates(piece), dtype.itemsize))
         return np.frombuffer(b"".join(parts), dtype=dtype)
 
-    def encode_iterable(self, iterable: Iterable[str], **encode_kwargs) -> Iterator[int]:
+    def encode_iterable(
+        self,
+        iterable: Iterable[str],
+        *,
+        piece_chars: int = STREAM_PIECE_CHARS,
+        allowed_special: Literal["all"] | Collection[str] = "all",
+        disallowed_special: Literal["all"] | Collection[str] = (),
+    ) -> Iterator[int]:
         """Stream ids from an iterable of strings (e.g. an open file), in bounded memory.
 
-        Text is buffered only up to the last safe cut (a newline or a space between non-space
-        characters, never inside a special token), so a pre-token split across two chunks is
-        still encoded as one. Each character is scanned for cuts once. Text with no newline and
-        no space before a letter for a long stretch has no safe cut and is buffered whole.
+        Yields exactly the ids of encode("".join(iterable), ...) with the same special-token
+        arguments, however the strings are cut. Text is buffered until a piece of at least
+        piece_chars characters ends at a safe cut (pretokenize.find_safe_cut: before an allowed
+        special token, after an isolated newline or before " word", never where any special token
+        occurrence would be split), which is then encoded on its own. Text with no safe cut for a
+        long stretch (no newline or space before a letter, no special token) is buffered whole.
+        A disallowed special token raises SpecialTokenNotAllowedError when its piece is reached,
+        after the ids of the pieces before it; so does a TypeError for an item that is not str.
+        ConfigError (at the call) for piece_chars < 1 or unknown allowed_special tokens.
         """
-        keep = max((len(t) for t in self.special_tokens), default=0)
-        buf = ""
-        scanned = 0  # buf[:scanned] holds no usable cut
+        if not isinstance(piece_chars, int) or piece_chars < 1:
+            raise ConfigError(f"piece_chars must be a positive integer, got {piece_chars!r}")
+        plan = self._special_plan(allowed_special, disallowed_special)
+        # The pieces' id lists are flattened by chain in C: a generator step per id would cost
+        # more than encoding it.
+        return chain.from_iterable(self._encode_pieces(iterable, piece_chars, plan))
+
+    def _encode_pieces(self, iterable: Iterable[str], piece_chars: int, plan: _SpecialPlan) -> Iterator[list[int]]:
+        """The ids of each safe piece of the streamed text, in order (see encode_iterable)."""
+        context = max(plan.boundaries.max_chars, 2)  # characters past a cut that decide whether it is safe
+        ready = piece_chars + context  # buffer length worth looking for a cut in
+        buf, pending, pending_chars, scanned = "", [], 0, 0  # buf[:scanned] holds no cut
         for chunk in iterable:
-            buf += chunk
-            if len(buf) - scanned < _STREAM_BUFFER:
+            if not isinstance(chunk, str):
+                raise TypeError(f"encode_iterable expects an iterable of str, got {type(chunk).__name__}")
+            pending.append(chunk)
+            pending_chars += len(chunk)
+            if len(buf) + pending_chars < ready:
                 continue
-            limit = len(buf) - keep - 1  # a special token ending past here may still be growing
-            cut = self._last_safe_cut(buf, max(0, scanned - 1), limit)
-            if cut > 0:
-                yield from self.encode(buf[:cut], **encode_kwargs)
-                buf = buf[cut:]
-            scanned = max(0, limit - cut)
+            buf += "".join(pending)
+            pending, pending_chars = [], 0
+            start = 0  # buf[:start] is encoded; sliced off once, after the loop (a 1 GB chunk is not copied per piece)
+            while len(buf) - start >= piece_chars + context:
+                last = len(buf) - context
+                cut = find_safe_cut(buf, plan.allowed, max(start + piece_chars, scanned), last, plan.boundaries)
+                if cut == -1:
+                    scanned = last + 1
+                    break
+                yield self._encode_planned(buf[start:cut], plan)
+                start = scanned = cut
+            buf, scanned = buf[start:], scanned - start
+            # Without a cut, wait for the buffer to double: each character is joined and scanned O(1) times.
+            ready = max(piece_chars + context, 2 * len(buf)) if scanned else piece_chars + context
+        buf += "".join(pending)
         if buf:
-            yield from self.encode(buf, **encode_kwargs)
-
-    def _last_safe_cut(self, buf: str, start: int, limit: int) -> int:
-        """The last safe cut in buf[start:limit+1], or 0."""
-        cut = 0
-        for m in _STREAM_CUT.finditer(buf, start, limit + 1):
-            c = m.end() if m.group().endswith("\n") else m.start() + 1
-            if c <= limit and not self._straddles(buf, c):
-                cut = c
-        return cut
-
-    def _straddles(self, buf: str, cut: int) -> bool:
-        for tok in self.special_tokens:
-            for k in range(1, len(tok)):
-                if cut - k >= 0 and buf.startswith(tok, cut - k):
-                    return True
-        return False
+            yield self._encode_planned(buf, plan)
 
     # --- decoding --------------------------------------------------------------------------
     def decode_bytes(self, ids: Iterable[int]) -> bytes:

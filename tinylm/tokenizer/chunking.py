@@ -13,11 +13,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from tinylm.errors import InputFileError, InvalidUTF8Error
-from tinylm.tokenizer.pretokenize import find_safe_cut
+from tinylm.errors import ConfigError, InputFileError, InvalidUTF8Error
+from tinylm.tokenizer.pretokenize import find_safe_cut, special_matcher
 
 DEFAULT_CHUNK_BYTES = 4 << 20
-_SCAN_WINDOW = 1 << 20
+DEFAULT_SCAN_BYTES = 1 << 20
+_SCAN_WINDOW = DEFAULT_SCAN_BYTES  # the old name, still read by tests/reliability
 
 
 def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
@@ -38,37 +39,50 @@ def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
     return p
 
 
-def chunk_ranges(path: str | os.PathLike, special_tokens: list[str], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[tuple[int, int]]:
-    """Byte ranges covering the file, each about chunk_bytes, cut only at safe places.
+def chunk_ranges(
+    path: str | os.PathLike,
+    special_tokens: list[str],
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    *,
+    scan_bytes: int = DEFAULT_SCAN_BYTES,
+) -> Iterator[tuple[int, int]]:
+    """Byte ranges (start, end) covering the file in order, cut only at safe places.
 
-    Only a small window around each tentative cut is read, so this is cheap on any file size.
+    Each range but the last is at least chunk_bytes long: it ends at the first safe cut (see
+    pretokenize.find_safe_cut) at or after start + chunk_bytes, so encoding or counting the ranges
+    apart gives exactly what the whole file gives, for any set of special tokens. The cut is
+    looked for in windows of scan_bytes, each read with the longest special token's length of
+    context on both sides; a file with no safe cut after a point ends in one range. Only those
+    windows are read, so this is cheap on any file size. ConfigError for a size below 1.
     """
-    special_bytes = [t.encode("utf-8") for t in special_tokens]
+    if chunk_bytes < 1 or scan_bytes < 1:
+        raise ConfigError(f"chunk_bytes and scan_bytes must be positive, got {chunk_bytes} and {scan_bytes}")
+    matcher = special_matcher(special_tokens)
+    context = max(matcher.max_bytes, 2)  # bytes either side that decide whether a cut is safe
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         pos = 0
         while pos < size:
-            probe = pos + chunk_bytes
-            if probe >= size:
-                yield pos, size
-                return
-            cut = -1
-            window_start = probe
-            while cut == -1 and window_start < size:
-                f.seek(window_start)
-                # Overlap by the longest special token so a token across windows is still seen.
-                overlap = max((len(t) for t in special_bytes), default=1)
-                buf = f.read(_SCAN_WINDOW + overlap)
-                found = find_safe_cut(buf, special_bytes, 1)
-                if found != -1 and found <= _SCAN_WINDOW:
-                    cut = window_start + found
-                else:
-                    window_start += _SCAN_WINDOW
+            cut = _first_cut_after(f, size, pos + chunk_bytes, matcher, scan_bytes, context)
             if cut == -1:
                 yield pos, size
                 return
             yield pos, cut
             pos = cut
+
+
+def _first_cut_after(f, size: int, probe: int, matcher, scan_bytes: int, context: int) -> int:
+    """The first safe cut at or after byte probe of the open file f (size bytes), or -1."""
+    window = probe
+    while window < size:
+        read_start = max(0, window - context)
+        f.seek(read_start)
+        buf = f.read(window - read_start + scan_bytes + context)
+        found = find_safe_cut(buf, matcher, window - read_start, window - read_start + scan_bytes - 1)
+        if found != -1:
+            return read_start + found
+        window += scan_bytes
+    return -1
 
 
 def read_text_range(path: str | os.PathLike, start: int, end: int) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 
 from tinylm.errors import ConfigError, DataError, OutputError
 from tinylm.tokenizer.bpe import Tokenizer
-from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
+from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, DEFAULT_SCAN_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
 from tinylm.tokenizer.files import atomic_write_bytes, remove_stale_temp_files
 
 _NPY_HEADER_BYTES = 128  # fixed size, so the header can be written once the length is known
@@ -71,9 +71,15 @@ def encode_file(
     *,
     num_workers: int | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    scan_bytes: int = DEFAULT_SCAN_BYTES,
     progress: bool = False,
 ) -> EncodedFileInfo:
-    """Encode input_path to output_path (`.npy`, or raw little-endian ids for any other suffix)."""
+    """Encode input_path to output_path (`.npy`, or raw little-endian ids for any other suffix).
+
+    The file is encoded in byte ranges of at least chunk_bytes, cut only where encoding the pieces
+    apart gives what encoding the whole gives (chunking.chunk_ranges, whose cut search reads
+    windows of scan_bytes), so the ids equal tokenizer.encode(whole text) for any special tokens.
+    """
     from tinylm.progress import progress_bar
 
     src = check_input_file(input_path)
@@ -85,15 +91,16 @@ def encode_file(
             out.parent.mkdir(parents=True)
         except OSError as exc:
             raise OutputError(f"cannot create output folder {out.parent}: {exc.strerror}") from None
-    if chunk_bytes < 1:
-        raise ConfigError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    if chunk_bytes < 1 or scan_bytes < 1:
+        raise ConfigError(f"chunk_bytes and scan_bytes must be positive, got {chunk_bytes} and {scan_bytes}")
     dtype = token_dtype(tokenizer.vocab_size)
     as_npy = out.suffix == ".npy"
     size = src.stat().st_size
     remove_stale_temp_files(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     workers = num_workers or os.cpu_count() or 1
-    tasks = [(str(src), s, e) for s, e in chunk_ranges(src, tokenizer.special_tokens, chunk_bytes)]
+    tasks = [(str(src), s, e) for s, e in chunk_ranges(src, tokenizer.special_tokens, chunk_bytes, scan_bytes=scan_bytes)]
+    tokenizer.encode("")  # compiles the special-token matcher here, once, before worker processes fork
     num_tokens = 0
     serial = workers <= 1 or len(tasks) <= 1
     pool = None if serial else pool_context().Pool(workers, initializer=_init_worker, initargs=(tokenizer, dtype.str))

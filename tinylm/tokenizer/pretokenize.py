@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 
 import regex
 
@@ -28,7 +29,7 @@ def pretokenize(text: str) -> list[str]:
 
 
 def validate_special_tokens(special_tokens: Iterable[str] | None) -> list[str]:
-    """Reject empty or duplicate special tokens with a clear message; keep their order."""
+    """Reject empty, duplicate or not UTF-8-encodable special tokens (ConfigError); keep their order."""
     tokens = list(special_tokens or [])
     seen = set()
     for tok in tokens:
@@ -38,79 +39,273 @@ def validate_special_tokens(special_tokens: Iterable[str] | None) -> list[str]:
             raise ConfigError("special tokens must not be empty")
         if tok in seen:
             raise ConfigError(f"special token {tok!r} is given twice")
+        try:
+            tok.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"special token {tok!r} holds a lone surrogate, which has no UTF-8 form") from None
         seen.add(tok)
     return tokens
 
 
 def special_token_regex(special_tokens: Iterable[str]) -> re.Pattern | None:
-    """An alternation of the escaped tokens, longest first so overlapping tokens match longest."""
-    tokens = sorted(set(special_tokens), key=lambda t: (-len(t), t))
-    if not tokens:
-        return None
-    return re.compile("|".join(re.escape(t) for t in tokens))
+    """A compiled pattern whose matches are special tokens, leftmost first and longest at each start.
+
+    None when there are no tokens. The pattern of `special_matcher(special_tokens)` (see
+    SpecialTokenMatcher), kept for callers that want a plain `re.Pattern`.
+    """
+    return special_matcher(special_tokens).pattern(str)
 
 
-def split_on_special(text: str, special_re: re.Pattern | None) -> list[str]:
+def split_on_special(text: str, special: "SpecialTokenMatcher | re.Pattern | None") -> list[str]:
     """The text between special tokens (the tokens themselves dropped)."""
-    if special_re is None:
+    if special is None or not special:
         return [text]
-    return special_re.split(text)
+    return special.split(text)
 
 
-def iter_pretokens(text: str, special_re: re.Pattern | None) -> Iterator[str]:
-    for piece in split_on_special(text, special_re):
+def iter_pretokens(text: str, special: "SpecialTokenMatcher | re.Pattern | None") -> Iterator[str]:
+    for piece in split_on_special(text, special):
         if piece:
             yield from pretokenize(piece)
 
 
-# --- safe places to cut a byte stream -------------------------------------------------------
-# A cut is safe when pre-tokenizing the two halves separately gives the same pre-tokens as the
-# whole. Besides a special token, two ASCII contexts are provably safe for the GPT-2 pattern:
-#   * "\n" preceded by a non-space and followed by a non-space: "\n" is then a pre-token of its
-#     own (cut after it);
-#   * " " preceded by a non-space and followed by a letter: the space starts " word" (cut
-#     before it).
-# Both are ASCII bytes, so the cut never falls inside a UTF-8 sequence.
-_SAFE_NEWLINE = re.compile(rb"[\x21-\x7e]\n(?=[\x21-\x7e])")
-_SAFE_SPACE = re.compile(rb"[\x21-\x7e] (?=[A-Za-z])")
+# --- matching special tokens ----------------------------------------------------------------
+# The one rule everywhere (Tokenizer.encode, splitting for BPE counting, safe cuts): scanning left
+# to right, the leftmost occurrence of any special token is taken, and of the tokens that start
+# there the longest; scanning resumes after it. A flat alternation sorted longest first gives this
+# rule too, but `re` tries its branches one by one, so every candidate position costs a look at
+# each token. The pattern built here is the tokens' trie written as a regular expression: at each
+# node the branches start with distinct characters (at most one can go on), and a token that is a
+# prefix of longer ones becomes an optional group `(?:...)?`, which `re` tries greedily first and
+# gives up only when no longer token matches. Matching at a position then walks one path of the
+# trie: its length, times a first-character check per branch at each node (at most the number of
+# distinct next characters, not the number of tokens); building is linear in the tokens' total
+# length (plus a sort).
+_MAX_TRIE_NESTING = 100  # `re` compiles nested groups recursively: past this, the flat alternation
 
 
-def _straddles_special(buf: bytes, cut: int, special_bytes: list[bytes]) -> bool:
-    """True when some special token occurrence would be cut in two at `cut`."""
-    for tok in special_bytes:
-        for k in range(1, len(tok)):
-            if cut - k >= 0 and buf.startswith(tok, cut - k):
-                return True
-    return False
+class _TooDeep(Exception):
+    pass
 
 
-def find_safe_cut(buf: bytes, special_bytes: list[bytes], start: int = 0) -> int:
-    """The smallest safe offset >= start in buf where the stream may be cut, or -1.
+def _trie_source(tokens: list, off: int, depth: int):
+    """Pattern source for the longest of `tokens` that matches, read from their offset `off`.
 
-    Prefers a special token (cut before it); otherwise a safe newline or space. Searching a
-    bounded window keeps memory bounded even for a file with no special token at all. A cut
-    never splits an occurrence of a special token (overlapping tokens included).
+    tokens: sorted, distinct, all str or all bytes, sharing tokens[i][:off]; a token ending at off
+    (then the first) makes the rest optional. Raises _TooDeep past _MAX_TRIE_NESTING groups.
     """
-    pos = start
-    while True:
-        best = -1
-        for tok in special_bytes:
-            i = buf.find(tok, pos)
-            if i != -1 and (best == -1 or i < best):
-                best = i
-        if best == -1:
-            break
-        if not _straddles_special(buf, best, special_bytes):
-            return best
-        pos = best + 1
-    for pattern, use_end in ((_SAFE_NEWLINE, True), (_SAFE_SPACE, False)):
-        pos = max(0, start - 1)
-        while True:
-            m = pattern.search(buf, pos)
-            if not m:
+    if depth > _MAX_TRIE_NESTING:
+        raise _TooDeep
+    bar, optional, open_, close = (b"|", b"?", b"(?:", b")") if isinstance(tokens[0], bytes) else ("|", "?", "(?:", ")")
+    terminal = len(tokens[0]) == off
+    rest = tokens[1:] if terminal else tokens
+    branches = []
+    i = 0
+    while i < len(rest):  # one branch per next character; sorted, so each is a run
+        head = rest[i][off : off + 1]
+        j = i + 1
+        while j < len(rest) and rest[j][off : off + 1] == head:
+            j += 1
+        first, last = rest[i], rest[j - 1]  # sorted: their common prefix is the whole run's
+        common = off + 1
+        while common < len(first) and common < len(last) and first[common] == last[common]:
+            common += 1
+        branch = re.escape(first[off:common])
+        if j - i > 1:
+            branch += _trie_source(rest[i:j], common, depth + 1)
+        branches.append(branch)
+        i = j
+    body = bar.join(branches)
+    if terminal:  # never without branches: tokens are distinct
+        return open_ + body + close + optional
+    return body if len(branches) == 1 or depth == 0 else open_ + body + close
+
+
+def _longest_match_pattern(tokens: list) -> re.Pattern:
+    """Compiled pattern matching the longest of `tokens` (all str or all bytes) at each position."""
+    tokens = sorted(tokens)
+    try:
+        source = _trie_source(tokens, 0, 0)
+    except _TooDeep:  # tokens nested more than _MAX_TRIE_NESTING deep: the same matches, slower
+        bar = b"|" if isinstance(tokens[0], bytes) else "|"
+        source = bar.join(re.escape(t) for t in sorted(tokens, key=lambda t: (-len(t), t)))
+    return re.compile(source)
+
+
+class SpecialTokenMatcher:
+    """Finds special tokens in text (str) or in its UTF-8 bytes, leftmost first, longest at each start.
+
+    tokens: non-empty strings in any order (duplicates count once); ConfigError otherwise.
+    Bytes and characters give the same matches: a token is valid UTF-8, so in valid UTF-8 text its
+    bytes can only occur starting and ending at character boundaries. Each pattern is compiled on
+    first use and kept; building costs O(total token length), matching one trie path per
+    candidate position, not one try per token (see the comment above).
+    """
+
+    def __init__(self, tokens: Iterable[str]):
+        unique = set()
+        for tok in tokens:
+            if not isinstance(tok, str) or not tok:
+                raise ConfigError(f"special tokens must be non-empty strings, got {tok!r}")
+            unique.add(tok)
+        self.tokens: tuple[str, ...] = tuple(sorted(unique))
+        self.max_chars: int = max(map(len, self.tokens), default=0)
+        self.max_bytes: int = max((len(t.encode("utf-8", "surrogatepass")) for t in self.tokens), default=0)
+        self._patterns: dict[type, re.Pattern] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.tokens)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getstate__(self) -> dict:
+        return {"tokens": self.tokens, "max_chars": self.max_chars, "max_bytes": self.max_bytes, "_patterns": {}}
+
+    def pattern(self, kind: type = str) -> re.Pattern | None:
+        """The compiled pattern for str (kind=str) or UTF-8 bytes (kind=bytes); None without tokens."""
+        if not self.tokens:
+            return None
+        pat = self._patterns.get(kind)
+        if pat is None:
+            toks = list(self.tokens) if kind is str else [t.encode("utf-8", "surrogatepass") for t in self.tokens]
+            pat = self._patterns[kind] = _longest_match_pattern(toks)
+        return pat
+
+    def _for(self, text) -> tuple[re.Pattern, int]:
+        if isinstance(text, str):
+            return self.pattern(str), self.max_chars
+        return self.pattern(bytes), self.max_bytes
+
+    def finditer(self, text: str | bytes, pos: int = 0) -> Iterator[re.Match]:
+        """The special tokens of text from pos, as encoding takes them (non-overlapping)."""
+        if not self.tokens:
+            return iter(())
+        return self._for(text)[0].finditer(text, pos)
+
+    def search(self, text: str | bytes, pos: int = 0) -> re.Match | None:
+        """The leftmost (then longest) occurrence at or after pos, or None."""
+        if not self.tokens:
+            return None
+        return self._for(text)[0].search(text, pos)
+
+    def split(self, text: str) -> list[str]:
+        """The text between the special tokens finditer yields."""
+        if not self.tokens:
+            return [text]
+        return self.pattern(str).split(text)
+
+    def crossing_end(self, buf: str | bytes, cut: int) -> int:
+        """The end of the longest-reaching occurrence that starts before cut and ends after it, or -1.
+
+        Every occurrence counts, overlapping ones included, not only those encoding would take, so
+        a cut no occurrence crosses is a boundary of the encoding whatever text comes before (a
+        taken token crossing it would be such an occurrence). buf must hold max_chars - 1
+        characters (max_bytes - 1 bytes for bytes) on each side of cut, or reach the text's start
+        or end there. At most max_chars pattern searches, each over at most 2 * max_chars.
+        """
+        if not self.tokens:
+            return -1
+        pat, max_len = self._for(buf)
+        pos = max(0, cut - max_len + 1)
+        endpos = min(len(buf), cut + max_len - 1)
+        reach = -1
+        while pos < cut:
+            m = pat.search(buf, pos, endpos)  # the longest token at the first start >= pos
+            if m is None or m.start() >= cut:
                 break
-            cut = m.end() if use_end else m.start() + 1
-            if cut >= start and not _straddles_special(buf, cut, special_bytes):
-                return cut
+            if m.end() > cut:
+                reach = max(reach, m.end())
             pos = m.start() + 1
+        return reach
+
+
+@lru_cache(maxsize=16)
+def _cached_matcher(tokens: frozenset) -> SpecialTokenMatcher:
+    return SpecialTokenMatcher(tokens)
+
+
+def special_matcher(special_tokens: Iterable[str]) -> SpecialTokenMatcher:
+    """The SpecialTokenMatcher of a set of tokens, shared (its compiled patterns built once per process)."""
+    tokens = special_tokens if isinstance(special_tokens, frozenset) else frozenset(special_tokens)
+    return _cached_matcher(tokens)
+
+
+# --- safe places to cut a text ---------------------------------------------------------------
+# A cut is safe when encoding (or pre-tokenizing) the two halves separately gives what the whole
+# gives. It takes two things:
+#   1. no occurrence of a special token crosses the cut (SpecialTokenMatcher.crossing_end): then
+#      whatever comes before, no token encoding takes crosses it, and scanning for tokens from the
+#      cut is what scanning the whole does from there (the leftmost-longest scan keeps no other
+#      state than its position); nor does a disallowed token encoding must find and refuse;
+#   2. the cut is a pre-token boundary of the GPT-2 pattern that does not depend on the text
+#      beyond the three characters around it. Three such places:
+#      * before an occurrence of a token encoding takes (the text between tokens ends there
+#        anyway; a token treated as plain text is no boundary);
+#      * after "\n" preceded and followed by a non-space: the pattern has no alternative that
+#        crosses a space character, and "\s+(?!\S)" fails on the lone "\n" before a non-space, so
+#        "\s+" makes it a pre-token of its own, in the whole and at the end of the left half;
+#      * before " " preceded by a non-space and followed by an ASCII letter: " ?\p{L}+" takes the
+#        space with the word, and the pre-token before ends at the non-space in both.
+#      In bytes (file ranges) the non-spaces are printable ASCII, so a cut never falls inside a
+#      UTF-8 sequence; in str (streaming) they are any character outside Python's \s, which holds
+#      every character of the pattern's \s (tested over all code points).
+# Special-token boundaries are exact whatever surrounds them; a text cut at a piece edge by its
+# reader (mid-word, mid-token) is simply not a candidate.
+_SAFE_CUT_BYTES = re.compile(rb"(?<=[\x21-\x7e])(\n)(?=[\x21-\x7e])|(?<=[\x21-\x7e])( )(?=[A-Za-z])")
+_SAFE_CUT_STR = re.compile(r"(?<=\S)(\n)(?=\S)|(?<=\S)( )(?=[A-Za-z])")
+
+
+def _first_cut_before_special(buf: str | bytes, taken: SpecialTokenMatcher, guard: SpecialTokenMatcher, lo: int, hi: int) -> int:
+    """The first start in [lo, hi] of an occurrence of a taken token that no guarded occurrence crosses, or -1."""
+    pos = lo
+    while pos <= hi:
+        m = taken.search(buf, pos)
+        if m is None or m.start() > hi:
+            return -1
+        reach = guard.crossing_end(buf, m.start())
+        if reach == -1:
+            return m.start()
+        pos = reach  # every start before reach is crossed by the same occurrence
     return -1
+
+
+def _first_cut_in_text(buf: str | bytes, guard: SpecialTokenMatcher, lo: int, hi: int) -> int:
+    """The first newline or space cut (see above) in [lo, hi] that no guarded occurrence crosses, or -1."""
+    pattern = _SAFE_CUT_STR if isinstance(buf, str) else _SAFE_CUT_BYTES
+    pos = max(0, lo - 1)  # a newline cut falls one past its match
+    while True:
+        m = pattern.search(buf, pos)
+        if m is None:
+            return -1
+        cut = m.end() if m.lastindex == 1 else m.start()
+        if cut > hi:
+            return -1
+        if cut >= lo:
+            reach = guard.crossing_end(buf, cut)
+            if reach == -1:
+                return cut
+            pos = max(m.start() + 1, reach - 1)
+        else:
+            pos = m.start() + 1
+
+
+def find_safe_cut(
+    buf: str | bytes, taken: SpecialTokenMatcher, lo: int, hi: int, guard: SpecialTokenMatcher | None = None
+) -> int:
+    """The smallest safe cut c with lo <= c <= hi in buf (text or its UTF-8 bytes), or -1.
+
+    taken: the special tokens encoding takes as tokens (the allowed ones). guard: every token an
+    occurrence of which must not be split, a superset of taken (default: taken); add the
+    disallowed tokens, which encoding looks for. Safe: encoding buf[:c] and buf[c:] apart gives
+    exactly what encoding buf gives, wherever buf sits in a larger text, provided buf holds at
+    least max(guard's longest token, 2) characters (bytes) on each side of [lo, hi], or reaches
+    the text's start or end there. Candidates: before a taken token, after an isolated newline,
+    before " word" (see the comment above); never where a guarded occurrence would be split.
+    Cost: one pass over buf[lo - 1 : c + 1] per kind, plus at most (longest token) pattern
+    searches per candidate rejected or taken.
+    """
+    guard = taken if guard is None else guard
+    special = _first_cut_before_special(buf, taken, guard, lo, hi) if taken else -1
+    text = _first_cut_in_text(buf, guard, lo, hi if special == -1 else special - 1)
+    return text if text != -1 else special

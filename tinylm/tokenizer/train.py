@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 import threading
 import time
 from array import array
@@ -19,10 +20,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from tinylm.errors import ConfigError
-from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
+from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, DEFAULT_SCAN_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
 from tinylm.tokenizer.spill import SpillingCounter
 from tinylm.tokenizer.pretokenize import (
+    SpecialTokenMatcher,
     pretokenize,
+    special_matcher,
     special_token_regex,
     split_on_special,
     validate_special_tokens,
@@ -57,8 +60,11 @@ def _c_counter():
     return make_encoder("c", list(range(256)), []) if c_backend_available() else None
 
 
-def count_text(text: str, special_re, backend: str = "auto") -> dict[bytes, int]:
+def count_text(text: str, special_re: SpecialTokenMatcher | re.Pattern | None, backend: str = "auto") -> dict[bytes, int]:
     """Pre-token counts of text (UTF-8 bytes -> count), split on special tokens first.
+
+    special_re: the special tokens' matcher (special_matcher) or compiled pattern (special_token_regex),
+    or None; text between tokens is taken as Tokenizer.encode takes it (leftmost, longest first).
 
     With the C extension built the GPT-2 pattern is matched and counted in C (the same matcher as
     the C encoder, fuzzed against `regex`); backend="python" uses pretokenize and a Counter.
@@ -85,7 +91,8 @@ def count_text(text: str, special_re, backend: str = "auto") -> dict[bytes, int]
 
 def _count_range(args) -> tuple[int, dict[bytes, int]]:
     path, start, end, special_tokens, backend = args
-    return end - start, count_text(read_text_range(path, start, end), special_token_regex(special_tokens), backend)
+    # special_matcher keeps one matcher per token set: built once per process, not once per range
+    return end - start, count_text(read_text_range(path, start, end), special_matcher(special_tokens), backend)
 
 
 def count_pretokens(
@@ -97,8 +104,12 @@ def count_pretokens(
     max_memory: int | None = None,
     spill_dir: str | os.PathLike | None = None,
     backend: str = "auto",
+    scan_bytes: int = DEFAULT_SCAN_BYTES,
 ) -> SpillingCounter:
     """Pre-token frequencies of a whole file, counted in worker processes over safe chunks.
+
+    The chunks (chunking.chunk_ranges: at least chunk_bytes, cut where counting apart equals
+    counting the whole, searched in windows of scan_bytes) give exactly count_text(whole file).
 
     With max_memory (bytes), the table of distinct pre-tokens is spilled to sorted files on disk
     whenever it would grow past the budget, and merged back when read. backend: "auto" (the C
@@ -113,7 +124,9 @@ def count_pretokens(
         raise ConfigError(f"count backend must be one of {', '.join(COUNT_BACKENDS)}, got {backend!r}")
     if backend != "python":
         _c_counter()  # built before the pool forks: workers inherit it (and its Unicode tables) instead of rebuilding it
-    tasks = ((path, s, e, special_tokens, backend) for s, e in chunk_ranges(path, special_tokens, chunk_bytes))
+    tokens = frozenset(special_tokens)
+    special_matcher(tokens).pattern(str)  # compiled before the pool forks: workers inherit it
+    tasks = ((path, s, e, tokens, backend) for s, e in chunk_ranges(path, special_tokens, chunk_bytes, scan_bytes=scan_bytes))
     total = SpillingCounter(max_memory, spill_dir)
     serial = workers <= 1 or size <= chunk_bytes
     pool = None if serial else pool_context().Pool(workers)
@@ -334,6 +347,7 @@ def train_bpe(
     spill_dir: str | os.PathLike | None = None,
     merge_backend: str = "auto",
     count_backend: str = "auto",
+    scan_bytes: int = DEFAULT_SCAN_BYTES,
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """Train a byte-level BPE tokenizer on a text file.
 
@@ -354,8 +368,8 @@ def train_bpe(
     for tok in special_tokens:
         if len(tok.encode("utf-8")) == 1:
             raise ConfigError(f"special token {tok!r} is a single byte, which is already a token of its own; use a longer marker")
-    if chunk_bytes < 1:
-        raise ConfigError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    if chunk_bytes < 1 or scan_bytes < 1:
+        raise ConfigError(f"chunk_bytes and scan_bytes must be positive, got {chunk_bytes} and {scan_bytes}")
     if max_memory is not None and max_memory < 4096:
         raise ConfigError(f"max_memory must be at least 4 KB, got {max_memory} bytes")
     stats = stats if stats is not None else TrainStats()
@@ -363,7 +377,9 @@ def train_bpe(
     stats.input_bytes = path.stat().st_size
 
     t0 = time.perf_counter()
-    counts = count_pretokens(path, special_tokens, num_workers, chunk_bytes, progress, max_memory, spill_dir, count_backend)
+    counts = count_pretokens(
+        path, special_tokens, num_workers, chunk_bytes, progress, max_memory, spill_dir, count_backend, scan_bytes=scan_bytes
+    )
     stats.count_backend = "c" if count_backend != "python" and _c_counter() is not None else "python"
     words = PackedWords(counts.items_bytes())  # distinct words, streamed from memory (freed as read) or disk runs
     stats.spill_runs = len(counts.runs)

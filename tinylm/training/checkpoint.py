@@ -100,7 +100,9 @@ def read_checkpoint(path_or_file: str | os.PathLike | BinaryIO) -> dict:
     if not hasattr(path_or_file, "read"):
         p = Path(path_or_file)
         if p.is_dir():
-            p = p / "checkpoint.pt"
+            from tinylm.training.run_dir import RunDir
+
+            p = RunDir(p).checkpoint
         if not p.exists():
             raise CheckpointError(f"no checkpoint at {p}")
         path_or_file, name = p, p

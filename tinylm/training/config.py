@@ -9,14 +9,22 @@ impossible setting is a ConfigError naming the key, before any data is read.
     [tokenizer]   dir (a `tinylm train-bpe` folder) or vocab + merges, special_tokens
                   (saved into the run folder, which `tinylm generate` then loads as a tokenizer folder)
     [optim]       lr_max, lr_min, warmup_iters, cosine_iters, weight_decay, beta1, beta2, eps, grad_clip
-    [train]       batch_size, grad_accum_steps | global_batch_size, max_steps | max_tokens, eval_interval,
-                  eval_batches, log_interval, checkpoint_interval, device, tf32, seed, out_dir, progress,
-                  wandb, wandb_project, wandb_mode
+    [train]       batch_size, grad_accum_steps | global_batch_size, max_steps | max_tokens | max_minutes,
+                  eval_interval, eval_windows, log_interval, checkpoint_interval, device, tf32, seed,
+                  out_dir, progress, wandb, wandb_project, wandb_mode
 
 Batch sizes: `batch_size` is the sequences one process runs forward at once (a micro-batch: what
 fits in memory). One optimizer step sees the global batch = batch_size × grad_accum_steps × world
 size (processes under torchrun). Setting `global_batch_size` instead derives grad_accum_steps from
 the world size, so the same config trains the same way on 1 or N processes.
+
+Budgets (exactly one): `max_steps` optimizer steps; `max_tokens` training tokens, counted over
+all processes and cumulative across resumes with any batch size; `max_minutes` of training
+wall-clock (cumulative across resumes), with the cosine running over the elapsed fraction.
+
+Validation: `eval_windows` fixed, evenly spaced windows of the validation file — the same text
+for every batch size, micro-batch and process count (batch_size only decides how they are
+chunked). Older configs' `eval_batches = N` meant N × batch_size windows and is read as such.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.errors import ConfigError, InputFileError
+from tinylm.model.config import ModelConfig
 
 
 @dataclass
@@ -79,9 +88,10 @@ class RunConfig:
     grad_accum_steps: int = 1  # micro-batches per optimizer step (per process)
     global_batch_size: int | None = None  # set: grad_accum_steps = this / (batch_size × world size)
     max_steps: int | None = None
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # cumulative over resumes, all processes
+    max_minutes: float | None = None  # training wall-clock, cumulative over resumes
     eval_interval: int = 200
-    eval_batches: int = 8
+    eval_windows: int = 256  # validation windows (evenly spaced), independent of the batch size
     log_interval: int = 10
     checkpoint_interval: int = 500
     device: str = "cpu"
@@ -96,17 +106,16 @@ class RunConfig:
 
 @dataclass
 class TrainConfig:
-    model: dict = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: RunConfig = field(default_factory=RunConfig)
 
     # --- derived values ------------------------------------------------------------------
-    def model_config(self):
-        from tinylm.model.config import ModelConfig
-
-        return ModelConfig.from_dict(dict(self.model))
+    def model_config(self) -> ModelConfig:
+        """The model section (a ModelConfig, validated when the TrainConfig was built)."""
+        return self.model
 
     def grad_accum_steps(self, world_size: int = 1) -> int:
         """Micro-batches per optimizer step on each of `world_size` processes."""
@@ -125,16 +134,22 @@ class TrainConfig:
         """Sequences per optimizer step, over all processes and micro-batches."""
         return self.train.batch_size * self.grad_accum_steps(world_size) * world_size
 
-    def steps(self, world_size: int = 1) -> int:
-        """max_steps, or the steps that cover max_tokens at the global batch × context_length."""
-        if self.train.max_steps is not None:
-            return self.train.max_steps
+    def steps(self, world_size: int = 1, done_steps: int = 0, done_tokens: int = 0) -> int | None:
+        """The step at which the run ends: max_steps, or, for a token budget, the steps done plus
+        the steps of the current global batch × context_length that cover the tokens still to go
+        (so a budget stays cumulative when a resumed run changes its batch size or process count).
+        None for a wall-clock budget (the clock ends it)."""
+        t = self.train
+        if t.max_steps is not None:
+            return t.max_steps
+        if t.max_tokens is None:
+            return None
         per_step = self.global_batch_size(world_size) * self.model_config().context_length
-        return math.ceil(self.train.max_tokens / per_step)
+        return done_steps + max(0, math.ceil((t.max_tokens - done_tokens) / per_step))
 
     @property
-    def total_steps(self) -> int:
-        """Steps of a one-process run (see `steps` for N processes)."""
+    def total_steps(self) -> int | None:
+        """Steps of a fresh one-process run (see `steps` for N processes and resumed runs)."""
         return self.steps(1)
 
     def with_absolute_paths(self) -> TrainConfig:
@@ -156,7 +171,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict, validate: bool = True) -> TrainConfig:
-        """Build from nested dicts (a TOML file); `validate=False` lets flags complete a partial file first."""
+        """Build from nested dicts (a TOML file); the model section becomes a ModelConfig (checked at once),
+        `validate=False` skips the cross-section checks of `validate`."""
         if not isinstance(data, dict):
             raise ConfigError("train config must be a table of sections")
         sections = {f.name: f for f in dataclasses.fields(cls)}
@@ -167,7 +183,9 @@ class TrainConfig:
         for name, value in data.items():
             if not isinstance(value, dict):
                 raise ConfigError(f"config section [{name}] must be a table, got {value!r}")
-            kwargs[name] = dict(value) if name == "model" else _build_section(name, _SECTION_TYPES[name], value)
+            if name == "train":
+                value = _upgrade_eval_batches(value)
+            kwargs[name] = ModelConfig.from_dict(dict(value)) if name == "model" else _build_section(name, _SECTION_TYPES[name], value)
         config = cls(**kwargs)
         if validate:
             config.validate()
@@ -179,13 +197,15 @@ class TrainConfig:
         t, o, d = self.train, self.optim, self.data
         if not d.train:
             raise ConfigError("no training data: set data.train in the config or pass --train-data FILE")
-        if (t.max_steps is None) == (t.max_tokens is None):
-            raise ConfigError("set exactly one of train.max_steps and train.max_tokens")
+        if sum(v is not None for v in (t.max_steps, t.max_tokens, t.max_minutes)) != 1:
+            raise ConfigError("set exactly one of train.max_steps, train.max_tokens and train.max_minutes")
         for name in ("batch_size", "grad_accum_steps", "global_batch_size", "max_steps", "max_tokens", "eval_interval",
-                     "eval_batches", "log_interval", "checkpoint_interval"):
+                     "eval_windows", "log_interval", "checkpoint_interval"):
             value = getattr(t, name)
             if value is not None and value < 1:
                 raise ConfigError(f"train.{name} must be at least 1, got {value}")
+        if t.max_minutes is not None and not (math.isfinite(t.max_minutes) and t.max_minutes > 0):
+            raise ConfigError(f"train.max_minutes must be a finite number > 0, got {t.max_minutes}")
         for name in ("lr_max", "lr_min", "weight_decay", "eps", "grad_clip"):
             value = getattr(o, name)
             if not math.isfinite(value) or value < 0:
@@ -222,22 +242,52 @@ class TrainConfig:
 
     def with_overrides(self, overrides: list[str] | dict[str, Any]) -> TrainConfig:
         """A copy with `section.key=value` settings applied (values parsed as TOML, else a string)."""
-        data = self.to_dict()
-        items = overrides.items() if isinstance(overrides, dict) else (split_override(o) for o in overrides)
-        for key, value in items:
-            section, _, name = key.partition(".")
-            if not name or section not in data:
-                raise ConfigError(f"override {key!r} must look like section.key with a section of {', '.join(data)}")
-            data[section][name] = value
-            if key == "train.max_steps" and value is not None:
-                data["train"]["max_tokens"] = None
-            elif key == "train.max_tokens" and value is not None:
-                data["train"]["max_steps"] = None
-            elif key == "train.global_batch_size" and value is not None:
-                data["train"]["grad_accum_steps"] = 1
-            elif key == "train.grad_accum_steps" and value is not None:
-                data["train"]["global_batch_size"] = None
-        return TrainConfig.from_dict(data)
+        return TrainConfig.from_dict(apply_overrides(self.to_dict(), overrides))
+
+
+def apply_overrides(data: dict, overrides: list[str] | dict[str, Any]) -> dict:
+    """Nested config dicts with `section.key=value` settings applied (a new dict; `data` is unchanged).
+
+    Setting one budget (max_steps / max_tokens / max_minutes) clears the others, and
+    global_batch_size and grad_accum_steps replace each other, so a flag never leaves two of them set.
+    """
+    data = {section: dict(values) for section, values in data.items()}
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    items = overrides.items() if isinstance(overrides, dict) else (split_override(o) for o in overrides)
+    for key, value in items:
+        section, _, name = key.partition(".")
+        if not name or section not in known:
+            raise ConfigError(f"override {key!r} must look like section.key with a section of {', '.join(known)}")
+        values = data.setdefault(section, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section [{section}] must be a table, got {values!r}")
+        values[name] = value
+        if key in _BUDGETS and value is not None:  # a new budget replaces the old one
+            for other in _BUDGETS:
+                if other != key:
+                    values[other.partition(".")[2]] = None
+        elif key == "train.eval_batches":  # the old spelling: eval_batches × batch_size windows
+            data["train"] = _upgrade_eval_batches({**values, "eval_windows": None})
+        elif key == "train.global_batch_size" and value is not None:
+            values["grad_accum_steps"] = 1
+        elif key == "train.grad_accum_steps" and value is not None:
+            values["global_batch_size"] = None
+    return data
+
+
+_BUDGETS = ("train.max_steps", "train.max_tokens", "train.max_minutes")
+
+
+def _upgrade_eval_batches(values: dict) -> dict:
+    """Configs before eval_windows had `eval_batches`: that many batches of batch_size windows.
+    Read as the same number of windows, so an old run resumes on the very same validation text."""
+    if "eval_batches" not in values:
+        return values
+    values = dict(values)
+    batches = values.pop("eval_batches")
+    if values.get("eval_windows") is None and isinstance(batches, int) and not isinstance(batches, bool):
+        values["eval_windows"] = batches * values.get("batch_size", RunConfig.batch_size)
+    return values
 
 
 _SECTION_TYPES = {"data": DataConfig, "tokenizer": TokenizerConfig, "optim": OptimConfig, "train": RunConfig}
@@ -303,7 +353,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | di
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
-    return TrainConfig.from_dict(data, validate=False).with_overrides(overrides or [])
+    if not isinstance(data, dict):
+        raise ConfigError("train config must be a table of sections")
+    return TrainConfig.from_dict(apply_overrides(data, overrides or []))
 
 
 def to_toml(config: TrainConfig) -> str:

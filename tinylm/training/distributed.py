@@ -33,15 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tinylm.errors import ConfigError, TinylmError
+from tinylm.errors import ConfigError
 
 # Words in the errors gloo / NCCL raise when another process died or the network failed.
 _PEER_LOSS_HINTS = ("connection reset", "connection closed", "connection refused", "broken pipe", "peer",
                     "timed out", "timeout", "nccl", "gloo", "socket", "store")
-
-
-class DistributedError(TinylmError):
-    """Another process of a multi-process run died or lost contact; this one stopped."""
 
 
 @dataclass
@@ -151,6 +147,16 @@ class Distributed:
             return tensor
         return self.sum(tensor) / self.world_size
 
+    def max(self, value: float) -> float:
+        """The largest of a float over ranks (a CPU all-reduce; the value itself on one process)."""
+        if not self.enabled:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control_group)
+        return float(t[0])
+
     def barrier(self) -> None:
         if self.enabled:
             import torch.distributed as dist
@@ -164,10 +170,19 @@ class Distributed:
         first wait for each other. Without that, one process tearing its connections down while
         another is still leaving could make the latter's gloo threads abort the process at exit
         (`terminate called without an active exception`, seen with two torchrun nodes).
+
+        The caller drops its DDP wrapper first (Trainer.run does): the wrapper's reducer holds the
+        process group and the work handles of the last all-reduce, with their tensors. Anything of
+        the group still alive when the interpreter shuts down is destroyed by C++ destructors in a
+        half-torn-down process, which can abort it (SIGABRT) after a run that finished: so the
+        last references go here, garbage collection included, while the interpreter is whole.
         """
         if self.enabled and self.owns_group:
+            import gc
+
             import torch.distributed as dist
 
+            gc.collect()  # wrappers the caller dropped (DDP and its reducer) are freed now, not at exit
             if dist.is_initialized():
                 try:
                     if together:
@@ -175,6 +190,8 @@ class Distributed:
                     dist.destroy_process_group()
                 except Exception:  # noqa: BLE001 - a broken group may not tear down cleanly
                     pass
+            self.control_group = None
+            gc.collect()  # the groups' last references: their gloo threads are joined here, not in interpreter shutdown
             self.owns_group = False
 
     def is_peer_loss(self, exc: BaseException) -> bool:

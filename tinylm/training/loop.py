@@ -26,36 +26,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from tinylm.errors import CheckpointError, ConfigError, DataError, DistributedError, TrainingDivergedError
 from tinylm.progress import progress_bar
-
-from tinylm.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
 from tinylm.tokenizer.dataset import load_info
-from tinylm.tokenizer.files import VOCAB_FILE, atomic_write_bytes, ensure_output_dir
-from tinylm.training import report
-from tinylm.training.checkpoint import (
-    capture_rng_state,
-    read_checkpoint,
-    remove_stale_temp_files,
-    restore,
-    restore_rng_state,
-    save_checkpoint,
-)
-from tinylm.training.config import TrainConfig, to_toml
-from tinylm.training.data import (
-    bytes_per_token,
-    check_tokens,
-    eval_starts,
-    load_tokens,
-    token_byte_lengths,
-    windows,
-)
-from tinylm.training.distributed import Distributed, DistributedError, configure_device, rank_batches
-from tinylm.training.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
-
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
-CONFIG = "config.toml"
+from tinylm.training.checkpoint import capture_rng_state, read_checkpoint, restore, restore_rng_state, save_checkpoint
+from tinylm.training.config import TrainConfig
+from tinylm.training.data import check_tokens, eval_starts, load_tokens, token_byte_lengths
+from tinylm.training.distributed import Distributed, configure_device, rank_batches
+from tinylm.training.evaluate import evaluate_bpb
+from tinylm.training.optim import AdamW, budget_lr, clip_grad_norm, cosine_lr, cross_entropy
+from tinylm.training.run_dir import RunDir
 
 
 @dataclass
@@ -74,86 +57,128 @@ class TrainResult:
 class Trainer:
     """One run. `run()` trains; the step pieces are methods so benchmarks time the same code."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False, on_step: Callable[[int, dict | None], bool | None] | None = None):
-        config.validate()
-        config = config.with_absolute_paths()
-        self.config = config
-        self.on_step = on_step
-        self.out = Path(config.train.out_dir)
-        self.ckpt_path = self.out / CHECKPOINT
-        if resume and not self.ckpt_path.exists():
-            if not (self.out / CONFIG).exists():
-                raise CheckpointError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
-            resume = False  # the run was stopped before its first checkpoint: continuing it is starting it
-        if not resume and self.ckpt_path.exists():
-            raise ConfigError(
-                f"{self.out} already holds a run ({CHECKPOINT}); continue it with --resume {self.out} or choose another out_dir"
-            )
+    def __init__(self, config: TrainConfig, resume: bool = False, on_step: Callable[[int, dict | None], bool | None] | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
+        """Everything a run needs, in order; nothing is written before every check has passed.
 
+        `on_step(step, record)` is called after each step (record: the metrics line, or None) and
+        stops the run by returning True. `clock` (seconds) measures the run's wall-clock and so a
+        `max_minutes` budget; tests pass a fake one.
+        """
+        config.validate()
+        self.config = config = config.with_absolute_paths()
+        self.on_step, self.clock = on_step, clock
+        self.run_dir = RunDir(config.train.out_dir)
+        self.out, self.ckpt_path = self.run_dir.path, self.run_dir.checkpoint
+        resume = self._check_resume(resume)
         self.model_config = config.model_config()
-        self.device = torch.device(config.train.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("train.device is cuda but no CUDA device is available")
-        # torchrun: join the process group (a cuda device becomes cuda:LOCAL_RANK); otherwise a no-op
-        self.dist, self.device = Distributed.from_env(config.train.device)
-        configure_device(self.device, config.train.tf32)
-        ctx, vocab = self.model_config.context_length, self.model_config.vocab_size
-        self.train_tokens = _open_tokens(config.data.train, config.data.dtype, vocab, ctx, "training")
-        self.val_tokens = None
-        if config.data.val:
-            self.val_tokens = _open_tokens(config.data.val, config.data.dtype, vocab, ctx, "validation")
+        self.dist, self.device = self._join_processes()
+        self.train_tokens, self.val_tokens = self._open_token_files()
         self.tokenizer = self._load_tokenizer(resume)
-        if self.dist.is_main:  # only rank 0 writes in the run folder
-            ensure_output_dir(self.out)  # only now: a bad setting leaves no empty run folder behind
-            remove_stale_temp_files(self.out)
-        self.val_bytes_per_token = self._val_bytes_per_token()
+        if self.dist.is_main:  # only rank 0 writes in the run folder, and only now: a bad setting leaves no empty folder
+            self.run_dir.prepare()
+        self.val_token_bytes, self.val_bytes_per_token = self._val_bytes()
+        self.model, self.ddp = self._build_model()
+        self.optimizer = self._make_optimizer()
+        self._start_progress()
+        if resume:
+            self._resume()
+        # the step the run ends at: a token budget counts the tokens already trained (None: the clock decides)
+        self.total_steps = config.steps(self.dist.world_size, self.step, self.tokens_seen)
+        if self.dist.is_main:
+            self._write_run_files()
+
+    # --- setup -------------------------------------------------------------------------------
+    def _check_resume(self, resume: bool) -> bool:
+        """Whether to continue from a checkpoint; an existing run needs --resume, and --resume a run."""
+        has_checkpoint = self.ckpt_path.exists()
+        if resume and not has_checkpoint:
+            if not self.run_dir.config.exists():
+                raise CheckpointError(f"nothing to resume: no {self.ckpt_path.name} in {self.out}")
+            return False  # the run was stopped before its first checkpoint: continuing it is starting it
+        if not resume and has_checkpoint:
+            raise ConfigError(
+                f"{self.out} already holds a run ({self.ckpt_path.name}); continue it with --resume {self.out} or choose another out_dir"
+            )
+        return resume
+
+    def _join_processes(self) -> tuple[Distributed, torch.device]:
+        """This process's place in the run and its device (torchrun: the process group is joined here)."""
+        requested = self.config.train.device
+        if torch.device(requested).type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("train.device is cuda but no CUDA device is available")
+        dist, device = Distributed.from_env(requested)  # a cuda device becomes cuda:LOCAL_RANK
+        configure_device(device, self.config.train.tf32)
+        return dist, device
+
+    def _open_token_files(self):
+        """(training tokens, validation tokens or None), memory-mapped and checked against the model."""
+        data, ctx, vocab = self.config.data, self.model_config.context_length, self.model_config.vocab_size
+        train = _open_tokens(data.train, data.dtype, vocab, ctx, "training")
+        val = _open_tokens(data.val, data.dtype, vocab, ctx, "validation") if data.val else None
+        return train, val
+
+    def _build_model(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(model, what the step calls): the seeded TransformerLM, and its DDP wrapper under torchrun."""
+        from tinylm.model.transformer import TransformerLM
 
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
-            torch.manual_seed(config.train.seed)
-            from tinylm.model.transformer import TransformerLM
-
+            torch.manual_seed(self.config.train.seed)
             # under DDP, torch.compile goes around the DDP wrapper, not inside it (Distributed.wrap)
             built = self.model_config.replace(compile=False) if self.dist.enabled else self.model_config
-            self.model = TransformerLM(built).to(self.device)
-        self.ddp = self.dist.wrap(self.model, self.device, compile=self.model_config.compile)  # the model itself on one process
-        self.optimizer = self._make_optimizer()
-        self.generator = torch.Generator().manual_seed(config.train.seed)
+            model = TransformerLM(built).to(self.device)
+        return model, self.dist.wrap(model, self.device, compile=self.model_config.compile)
+
+    def _start_progress(self) -> None:
+        """Step, tokens and clock of a new run (a resume then loads the saved ones)."""
+        world = self.dist.world_size
+        self.generator = torch.Generator().manual_seed(self.config.train.seed)
         self.step = 0
         self.saved_step = None  # step of the checkpoint on disk, when there is one
         self.elapsed_before = 0.0
-        self._t0 = time.perf_counter()
-        world = self.dist.world_size
-        self.total_steps = config.steps(world)
-        self.accum_steps = config.grad_accum_steps(world)  # micro-batches per step on this process
-        self.tokens_per_step = config.global_batch_size(world) * ctx  # over all processes
+        self._t0 = self.clock()
+        self.accum_steps = self.config.grad_accum_steps(world)  # micro-batches per step on this process
+        self.tokens_per_step = self.config.global_batch_size(world) * self.model_config.context_length  # all processes
+        self.tokens_seen = 0  # training tokens of every step so far, over all processes and resumes
+        budget = self.config.train.max_minutes
+        self.budget_seconds = None if budget is None else budget * 60.0  # wall-clock budget, if that ends the run
         self.check_every_step = self.device.type != "cuda"  # CUDA: NaN check at log intervals (no sync per step)
-        if resume:
-            self._resume()
-        if self.dist.is_main:
-            self._drop_metrics_after_checkpoint()
-            atomic_write_bytes(self.out / CONFIG, to_toml(config).encode("utf-8"))
-            if self.tokenizer is not None and not (self.out / VOCAB_FILE).exists():
-                self.tokenizer.save_dir(self.out)  # the run folder is also a tokenizer folder
 
-    # --- setup -------------------------------------------------------------------------------
+    def _write_run_files(self) -> None:
+        """config.toml (what this run uses), metrics up to the checkpoint, the tokenizer copy."""
+        self.run_dir.keep_metrics_through(self.step)
+        self.run_dir.write_config(self.config)
+        if self.tokenizer is not None:
+            self.run_dir.save_tokenizer(self.tokenizer)
+
     def _make_optimizer(self) -> AdamW:
         """Weight decay on matrices only; gains of the norms are left undecayed."""
         o = self.config.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+            {"params": [p for p in params if _decayed(p)], "weight_decay": o.weight_decay},
+            {"params": [p for p in params if not _decayed(p)], "weight_decay": 0.0},
         ]
         groups = [g for g in groups if g["params"]]
         return AdamW(groups, lr=o.lr_max, betas=(o.beta1, o.beta2), eps=o.eps)
 
+    def _apply_optim_settings(self) -> None:
+        """Put the config's betas, eps and weight decay into the optimizer's groups.
+
+        Loading a checkpoint's optimizer state also loads the hyperparameters it was saved with;
+        a resumed run whose config changed them (`--set optim.beta2=...`) must train with the new
+        values, as its config.toml says. (The learning rate is set before every step.)
+        """
+        o = self.config.optim
+        for group in self.optimizer.param_groups:
+            group["betas"] = (o.beta1, o.beta2)
+            group["eps"] = o.eps
+            group["weight_decay"] = o.weight_decay if all(_decayed(p) for p in group["params"]) else 0.0
+
     def _load_tokenizer(self, resume: bool):
         """The run's tokenizer: the copy in the run folder when resuming, else the configured one."""
-        if resume and (self.out / VOCAB_FILE).exists():
-            from tinylm.tokenizer.bpe import Tokenizer
-
-            tokenizer = Tokenizer.from_dir(self.out)
-        else:
+        tokenizer = self.run_dir.load_tokenizer() if resume else None
+        if tokenizer is None:
             tokenizer = self.config.tokenizer.load()
         if tokenizer is not None and tokenizer.vocab_size > self.model_config.vocab_size:
             raise ConfigError(
@@ -161,23 +186,27 @@ class Trainer:
             )
         return tokenizer
 
-    def _val_bytes_per_token(self) -> float | None:
-        """Text bytes per validation token, for bits per byte: from the config, else the file's
-        `tinylm encode` sidecar, else counted with the tokenizer's vocabulary; None without any."""
+    def _val_bytes(self) -> tuple[np.ndarray | None, float | None]:
+        """What bits per byte divides by: (bytes of each token id, None) from the tokenizer, so each
+        predicted token counts its own bytes; else (None, mean bytes per token) from the config or the
+        file's `tinylm encode` sidecar; (None, None) without either. A configured
+        data.val_bytes_per_token wins over everything."""
         if self.val_tokens is None:
-            return None
+            return None, None
         if self.config.data.val_bytes_per_token is not None:
-            return self.config.data.val_bytes_per_token
+            return None, self.config.data.val_bytes_per_token
+        if self.tokenizer is not None:
+            return token_byte_lengths(self.tokenizer.vocab, self.model_config.vocab_size), None
         info = load_info(self.config.data.val)
         if info is not None and info.num_tokens == len(self.val_tokens):
-            return info.bytes_per_token
-        if self.tokenizer is None:
-            return None
-        return bytes_per_token(self.val_tokens, token_byte_lengths(self.tokenizer.vocab, self.model_config.vocab_size))
+            return None, info.bytes_per_token
+        return None, None
 
     def _resume(self) -> None:
         payload = read_checkpoint(self.ckpt_path)
         restore(payload, self.model, self.optimizer)
+        self._apply_optim_settings()
+        self._check_unchanged(payload)
         try:
             self.generator.set_state(payload["data"]["generator"])
             restore_rng_state(payload["rng"])
@@ -186,24 +215,56 @@ class Trainer:
             raise CheckpointError(f"{self.ckpt_path} lacks the run state needed to resume ({exc})") from None
         self.step = self.saved_step = payload["iteration"]
         saved_batch = payload["progress"].get("global_batch")
+        ctx = self.model_config.context_length
+        saved_tokens = payload["progress"].get("tokens")
+        if saved_tokens is None:  # checkpoints before tokens were saved: all steps ran at the saved batch
+            saved_tokens = self.step * (saved_batch * ctx if saved_batch is not None else self.tokens_per_step)
+        self.tokens_seen = int(saved_tokens)
         if self.dist.is_main and saved_batch is not None and saved_batch != self.tokens_per_step // self.model_config.context_length:
             print(f"warning: the run trained with a global batch of {saved_batch} sequences and continues with "
                   f"{self.tokens_per_step // self.model_config.context_length}; set train.global_batch_size to keep it "
                   "when the number of processes changes", file=sys.stderr)
 
-    def _drop_metrics_after_checkpoint(self) -> None:
-        """Lines logged after the checkpoint (by a run that was killed) are logged again: keep each step once."""
-        kept = [r for r in report.read_metrics(self.out / METRICS) if r.get("step", 0) <= self.step]
-        atomic_write_bytes(self.out / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode("utf-8"))
+    def _check_unchanged(self, payload: dict) -> None:
+        """Refuse settings a resumed run cannot honour, rather than write them into config.toml unused."""
+        saved = (payload.get("train_config") or {}).get("train", {})
+        if "seed" in saved and saved["seed"] != self.config.train.seed:
+            raise ConfigError(
+                f"train.seed is {self.config.train.seed} but the run was started with seed {saved['seed']}: a resumed run "
+                "continues its initialisation and batch order from the checkpoint, so the seed cannot change"
+            )
 
     # --- one step, in the pieces the benchmark times ---------------------------------------------
     def set_lr(self) -> float:
+        """Set and return the learning rate of the step about to run (step number self.step + 1).
+
+        Steps are numbered from 1, so the first warm-up step runs at lr_max / warmup_iters (never
+        0), step warmup_iters reaches lr_max, and the last step of the cosine runs at lr_min
+        (`optim.cosine_lr`, the course's formula, evaluated at the step number). With a wall-clock
+        budget the cosine runs over the elapsed fraction of the budget instead (`budget_lr`).
+        """
         o = self.config.optim
-        cosine_iters = o.cosine_iters if o.cosine_iters is not None else self.total_steps
-        lr = cosine_lr(self.step, o.lr_max, o.lr_min, o.warmup_iters, cosine_iters)
+        step = self.step + 1
+        if self.budget_seconds is None:
+            cosine_iters = o.cosine_iters if o.cosine_iters is not None else self.total_steps
+            lr = cosine_lr(step, o.lr_max, o.lr_min, o.warmup_iters, cosine_iters)
+        else:
+            lr = budget_lr(step, self.budget_fraction(), o.lr_max, o.lr_min, o.warmup_iters)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
+
+    def budget_fraction(self) -> float:
+        """Elapsed share of the wall-clock budget (the largest over processes, so all agree), 0 without one."""
+        if self.budget_seconds is None:
+            return 0.0
+        return self.dist.max(self.wall_clock()) / self.budget_seconds
+
+    def finished(self) -> bool:
+        """Whether the budget (steps, tokens or wall-clock) is spent."""
+        if self.total_steps is not None:
+            return self.step >= self.total_steps
+        return self.budget_fraction() >= 1.0
 
     def draw_batch(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """This process's micro-batches (inputs, targets) of the next global batch (distributed.rank_batches)."""
@@ -232,26 +293,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
     # --- evaluation, checkpoints, logging ---------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self) -> dict:
-        """Loss on fixed, evenly spaced windows of the validation file (the same ones every time)."""
+        """Validation loss and bits per byte on the run's fixed windows (`train.eval_windows`,
+        evenly spaced, the same every time and for every batch size), as metrics.jsonl fields."""
         if self.val_tokens is None:
             return {}
-        ctx, batch = self.model_config.context_length, self.config.train.batch_size
-        starts = eval_starts(len(self.val_tokens), ctx, self.config.train.eval_batches * batch)
-        self.model.eval()
-        total = torch.zeros((), device=self.device)
-        d = self.dist  # several processes: each takes every world_size-th chunk, then the sums are added
-        for i in range(d.rank * batch, len(starts), batch * d.world_size):
-            chunk = starts[i : i + batch]
-            inputs, targets = windows(self.val_tokens, chunk, ctx, self.device)
-            total += cross_entropy(self.model(inputs), targets) * len(chunk)
-        self.model.train()
-        loss = float(d.sum(total)) / len(starts)
-        out = {"val_loss": loss, "val_perplexity": math.exp(min(loss, 700.0))}
-        if self.val_bytes_per_token:
-            out["val_bpb"] = loss / math.log(2) / self.val_bytes_per_token
-        return out
+        ctx = self.model_config.context_length
+        starts = eval_starts(len(self.val_tokens), ctx, self.config.train.eval_windows)
+        return evaluate_bpb(self.model, self.val_tokens, starts, ctx, self.config.train.batch_size, self.device,
+                            self.val_token_bytes, self.val_bytes_per_token, self.dist).as_record()
 
     def save(self, generator_state: torch.Tensor | None = None) -> None:
         """Write the checkpoint (rank 0 only: every rank holds the same state)."""
@@ -267,28 +317,29 @@ class Trainer:
             train_config=self.config.to_dict(),
             rng=capture_rng_state(),
             data={"generator": generator_state if generator_state is not None else self.generator.get_state()},
-            progress={"wall_clock": self.wall_clock(), "tokens": self.step * self.tokens_per_step,
+            progress={"wall_clock": self.wall_clock(), "tokens": self.tokens_seen,
                       "global_batch": self.tokens_per_step // self.model_config.context_length},
         )
 
     def wall_clock(self) -> float:
-        return self.elapsed_before + (time.perf_counter() - self._t0)
+        return self.elapsed_before + (self.clock() - self._t0)
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         cfg = self.config.train
-        self._t0 = time.perf_counter()
+        self._t0 = self.clock()
         main = self.dist.is_main  # only rank 0 logs, plots and shows progress
-        sink = _MetricSink(self.out / METRICS, self.config) if main else _NullSink()
+        sink = _MetricSink(self.run_dir.metrics, self.config) if main else _NullSink()
         # Signal handlers last: nothing that can fail stands between installing and restoring them.
         stop = _StopRequest(repeat_window=2.0 if self.dist.enabled else 0.0)
         restore_handlers = stop.install()
-        bar = progress_bar(total=self.total_steps, initial=self.step, disable=not (cfg.progress and main), unit="step", dynamic_ncols=True)
+        bar = _RunBar(self, disable=not (cfg.progress and main))
         window = MetricWindow(self.step, self.device)
         last_train, last_val, stopping = None, {}, False
         completed = False
         try:
-            while self.step < self.total_steps and not stopping:
+            done = self.finished()
+            while not stopping and not done:
                 lr = self.set_lr()
                 generator_state = self.generator.get_state()
                 loss = self.forward_backward(self.draw_batch())
@@ -300,10 +351,11 @@ class Trainer:
                     self._diverged(float(loss), float(grad_norm), lr, generator_state)
                 self.optimizer_step()
                 self.step += 1
+                self.tokens_seen += self.tokens_per_step
                 window.add(loss, grad_norm)
-                bar.update(1)
+                bar.update()
 
-                last_step = self.step == self.total_steps
+                last_step = done = self.finished()  # once per step: a wall-clock budget is read here only
                 do_eval = self.step % cfg.eval_interval == 0 or last_step
                 do_log = self.step % cfg.log_interval == 0 or do_eval
                 do_save = self.step % cfg.checkpoint_interval == 0 and not last_step
@@ -327,7 +379,7 @@ class Trainer:
             self._check_window(window)
             self.save()
             completed = True
-            return self._result(self.step < self.total_steps, last_train, last_val)
+            return self._result(not self.finished(), last_train, last_val)
         except RuntimeError as exc:
             if self.dist.is_peer_loss(exc):
                 error = self._peer_lost(exc)
@@ -339,10 +391,15 @@ class Trainer:
             try:
                 bar.close()
                 sink.close()
+                # The DDP wrapper goes first: its reducer holds the process group and the last all-reduce's
+                # work and tensors. Freed here, while the interpreter is whole, they cannot be destroyed during
+                # interpreter shutdown, where a gloo object's C++ destructor aborts the finished process
+                # (`terminate called without an active exception`, SIGABRT: torchrun then reports a failure).
+                self.ddp = self.model
                 self.dist.close(together=completed)  # while our handler is still in place: a late signal only sets a flag
                 if main:
                     try:
-                        report.plot_run(report.read_metrics(self.out / METRICS), self.out)
+                        self.run_dir.plot()
                     except OSError:
                         if completed:
                             raise
@@ -355,7 +412,7 @@ class Trainer:
         seconds = max(time.perf_counter() - window.start, 1e-9)
         return {
             "step": self.step,
-            "tokens": self.step * self.tokens_per_step,
+            "tokens": self.tokens_seen,
             "wall_clock": round(self.wall_clock(), 3),
             "train_loss": float(self.dist.mean(window.loss_sum)) / window.steps,  # over all processes
             "lr": lr,
@@ -423,6 +480,36 @@ class MetricWindow:
         self.finite &= torch.isfinite(loss) & torch.isfinite(grad_norm)
         self.steps += 1
         self.grad_norm = grad_norm
+
+
+def _decayed(p: torch.Tensor) -> bool:
+    """Weight decay applies to matrices (embeddings, projections), not to the norms' gains."""
+    return p.ndim >= 2
+
+
+class _RunBar:
+    """The progress bar of a run: steps of a step or token budget, seconds of a wall-clock budget."""
+
+    def __init__(self, trainer: Trainer, disable: bool):
+        self.trainer = trainer
+        self.timed = trainer.total_steps is None
+        if self.timed:
+            total, initial, unit = round(trainer.budget_seconds), round(min(trainer.wall_clock(), trainer.budget_seconds)), "s"
+        else:
+            total, initial, unit = trainer.total_steps, trainer.step, "step"
+        self.bar = progress_bar(total=total, initial=initial, disable=disable, unit=unit, dynamic_ncols=True)
+
+    def update(self) -> None:
+        if self.timed:
+            self.bar.update(max(0, min(self.bar.total, round(self.trainer.wall_clock())) - self.bar.n))
+        else:
+            self.bar.update(1)
+
+    def set_postfix(self, **kwargs) -> None:
+        self.bar.set_postfix(**kwargs)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _open_tokens(path: str, dtype: str | None, vocab_size: int, context_length: int, role: str):

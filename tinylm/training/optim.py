@@ -106,7 +106,11 @@ def _use_foreach(foreach: bool | None, params) -> bool:
 
 
 def cosine_lr(it: int, lr_max: float, lr_min: float, warmup_iters: int, cosine_iters: int) -> float:
-    """Linear warm-up to lr_max over `warmup_iters`, cosine down to lr_min at `cosine_iters`, then lr_min."""
+    """Linear warm-up to lr_max over `warmup_iters`, cosine down to lr_min at `cosine_iters`, then lr_min.
+
+    The course's schedule (CS336 assignment 1) at iteration `it`. The trainer passes the number of
+    the step about to run, counted from 1: `it = 0` would give the first warm-up step lr 0.
+    """
     if it < warmup_iters:
         return lr_max * it / warmup_iters
     if it <= cosine_iters:
@@ -114,6 +118,17 @@ def cosine_lr(it: int, lr_max: float, lr_min: float, warmup_iters: int, cosine_i
         progress = (it - warmup_iters) / span if span > 0 else 1.0
         return lr_min + 0.5 * (1 + math.cos(math.pi * progress)) * (lr_max - lr_min)
     return lr_min
+
+
+def budget_lr(step: int, fraction: float, lr_max: float, lr_min: float, warmup_iters: int) -> float:
+    """Learning rate for a wall-clock budget: linear warm-up over the first `warmup_iters` steps
+    (step numbered from 1, as in `cosine_lr`), then a cosine from lr_max to lr_min over the elapsed
+    `fraction` of the budget (clamped to [0, 1]), so the decay completes when the budget does however
+    fast the steps turn out to be."""
+    if step < warmup_iters:
+        return lr_max * step / warmup_iters
+    fraction = min(max(fraction, 0.0), 1.0)
+    return lr_min + 0.5 * (1 + math.cos(math.pi * fraction)) * (lr_max - lr_min)
 
 
 def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float, eps: float = 1e-6,
