@@ -62,6 +62,16 @@ def _disagreeing_merges(d: Path) -> list[str]:
     return ["encode", str(FIXTURES / "address.txt"), "-t", str(tok), "-o", str(d / "o.npy")]
 
 
+def _foreign_tokenizer_json(d: Path, change) -> list[str]:
+    """`tinylm encode -t` a tokenizer.json (as tinylm writes it) edited by `change`."""
+    import json
+
+    obj = json.loads((_tok_dir(d) / "tokenizer.json").read_text())
+    change(obj)
+    path = _write(d, "foreign.json", json.dumps(obj, ensure_ascii=False).encode())
+    return ["encode", str(FIXTURES / "address.txt"), "-t", path, "-o", str(d / "o.npy")]
+
+
 def _bpe(path: str, *extra: str) -> list[str]:
     return ["train-bpe", path, "--vocab-size", "300", "--out", "OUT", *extra]
 
@@ -77,6 +87,12 @@ TOKENIZER_CASES = [
     Case("empty special token", lambda d: ["train-bpe", str(FIXTURES / "corpus.en"), "-s", "", "-o", "OUT"], ["empty"], "ConfigError"),
     Case("truncated vocab.json", _truncated_vocab, ["not valid JSON"], "TokenizerFileError"),
     Case("merges that disagree with the vocabulary", _disagreeing_merges, ["does not match the vocabulary"], "TokenizerFileError"),
+    Case("tokenizer.json with a normalizer", lambda d: _foreign_tokenizer_json(d, lambda o: o.update(normalizer={"type": "NFKC"})),
+         ["foreign.json", "normalizer 'NFKC' is unsupported"], "TokenizerFileError"),
+    Case("tokenizer.json of a WordPiece model", lambda d: _foreign_tokenizer_json(d, lambda o: o["model"].update(type="WordPiece")),
+         ["model type 'WordPiece' is unsupported"], "TokenizerFileError"),
+    Case("tokenizer.json entry outside GPT-2's byte table", lambda d: _foreign_tokenizer_json(d, lambda o: o["model"]["vocab"].update({"<｜x｜>": 9999})),
+         ["entry '<｜x｜>' (id 9999)", "not spelled in GPT-2's byte mapping"], "TokenizerFileError"),
     Case("output folder that cannot be written", lambda d: _bpe(str(FIXTURES / "corpus.en")) + ["--out", _write(d, "f", b"x") + "/sub"], ["cannot write"], "OutputError"),
     Case("memory budget that cannot be read", lambda d: _bpe(str(FIXTURES / "corpus.en"), "--max-memory", "lots"), ["memory size"], "ConfigError"),
 ]
