@@ -793,6 +793,23 @@ static PyObject *Encoder_clear_cache(Encoder *e, PyObject *Py_UNUSED(ignored)) {
     Py_RETURN_NONE;
 }
 
+/* The class (0 other, 1 letter, 2 number, 3 space) the matcher gives each code point of text. */
+static PyObject *Encoder_classes(Encoder *e, PyObject *text) {
+    if (encoder_ready(e) < 0) return NULL;
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "classes expects str, got %.100s", Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (!out) return NULL;
+    uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(out);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    for (Py_ssize_t i = 0; i < n; i++) dst[i] = e->cls[PyUnicode_READ(kind, data, i)];
+    return out;
+}
+
 static PyObject *Encoder_cache_size(Encoder *e, void *Py_UNUSED(closure)) { return PyLong_FromLong(e->ncache); }
 
 PyDoc_STRVAR(encode_ordinary_doc,
@@ -809,6 +826,9 @@ static PyMethodDef Encoder_methods[] = {
      "unsigned integers of itemsize bytes (2: uint16, 4: uint32), e.g. for numpy.frombuffer; OverflowError if an id "
      "does not fit."},
     {"clear_cache", (PyCFunction)Encoder_clear_cache, METH_NOARGS, "Empty the pre-token cache."},
+    {"classes", (PyCFunction)Encoder_classes, METH_O,
+     "classes(text: str) -> bytes\n\nThe pre-tokenizer's class of each code point of text, one byte each: 0 other, "
+     "1 letter (\\p{L}), 2 number (\\p{N}), 3 white space (\\s), as read from the ranges given to Encoder."},
     {"count_pretokens", (PyCFunction)Encoder_count_pretokens, METH_O,
      "count_pretokens(text: str) -> None\n\nSplit text with the GPT-2 pattern (no special-token handling) and add "
      "each pre-token's UTF-8 bytes to this Encoder's counts; UnicodeEncodeError on lone surrogates."},
