@@ -312,20 +312,31 @@ static inline uint32_t decode_cp(const uint8_t *s, size_t i, size_t *len) {
            (s[i + 3] & 0x3F);
 }
 
-/* End of the run of class k starting at i. */
+/* The class of the code point at s[i] (its UTF-8 length in *len). Bytes below 0x80 index the
+   first 128 entries of cls directly: a byte-class table for ASCII, read from the same pinned ranges. */
+static inline int class_at(const uint8_t *cls, const uint8_t *s, size_t i, size_t *len) {
+    uint8_t b = s[i];
+    if (b < 0x80) {
+        *len = 1;
+        return cls[b];
+    }
+    return cls[decode_cp(s, i, len)];
+}
+
+/* End of the run of class k starting at i: ASCII bytes in a tight loop, other code points decoded. */
 static inline size_t run_end(const uint8_t *cls, const uint8_t *s, size_t i, size_t n, int k) {
-    while (i < n) {
+    for (;;) {
+        while (i < n && s[i] < 0x80 && cls[s[i]] == k) i++;
+        if (i >= n || s[i] < 0x80) return i;
         size_t l;
-        uint32_t c = decode_cp(s, i, &l);
-        if (cls[c] != k) break;
+        if (cls[decode_cp(s, i, &l)] != k) return i;
         i += l;
     }
-    return i;
 }
 
 /* End of the GPT-2 pre-token that starts at s[i] (s[0..n) valid UTF-8): the pattern
    's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ matched by hand. */
-static size_t next_piece(const uint8_t *cls, const uint8_t *s, size_t i, size_t n) {
+static inline size_t next_piece(const uint8_t *cls, const uint8_t *s, size_t i, size_t n) {
     size_t l0;
     uint8_t b0 = s[i];
     if (b0 == '\'' && i + 1 < n) { /* '(?:[sdmt]|ll|ve|re) */
@@ -336,21 +347,18 @@ static size_t next_piece(const uint8_t *cls, const uint8_t *s, size_t i, size_t 
             if ((b1 == 'l' && b2 == 'l') || (b1 == 'v' && b2 == 'e') || (b1 == 'r' && b2 == 'e')) return i + 3;
         }
     }
-    uint32_t c0 = decode_cp(s, i, &l0);
-    int k0 = cls[c0];
-    if (c0 == ' ' && i + 1 < n) { /* " ?\p{L}+", " ?\p{N}+", " ?[^\s\p{L}\p{N}]+" with the space */
+    int k0 = class_at(cls, s, i, &l0);
+    if (b0 == ' ' && i + 1 < n) { /* " ?\p{L}+", " ?\p{N}+", " ?[^\s\p{L}\p{N}]+" with the space */
         size_t l1;
-        uint32_t c1 = decode_cp(s, i + 1, &l1);
-        int k1 = cls[c1];
+        int k1 = class_at(cls, s, i + 1, &l1);
         if (k1 != K_SPACE) return run_end(cls, s, i + 1 + l1, n, k1);
     }
     if (k0 != K_SPACE) return run_end(cls, s, i + l0, n, k0); /* the same without the space */
-    /* \s+(?!\S) | \s+ */
+    /* \s+(?!\S) | \s+ : the run, less its last character when a non-space follows a run of 2+ */
     size_t j = i + l0, last = i;
     while (j < n) {
         size_t l;
-        uint32_t c = decode_cp(s, j, &l);
-        if (cls[c] != K_SPACE) break;
+        if (class_at(cls, s, j, &l) != K_SPACE) break;
         last = j;
         j += l;
     }
