@@ -58,7 +58,7 @@ def gpt2_regex(below: int = _BMP_END) -> re.Pattern:
     """The GPT-2 pattern with the pinned classes, exact for text whose code points are all < below.
 
     `re` keeps a character set below U+10000 as one bitmap lookup per character but tests each
-    range above it in turn (~10x slower on every pre-token), so the sets stop at `below`: 0x80
+    range above it in turn (several times slower on every pre-token), so the sets stop at `below`: 0x80
     for ASCII text, 0x10000 (the default) for the rest. Text with characters above U+FFFF is
     matched through _bmp_stand_ins.
     """
