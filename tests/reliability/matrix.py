@@ -229,6 +229,14 @@ def _generate_after(change: Callable[[Path], None], prompt: str = "Once") -> Cal
     return setup
 
 
+def _generate_with(*flags: str) -> Callable[[Path], list[str]]:
+    """generate on a good run with extra (bad) flags."""
+    def setup(d: Path) -> list[str]:
+        return _generate_after(lambda run: None)(d) + list(flags)
+
+    return setup
+
+
 def _checkpoint_beside_bigger_tokenizer(d: Path) -> list[str]:
     """A run's checkpoint (257 ids) copied into a folder whose tokenizer has 300 ids."""
     import shutil
@@ -284,6 +292,9 @@ TRAINING_CASES = [
     Case("checkpoint from a newer format version (train --resume)", _resume_after(_newer_format), ["format version 2", "upgrade tinylm"], "CheckpointError"),
     Case("checkpoint from a newer format version (generate)", _generate_after(_newer_format), ["format version 2", "upgrade tinylm"], "CheckpointError"),
     Case("checkpoint whose unpickling would run code (generate)", _generate_after(_code_in_checkpoint), ["not loaded", "could run code"], "CheckpointError", _no_code_ran),
+    Case("non-finite sampling temperature (generate)", _generate_with("--temperature", "nan"), ["temperature must be a finite number >= 0"], "ConfigError"),
+    Case("negative sampling temperature (generate)", _generate_with("--temperature", "-1"), ["temperature must be a finite number >= 0"], "ConfigError"),
+    Case("top-p outside (0, 1] (generate)", _generate_with("--top-p", "0"), ["top_p must be in (0, 1]"], "ConfigError"),
     Case("special token in the generate prompt", _generate_after(lambda run: None, f"Once{EOT}upon"), ["special token", "<|endoftext|>"], "SpecialTokenNotAllowedError"),
     Case("run folder where a file is", lambda d: _train(d) + ["--out", _write(d, "f", b"x") + "/run"], ["cannot write to output folder", "Not a directory"], "OutputError", _nothing_written),
     Case("run folder on a read-only file system", lambda d: _train(d) + ["--out", str(_mount_tmpfs(d / "ro", "size=1m,ro") / "run")], ["cannot write to output folder", "Read-only file system"], "OutputError", _nothing_written),
