@@ -393,7 +393,7 @@ def _ctrl_c(d: Path) -> subprocess.CompletedProcess:
     run = d / "out"
     cmd = [sys.executable, "-m", "tinylm", *[str(run) if a == "OUT" else a for a in _train(d, "--max-steps", "100000", "--no-progress")]]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLI_ENV)
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # a guard against a hang, generous for a loaded machine
     while not (run / "metrics.jsonl").exists() or (run / "metrics.jsonl").stat().st_size == 0:  # training has begun
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1] if proc.poll() is not None else "timeout"
         time.sleep(0.05)
