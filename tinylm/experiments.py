@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from tinylm.errors import TrainingDivergedError
+from tinylm.errors import ConfigError, TrainingDivergedError
 from tinylm.training import report
 from tinylm.training.config import TrainConfig
 from tinylm.training.loop import train
@@ -133,7 +133,13 @@ def lr_sweep(base: TrainConfig, lrs: list[float], out_dir) -> list[SweepRun]:
 
 def batch_sweep(base: TrainConfig, batch_sizes: list[int], out_dir) -> list[SweepRun]:
     """One run per batch size on the same token budget as `base`, plotted against tokens seen."""
-    budget = base.total_steps * base.global_batch_size() * base.model_config().context_length
+    if base.train.max_tokens is not None:
+        budget = base.train.max_tokens
+    elif base.train.max_steps is not None:
+        budget = base.total_steps * base.global_batch_size() * base.model_config().context_length
+    else:
+        raise ConfigError("a batch-size sweep compares runs on one token budget: set train.max_steps or train.max_tokens, "
+                          "not train.max_minutes")
     variants = {f"batch={b}": {"train.batch_size": b, "train.max_tokens": budget} for b in batch_sizes}
     return run_sweep(base, variants, out_dir, f"batch-size sweep ({budget:,} tokens each)", x="tokens")
 

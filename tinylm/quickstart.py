@@ -433,7 +433,8 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool):
             eval_interval=eval_interval,
             eval_windows=eval_windows,
             log_interval=max(1, min(10, steps // 100)),
-            checkpoint_interval=max(steps, 1),  # one checkpoint, at the end: the budget goes to training
+            # one checkpoint, at the end: the budget goes to training (a time budget may run past the estimate)
+            checkpoint_interval=max(steps, 1) if config.max_steps is not None else 1 << 40,
             device=config.device,
             seed=config.seed,
             out_dir=str(run_dir),

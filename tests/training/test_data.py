@@ -6,7 +6,7 @@ import torch
 
 from tinylm.errors import DataError, InputFileError
 from tinylm.training import get_batch
-from tinylm.training.data import bytes_per_token, check_tokens, eval_starts, load_tokens, token_byte_lengths
+from tinylm.training.data import check_tokens, eval_starts, load_tokens, token_byte_lengths
 
 
 def test_get_batch_reaches_every_start_and_shifts_targets():
@@ -91,8 +91,33 @@ def test_eval_starts_are_fixed_and_in_range():
     assert np.array_equal(starts, eval_starts(1000, 16, 10))
 
 
-def test_bytes_per_token_counts_token_bytes():
+def test_token_byte_lengths_count_each_ids_bytes():
     vocab = {0: b"<|endoftext|>", 1: b"a", 2: b"bc", 3: b"\xc3\xa9"}
-    lengths = token_byte_lengths(vocab, 4)
-    tokens = np.array([1, 2, 2, 3, 0], dtype=np.uint16)
-    assert bytes_per_token(tokens, lengths) == (1 + 2 + 2 + 2 + 13) / 5
+    lengths = token_byte_lengths(vocab, 6)  # ids past the vocabulary (a padded model) count 0
+    assert lengths.tolist() == [13, 1, 2, 2, 0, 0]
+
+
+def test_evaluate_bpb_is_nats_over_the_bytes_of_the_predicted_tokens():
+    """evaluate_bpb against the formula computed directly with torch: Σ nats / ln 2 / Σ bytes(target)."""
+    import math
+
+    import torch
+
+    from tinylm.training.evaluate import evaluate_bpb
+
+    torch.manual_seed(0)
+    vocab_size, ctx = 5, 4
+    model = torch.nn.Sequential(torch.nn.Embedding(vocab_size, 8), torch.nn.Linear(8, vocab_size))
+    tokens = np.array([1, 2, 3, 4, 0, 1, 2, 3, 4, 1, 1, 2], dtype=np.uint16)
+    lengths = np.array([13, 1, 2, 2, 3])
+    starts = np.array([0, 3, 7])
+    ev = evaluate_bpb(model, tokens, starts, ctx, batch_size=2, device="cpu", token_bytes=lengths)
+    nats, nbytes = 0.0, 0
+    for s in starts:
+        x, y = torch.from_numpy(tokens[s : s + ctx].astype(np.int64)), torch.from_numpy(tokens[s + 1 : s + 1 + ctx].astype(np.int64))
+        nats += torch.nn.functional.cross_entropy(model(x), y, reduction="sum").item()
+        nbytes += int(lengths[y.numpy()].sum())
+    assert ev.tokens == 12 and ev.bytes == nbytes and ev.windows == 3
+    assert ev.loss == pytest.approx(nats / 12, rel=1e-6) and ev.bpb == pytest.approx(nats / math.log(2) / nbytes, rel=1e-6)
+    mean = evaluate_bpb(model, tokens, starts, ctx, 2, "cpu", bytes_per_token=2.5)  # no vocabulary: a mean
+    assert mean.bpb == pytest.approx(nats / math.log(2) / (12 * 2.5), rel=1e-6)

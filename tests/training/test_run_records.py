@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from tinylm.errors import ConfigError
 from tinylm.training.checkpoint import read_checkpoint
-from tinylm.training.config import TrainConfig
+from tinylm.experiments import batch_sweep
+from tinylm.training.config import TrainConfig, load_config, to_toml
 from tinylm.training.data import eval_starts
 from tinylm.training.loop import Trainer
 from tinylm.training.optim import budget_lr, cosine_lr
@@ -88,9 +89,11 @@ def test_a_wall_clock_budget_ends_the_run_and_drives_the_cosine(make_config):
     box["trainer"] = trainer
     trainer.run()
     assert [u["step"] for u in trainer.used] == list(range(1, 13))
-    for u in trainer.used:  # step s starts at s - 1 seconds of the 12-second budget
-        assert u["lr"] == budget_lr(u["step"], (u["step"] - 1) / 12, 3e-3, 3e-4, 3) and u["lr"] > 0
-    assert trainer.used[2]["lr"] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi * 2 / 12)) + 3e-4 * 0.5 * (1 - math.cos(math.pi * 2 / 12)))
+    for u in trainer.used:  # step s starts at s - 1 seconds of the 12-second budget; warm-up ends at step 3 (2 s)
+        assert u["lr"] == budget_lr(u["step"], (u["step"] - 1) / 12, 3e-3, 3e-4, 3, 2 / 12) and u["lr"] > 0
+    assert trainer.used[0]["lr"] == pytest.approx(1e-3) and trainer.used[2]["lr"] == pytest.approx(3e-3)  # lr_max at step 3
+    # then the cosine over the remaining 10 seconds: step 8 starts halfway through it
+    assert trainer.used[7]["lr"] == pytest.approx(3e-4 + 0.5 * (1 + math.cos(math.pi * 0.5)) * 2.7e-3)
     records = _records(trainer)
     assert records[-1]["step"] == 12 and "val_loss" in records[-1]  # the last step is evaluated
 
@@ -144,12 +147,29 @@ def test_validation_windows_do_not_depend_on_the_batch_size(make_config, tmp_pat
     assert val_a == pytest.approx(val_b, abs=1e-4)  # was 3.66 vs 3.51: 16 windows vs 4
 
 
-def test_old_configs_eval_batches_keep_their_windows(make_config):
+def test_old_configs_eval_batches_keep_their_windows(make_config, tmp_path):
     data = make_config().to_dict()
     data["train"].pop("eval_windows")
     data["train"].update(eval_batches=3, batch_size=4)
     assert TrainConfig.from_dict(data).train.eval_windows == 12  # eval_batches × batch_size, as before
     assert len(eval_starts(10_000, CTX, 12)) == 12
+    # an old run's config.toml resumed with another batch size keeps the windows it was evaluated on
+    old = tmp_path / "config.toml"
+    old.write_text(to_toml(TrainConfig.from_dict(data)).replace("eval_windows = 12", "eval_batches = 3"))
+    assert "eval_batches = 3" in old.read_text()
+    assert load_config(old, {"train.batch_size": 8}).train.eval_windows == 12
+    for bad in ("abc", 0, 2.5, True):
+        with pytest.raises(ConfigError, match="train.eval_batches"):
+            load_config(old, {"train.eval_batches": bad})
+
+
+def test_settings_a_run_could_not_honour_are_refused(make_config, tmp_path):
+    with pytest.raises(ConfigError, match="cosine_iters"):
+        make_config(**{"train.max_steps": None, "train.max_minutes": 1.0, "optim.cosine_iters": 10})
+    timed = make_config(**{"train.max_steps": None, "train.max_minutes": 1.0})
+    with pytest.raises(ConfigError, match="token budget"):
+        batch_sweep(timed, [2, 4], tmp_path / "sweep")
+    assert TrainConfig(model={"vocab_size": 64, "d_model": 32, "num_heads": 4}).model.d_model == 32  # a table works too
 
 
 # --- the whole kind: stopped at a random step, resumed with other settings -------------------------------------

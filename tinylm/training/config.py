@@ -47,7 +47,7 @@ class DataConfig:
     train: str = ""
     val: str | None = None
     dtype: str | None = None  # raw .bin only: None means the `tinylm encode` sidecar's, else uint16
-    val_bytes_per_token: float | None = None  # None: from the sidecar, else counted with the tokenizer
+    val_bytes_per_token: float | None = None  # None: each token's bytes from the tokenizer, else the sidecar's mean
 
 
 @dataclass
@@ -111,6 +111,12 @@ class TrainConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):  # TrainConfig(model={...}): the table as in a TOML file
+            self.model = ModelConfig.from_dict(dict(self.model))
+        elif not isinstance(self.model, ModelConfig):
+            raise ConfigError(f"TrainConfig.model must be a ModelConfig or a table of its settings, got {type(self.model).__name__}")
 
     # --- derived values ------------------------------------------------------------------
     def model_config(self) -> ModelConfig:
@@ -206,6 +212,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be at least 1, got {value}")
         if t.max_minutes is not None and not (math.isfinite(t.max_minutes) and t.max_minutes > 0):
             raise ConfigError(f"train.max_minutes must be a finite number > 0, got {t.max_minutes}")
+        if t.max_minutes is not None and o.cosine_iters is not None:
+            raise ConfigError("optim.cosine_iters counts steps; with train.max_minutes the cosine runs over the time budget: unset one")
         for name in ("lr_max", "lr_min", "weight_decay", "eps", "grad_clip"):
             value = getattr(o, name)
             if not math.isfinite(value) or value < 0:
@@ -285,8 +293,13 @@ def _upgrade_eval_batches(values: dict) -> dict:
         return values
     values = dict(values)
     batches = values.pop("eval_batches")
-    if values.get("eval_windows") is None and isinstance(batches, int) and not isinstance(batches, bool):
-        values["eval_windows"] = batches * values.get("batch_size", RunConfig.batch_size)
+    if batches is None:
+        return values
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ConfigError(f"train.eval_batches (the old spelling of train.eval_windows / batch_size) must be an integer >= 1, got {batches!r}")
+    batch_size = values.get("batch_size", RunConfig.batch_size)
+    if values.get("eval_windows") is None and isinstance(batch_size, int):
+        values["eval_windows"] = batches * batch_size
     return values
 
 
@@ -355,6 +368,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | di
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError("train config must be a table of sections")
+    if isinstance(data.get("train"), dict):  # an old file's eval_batches × its own batch_size, before flags change it
+        data["train"] = _upgrade_eval_batches(data["train"])
     return TrainConfig.from_dict(apply_overrides(data, overrides or []))
 
 

@@ -112,11 +112,3 @@ def token_byte_lengths(vocab: dict[int, bytes], vocab_size: int) -> np.ndarray:
         if idx < vocab_size:
             lengths[idx] = len(token)
     return lengths
-
-
-def bytes_per_token(tokens: np.ndarray, lengths: np.ndarray) -> float:
-    """Mean UTF-8 bytes per token of a token file, scanned in chunks (memory stays bounded)."""
-    total = 0
-    for i in range(0, len(tokens), _SCAN_CHUNK):
-        total += int(lengths[np.asarray(tokens[i : i + _SCAN_CHUNK])].sum())
-    return total / len(tokens)

@@ -65,7 +65,8 @@ def evaluate_bpb(
 
     tokens: 1-d token ids (a memmap is fine: only the windows are read). starts: int64 window
     offsets; each window predicts tokens[s+1 : s+1+context_length]. token_bytes: (vocab,) int64
-    UTF-8 length of each id (`data.token_byte_lengths`; special tokens count 0) for exact bits per
+    UTF-8 length of each id (`data.token_byte_lengths`: a special token counts its literal text,
+    e.g. 13 bytes for <|endoftext|>, as the `tinylm encode` sidecar counts it) for exact bits per
     byte; else `bytes_per_token` (a file's mean) estimates it; neither: bpb is None.
     dist: a `distributed.Distributed`; several processes each take every world_size-th chunk of
     `batch_size` windows and the sums are added, so every process returns the same figures.

@@ -142,6 +142,7 @@ class Trainer:
         self.tokens_seen = 0  # training tokens of every step so far, over all processes and resumes
         budget = self.config.train.max_minutes
         self.budget_seconds = None if budget is None else budget * 60.0  # wall-clock budget, if that ends the run
+        self.warmup_end = None  # wall-clock budget: the elapsed fraction at which warm-up ended
         self.check_every_step = self.device.type != "cuda"  # CUDA: NaN check at log intervals (no sync per step)
 
     def _write_run_files(self) -> None:
@@ -220,6 +221,7 @@ class Trainer:
         if saved_tokens is None:  # checkpoints before tokens were saved: all steps ran at the saved batch
             saved_tokens = self.step * (saved_batch * ctx if saved_batch is not None else self.tokens_per_step)
         self.tokens_seen = int(saved_tokens)
+        self.warmup_end = payload["progress"].get("warmup_end")
         if self.dist.is_main and saved_batch is not None and saved_batch != self.tokens_per_step // self.model_config.context_length:
             print(f"warning: the run trained with a global batch of {saved_batch} sequences and continues with "
                   f"{self.tokens_per_step // self.model_config.context_length}; set train.global_batch_size to keep it "
@@ -249,7 +251,10 @@ class Trainer:
             cosine_iters = o.cosine_iters if o.cosine_iters is not None else self.total_steps
             lr = cosine_lr(step, o.lr_max, o.lr_min, o.warmup_iters, cosine_iters)
         else:
-            lr = budget_lr(step, self.budget_fraction(), o.lr_max, o.lr_min, o.warmup_iters)
+            fraction = self.budget_fraction()
+            if self.warmup_end is None and step >= o.warmup_iters:  # the cosine starts here (saved: resumes keep it)
+                self.warmup_end = fraction
+            lr = budget_lr(step, fraction, o.lr_max, o.lr_min, o.warmup_iters, self.warmup_end or 0.0)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -317,7 +322,7 @@ class Trainer:
             train_config=self.config.to_dict(),
             rng=capture_rng_state(),
             data={"generator": generator_state if generator_state is not None else self.generator.get_state()},
-            progress={"wall_clock": self.wall_clock(), "tokens": self.tokens_seen,
+            progress={"wall_clock": self.wall_clock(), "tokens": self.tokens_seen, "warmup_end": self.warmup_end,
                       "global_batch": self.tokens_per_step // self.model_config.context_length},
         )
 

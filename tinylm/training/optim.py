@@ -120,15 +120,17 @@ def cosine_lr(it: int, lr_max: float, lr_min: float, warmup_iters: int, cosine_i
     return lr_min
 
 
-def budget_lr(step: int, fraction: float, lr_max: float, lr_min: float, warmup_iters: int) -> float:
+def budget_lr(step: int, fraction: float, lr_max: float, lr_min: float, warmup_iters: int, warmup_end: float = 0.0) -> float:
     """Learning rate for a wall-clock budget: linear warm-up over the first `warmup_iters` steps
-    (step numbered from 1, as in `cosine_lr`), then a cosine from lr_max to lr_min over the elapsed
-    `fraction` of the budget (clamped to [0, 1]), so the decay completes when the budget does however
-    fast the steps turn out to be."""
+    (step numbered from 1, as in `cosine_lr`), then a cosine from lr_max to lr_min over the rest of
+    the budget: from `warmup_end`, the elapsed fraction at which step `warmup_iters` started, to 1.
+    So step `warmup_iters` runs at lr_max, as in the step schedule, and the decay completes when the
+    budget does however fast the steps turn out to be. `fraction` is clamped to [warmup_end, 1]."""
     if step < warmup_iters:
         return lr_max * step / warmup_iters
-    fraction = min(max(fraction, 0.0), 1.0)
-    return lr_min + 0.5 * (1 + math.cos(math.pi * fraction)) * (lr_max - lr_min)
+    span = 1.0 - warmup_end
+    progress = min(max((fraction - warmup_end) / span, 0.0), 1.0) if span > 0 else 1.0
+    return lr_min + 0.5 * (1 + math.cos(math.pi * progress)) * (lr_max - lr_min)
 
 
 def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float, eps: float = 1e-6,

@@ -10,7 +10,8 @@ A run folder, as `tinylm train` writes it (nanochat's checkpoint_manager plays t
     vocab.json, merges.txt, special_tokens.json
                         the run's tokenizer: a run folder is also a tokenizer folder
 
-Only this module spells those names; the trainer, the quick start, sweeps and generation ask it.
+Only this module spells those names (the plots' names belong to training.report, which draws them);
+the trainer, the quick start, sweeps and generation ask it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class RunDir:
     def containing(cls, path: str | os.PathLike) -> RunDir:
         """The run folder itself, or the folder of a checkpoint file inside one."""
         p = Path(path)
-        return cls(p if p.is_dir() or not p.suffix else p.parent)
+        return cls(p if p.is_dir() else p.parent)
 
     @property
     def checkpoint(self) -> Path:
