@@ -67,6 +67,17 @@ def is_temp_of(candidate: str | os.PathLike, target: str | os.PathLike) -> bool:
     return candidate.parent == target.parent and re.fullmatch(pattern, candidate.name) is not None
 
 
+def new_temp(path: str | os.PathLike) -> tuple[int, Path]:
+    """A new, empty temporary for a write of `path`: (open file descriptor, its path beside `path`).
+
+    Named `.tmp-<path's name>.<random>` (hidden, unique, recognised by is_temp_of); OSError when
+    the folder cannot be written.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+    return fd, Path(tmp)
+
+
 def remove_stale_temps_of(path: str | os.PathLike) -> None:
     """Delete the temporaries that killed earlier writes of this one target left beside it.
 
@@ -102,7 +113,7 @@ def atomic_write(path: str | os.PathLike, what: str = "") -> Iterator[BinaryIO]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps_of(path)
-        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+        fd, tmp = new_temp(path)
     except OSError as exc:
         where = f"{what} in {path.parent}" if what else str(path)
         raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
@@ -113,7 +124,7 @@ def atomic_write(path: str | os.PathLike, what: str = "") -> Iterator[BinaryIO]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        _unlink_quietly(Path(tmp))
+        _unlink_quietly(tmp)
         cause = _os_error_of(exc)
         if cause is None:
             raise
@@ -142,8 +153,8 @@ def atomic_write_files(files: Mapping[str | os.PathLike, bytes]) -> None:
         for path, data in files.items():
             path = Path(path)
             remove_stale_temps_of(path)
-            fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
-            pending.append((Path(tmp), path))
+            fd, tmp = new_temp(path)
+            pending.append((tmp, path))
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
