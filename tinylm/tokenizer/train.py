@@ -165,6 +165,35 @@ def bpe_merges(word_counts: dict[bytes, int], num_merges: int, progress: bool = 
     """
     from tinylm.progress import progress_bar
 
+    words, freqs, pair_counts, pair_words = _index_pairs(word_counts)
+    token_bytes: list[bytes] = [bytes([i]) for i in range(256)]
+    tie: list[bytes] = [_tie_key(t) for t in token_bytes]
+    heap = [(-c, tie[ord(p[0])] + tie[ord(p[1])], p) for p, c in pair_counts.items()]
+    heapq.heapify(heap)
+
+    merges: list[tuple[int, int]] = []
+    with progress_bar(total=num_merges, desc="merging", unit="merge", disable=not progress, leave=False) as bar:
+        while len(merges) < num_merges and heap:
+            neg, key, ab = heapq.heappop(heap)
+            actual = pair_counts.get(ab, 0)
+            if actual != -neg:
+                if actual > 0:  # counts only fall after a pair's creation step: re-file lazily
+                    heapq.heappush(heap, (-actual, key, ab))
+                continue
+            a, b = ord(ab[0]), ord(ab[1])
+            merges.append((a, b))
+            token_bytes.append(token_bytes[a] + token_bytes[b])
+            tie.append(_tie_key(token_bytes[-1]))
+            del pair_counts[ab]
+            delta = _merge_in_words(ab, chr(len(token_bytes) - 1), words, freqs, pair_words)
+            _file_pair_changes(delta, ab, pair_counts, pair_words, heap, tie)
+            bar.update(1)
+    return merges
+
+
+def _index_pairs(word_counts: dict[bytes, int]) -> tuple[list[str], list[int], dict[str, int], dict[str, list[int]]]:
+    """The merge loop's state: words (one character per byte id), their frequencies, the count of
+    each adjacent pair, and pair -> indices of the words holding it (each word once, ascending)."""
     words: list[str] = []
     freqs: list[int] = []
     pair_counts: dict[str, int] = {}
@@ -181,84 +210,73 @@ def bpe_merges(word_counts: dict[bytes, int], num_merges: int, progress: bool = 
                 pair_words[pair] = [wi]
             elif lst[-1] != wi:
                 lst.append(wi)
+    return words, freqs, pair_counts, pair_words
 
-    token_bytes: list[bytes] = [bytes([i]) for i in range(256)]
-    tie: list[bytes] = [_tie_key(t) for t in token_bytes]
-    heap = [(-c, tie[ord(p[0])] + tie[ord(p[1])], p) for p, c in pair_counts.items()]
-    heapq.heapify(heap)
 
-    merges: list[tuple[int, int]] = []
-    bar = progress_bar(total=num_merges, desc="merging", unit="merge", disable=not progress, leave=False)
-    with bar:
-        while len(merges) < num_merges and heap:
-            neg, key, ab = heapq.heappop(heap)
-            actual = pair_counts.get(ab, 0)
-            if actual != -neg:
-                if actual > 0:  # counts only fall after a pair's creation step: re-file lazily
-                    heapq.heappush(heap, (-actual, key, ab))
-                continue
-            a, b = ord(ab[0]), ord(ab[1])
-            new_id = len(token_bytes)
-            c = chr(new_id)
-            merges.append((a, b))
-            token_bytes.append(token_bytes[a] + token_bytes[b])
-            tie.append(_tie_key(token_bytes[-1]))
-            del pair_counts[ab]
-            # Only pairs next to a merge site change: the old neighbours lose the word's
-            # frequency, the new pairs around the merged token gain it.
-            delta: dict[str, int] = {}
-            for wi in set(pair_words.pop(ab)):
-                w = words[wi]
-                j = w.find(ab)
-                if j < 0:  # stale index entry: the pair left this word earlier
-                    continue
-                f = freqs[wi]
-                n = len(w)
-                end = -1
-                while j >= 0:
-                    if j > 0 and j != end:  # left neighbour, unless it was itself just merged
-                        pair = w[j - 1 : j + 1]
-                        delta[pair] = delta.get(pair, 0) - f
-                    if j + 2 < n:
-                        pair = w[j + 1 : j + 3]
-                        delta[pair] = delta.get(pair, 0) - f
-                    end = j + 2
-                    j = w.find(ab, end)
-                w = words[wi] = w.replace(ab, c)
-                m = len(w)
-                k = w.find(c)
-                while k >= 0:
-                    if k > 0:
-                        pair = w[k - 1 : k + 1]
-                        delta[pair] = delta.get(pair, 0) + f
-                        lst = pair_words.get(pair)
-                        if lst is None:
-                            pair_words[pair] = [wi]
-                        elif lst[-1] != wi:
-                            lst.append(wi)
-                    if k + 1 < m and w[k + 1] != c:
-                        pair = w[k : k + 2]
-                        delta[pair] = delta.get(pair, 0) + f
-                        lst = pair_words.get(pair)
-                        if lst is None:
-                            pair_words[pair] = [wi]
-                        elif lst[-1] != wi:
-                            lst.append(wi)
-                    k = w.find(c, k + 1)
-            delta.pop(ab, None)
-            for pair, d in delta.items():
-                if d == 0:
-                    continue
-                count = pair_counts.get(pair, 0) + d
-                if count > 0:
-                    pair_counts[pair] = count
-                    if d > 0:  # only pairs that hold the new token grow; file them now
-                        heapq.heappush(heap, (-count, tie[ord(pair[0])] + tie[ord(pair[1])], pair))
-                else:
-                    pair_counts.pop(pair, None)
-                    pair_words.pop(pair, None)
-            bar.update(1)
-    return merges
+def _merge_in_words(ab: str, c: str, words: list[str], freqs: list[int], pair_words: dict[str, list[int]]) -> dict[str, int]:
+    """Replace pair `ab` by the new token `c` in every word holding it; the change of each pair's count.
+
+    Only pairs next to a merge site change: the old neighbours lose the word's frequency, the new
+    pairs around the merged token gain it (and are indexed to the word).
+    """
+    delta: dict[str, int] = {}
+    for wi in set(pair_words.pop(ab)):
+        w = words[wi]
+        j = w.find(ab)
+        if j < 0:  # stale index entry: the pair left this word earlier
+            continue
+        f = freqs[wi]
+        n = len(w)
+        end = -1
+        while j >= 0:
+            if j > 0 and j != end:  # left neighbour, unless it was itself just merged
+                pair = w[j - 1 : j + 1]
+                delta[pair] = delta.get(pair, 0) - f
+            if j + 2 < n:
+                pair = w[j + 1 : j + 3]
+                delta[pair] = delta.get(pair, 0) - f
+            end = j + 2
+            j = w.find(ab, end)
+        w = words[wi] = w.replace(ab, c)
+        m = len(w)
+        k = w.find(c)
+        while k >= 0:
+            if k > 0:
+                pair = w[k - 1 : k + 1]
+                delta[pair] = delta.get(pair, 0) + f
+                lst = pair_words.get(pair)
+                if lst is None:
+                    pair_words[pair] = [wi]
+                elif lst[-1] != wi:
+                    lst.append(wi)
+            if k + 1 < m and w[k + 1] != c:
+                pair = w[k : k + 2]
+                delta[pair] = delta.get(pair, 0) + f
+                lst = pair_words.get(pair)
+                if lst is None:
+                    pair_words[pair] = [wi]
+                elif lst[-1] != wi:
+                    lst.append(wi)
+            k = w.find(c, k + 1)
+    return delta
+
+
+def _file_pair_changes(
+    delta: dict[str, int], ab: str, pair_counts: dict[str, int], pair_words: dict[str, list[int]], heap: list, tie: list[bytes]
+) -> None:
+    """Apply a merge's count changes; pairs that grew are pushed on the heap, pairs gone are dropped."""
+    delta.pop(ab, None)
+    for pair, d in delta.items():
+        if d == 0:
+            continue
+        count = pair_counts.get(pair, 0) + d
+        if count > 0:
+            pair_counts[pair] = count
+            if d > 0:  # only pairs that hold the new token grow; file them now
+                heapq.heappush(heap, (-count, tie[ord(pair[0])] + tie[ord(pair[1])], pair))
+        else:
+            pair_counts.pop(pair, None)
+            pair_words.pop(pair, None)
 
 
 class PackedWords:
