@@ -44,7 +44,12 @@ from tinylm.tokenizer.pretokenize import (
 
 @dataclass
 class TrainStats:
-    """What training measured, for the command's report."""
+    """What training measured, for the command's report (BpeTrainer.train returns it beside the tokenizer).
+
+    input_bytes: size of the corpus; distinct_pretokens: entries of the counted table; *_seconds:
+    wall time of counting (reading, pre-tokenizing, counting, packing) and of the merge loop;
+    spill_runs: times the table went to disk under max_memory; *_backend: "c" or "python", what ran.
+    """
 
     input_bytes: int = 0
     distinct_pretokens: int = 0
