@@ -30,6 +30,8 @@ from pathlib import Path
 
 import psutil
 
+from tinylm.io import atomic_write
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "data"
 SHARED_DATA_DIR = ROOT.parent / "shared" / "data"
@@ -47,15 +49,9 @@ def ensure_corpus(name: str = "bench_en.txt") -> Path:
     if not src.exists():
         raise SystemExit(f"error: {out} is missing and so is {src} to decompress it from")
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     print(f"decompressing {src} -> {out} ...", file=sys.stderr, flush=True)
-    try:
-        with lzma.open(src, "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout, 8 << 20)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with lzma.open(src, "rb") as fin, atomic_write(out) as fout:
+        shutil.copyfileobj(fin, fout, 8 << 20)
     return out
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _measure import DATA_DIR, ensure_corpus, print_table, run_measured  # noqa: E402
 
+from tinylm.io import atomic_write  # noqa: E402
+
 
 def distinct_words_corpus(n: int) -> Path:
     """N random words of 5-11 letters (seed 0), 100,000 to a line; made once under data/."""
@@ -34,13 +36,11 @@ def distinct_words_corpus(n: int) -> Path:
     rng = np.random.default_rng(0)
     letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
     DATA_DIR.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as out:
+    with atomic_write(path) as out:
         for start in range(0, n, 100_000):
             lengths = rng.integers(5, 12, min(100_000, n - start))
             chars = letters[rng.integers(0, 26, int(lengths.sum()))]
             out.write(b" ".join(w.tobytes() for w in np.split(chars, np.cumsum(lengths)[:-1])) + b"\n")
-    tmp.replace(path)
     return path
 
 

@@ -51,14 +51,13 @@ TINYLM_CHILD = """
 import json, sys, time
 from dataclasses import asdict
 import tinylm
-from tinylm.tokenizer.train import TrainStats
+from tinylm.tokenizer.train import BpeTrainer
 path, size = sys.argv[1], int(sys.argv[2])
-stats = TrainStats()
 t0 = time.perf_counter()
-vocab, merges = tinylm.train_bpe(path, size, [%(special)r], stats=stats)
+tokenizer, stats = BpeTrainer(size, (%(special)r,)).train(path)  # a ready Tokenizer, as tokenizers' trainer gives
 train_s = time.perf_counter() - t0
 out = asdict(stats)
-out.update(train_s=train_s, vocab_size=len(vocab), num_merges=len(merges))
+out.update(train_s=train_s, vocab_size=tokenizer.vocab_size, num_merges=len(tokenizer.merges))
 print(%(mark)r + json.dumps(out), flush=True)
 """ % {"special": SPECIAL, "mark": RESULT_MARK}
 

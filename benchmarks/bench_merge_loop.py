@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import pickle
 import statistics
 import sys
 import time
 from pathlib import Path
 
+from tinylm.io import atomic_write
 from tinylm.tokenizer.train import bpe_merges, count_pretokens
 
 SPECIAL = ["<|endoftext|>"]
@@ -39,10 +39,8 @@ def load_counts(path: Path, workers: int) -> dict[bytes, int]:
     else:
         word_counts = {w.encode("utf-8"): c for w, c in counts.items()}
     print(f"counted {len(word_counts):,} distinct pre-tokens in {time.perf_counter() - t0:.1f}s -> {cache}", file=sys.stderr)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_write(cache) as f:
         pickle.dump(word_counts, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, cache)
     return word_counts
 
 

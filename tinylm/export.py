@@ -41,13 +41,12 @@ from pathlib import Path
 import torch
 
 from tinylm.errors import CheckpointError, ConfigError
+from tinylm.io import atomic_write_files, ensure_output_dir
 from tinylm.model.config import ModelConfig
 from tinylm.tokenizer.files import (
     MERGES_FILE,
     SPECIAL_TOKENS_FILE,
     VOCAB_FILE,
-    atomic_write_files,
-    ensure_output_dir,
     merges_txt_bytes,
     special_tokens_json_bytes,
     vocab_json_bytes,

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tinylm.data import DOC_SEPARATOR
 from tinylm.errors import ConfigError, InputFileError
-from tinylm.tokenizer.files import atomic_write_bytes
+from tinylm.io import atomic_write_bytes
 from tinylm.training.run_dir import RunDir
 
 DEFAULT_PROMPTS = (
@@ -238,24 +238,22 @@ def _report_line(html_path: Path, seconds: float) -> str:
 # --- stages 2, 3, 6, 7 ---------------------------------------------------------------------------------
 def train_tokenizer(config: QuickstartConfig, out: Path, progress: bool):
     """A byte-level BPE tokenizer on out/train.txt, saved to out/tokenizer; (tokenizer, statistics)."""
-    from tinylm.tokenizer.bpe import Tokenizer
     from tinylm.tokenizer.stats import longest_tokens
-    from tinylm.tokenizer.train import TrainStats, train_bpe
+    from tinylm.tokenizer.train import BpeTrainer
 
     t0 = time.perf_counter()
-    stats = TrainStats()
-    vocab, merges = train_bpe(out / "train.txt", config.vocab_size, [DOC_SEPARATOR], num_workers=config.workers, progress=progress, stats=stats)
-    tokenizer = Tokenizer(vocab, merges, [DOC_SEPARATOR])
+    trainer = BpeTrainer(config.vocab_size, (DOC_SEPARATOR,), workers=config.workers, progress=progress)
+    tokenizer, stats = trainer.train(out / "train.txt")
     tokenizer.save_dir(out / "tokenizer")
     return tokenizer, {
         "vocab_size": tokenizer.vocab_size,
-        "merges": len(merges),
+        "merges": stats.num_merges,
         "train_seconds": time.perf_counter() - t0,
         "count_seconds": stats.count_seconds,
         "merge_seconds": stats.merge_seconds,
         "distinct_pretokens": stats.distinct_pretokens,
         "longest_tokens": [{"id": i, "bytes": len(t), "text": t.decode("utf-8", errors="replace")} for i, t in longest_tokens(tokenizer, 10)],
-        "token_lengths": sorted(len(t) for t in vocab.values()),
+        "token_lengths": sorted(len(t) for t in tokenizer.vocab.values()),
     }
 
 

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from tinylm.tokenizer.files import atomic_write_bytes
+from tinylm.io import atomic_write_bytes
 from tinylm.training.run_dir import RunDir
 
 _STYLE = """

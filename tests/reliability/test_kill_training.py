@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from tinylm import Tokenizer
 from tinylm.cli import main
-from tinylm.training.checkpoint import TEMP_PREFIX, read_checkpoint
+from tinylm.io import TEMP_PREFIX
+from tinylm.training.checkpoint import read_checkpoint
 from tinylm.training.config import TrainConfig, load_config, to_toml
 from tinylm.training.loop import train
 from tinylm.training.report import read_metrics

@@ -36,7 +36,7 @@ def tiktoken_gpt2():
 
 
 def _backend_params():
-    from tinylm.tokenizer.fast_encode import c_backend_available
+    from tinylm.tokenizer._native import c_backend_available
 
     skip_c = pytest.mark.skipif(not c_backend_available(), reason="C extension tinylm.tokenizer._bpe_encode is not built")
     return [pytest.param("python"), pytest.param("c", marks=skip_c)]

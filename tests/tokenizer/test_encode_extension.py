@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tinylm import Tokenizer
 from tinylm.errors import ConfigError
-from tinylm.tokenizer import fast_encode
+from tinylm.tokenizer import _native
 
 try:
     from tinylm.tokenizer import _bpe_encode
@@ -131,7 +131,7 @@ def test_code_points_at_class_boundaries(c_tok, py_tok):
     """Code points at both sides of every class range edge, plus a random sample, each alone,
     after a space, between letters and in runs (surrogates excluded: they are replaced first)."""
     cps = set(range(0x300))
-    for ranges in fast_encode.unicode_class_ranges():
+    for ranges in _native.unicode_class_ranges():
         for a, b in ranges:
             cps.update((a - 1, a, b - 1, b))
     cps.update(random.Random(0).sample(range(0x110000), 5000))
@@ -145,7 +145,7 @@ def test_code_points_at_class_boundaries(c_tok, py_tok):
 def test_class_tables_are_disjoint_and_match_regex():
     import regex
 
-    letters, numbers, spaces = fast_encode.unicode_class_ranges()
+    letters, numbers, spaces = _native.unicode_class_ranges()
     seen = set()
     for ranges in (letters, numbers, spaces):
         cps = {c for a, b in ranges for c in range(a, b)}
@@ -295,7 +295,6 @@ def test_encode_file_spawn_workers(c_tok, tmp_path, monkeypatch):
     path = tmp_path / "c.txt"
     path.write_text(text)
     monkeypatch.setattr(chunking, "pool_context", lambda: multiprocessing.get_context("spawn"))
-    monkeypatch.setattr(dataset, "pool_context", lambda: multiprocessing.get_context("spawn"))
     dataset.encode_file(c_tok, path, tmp_path / "t.npy", num_workers=2, chunk_bytes=20_000)
     assert np.load(tmp_path / "t.npy").tolist() == c_tok.encode(text)
 
@@ -305,7 +304,7 @@ def test_backend_flag(monkeypatch):
     with pytest.raises(ConfigError, match="unknown encoder backend"):
         Tokenizer(vocab, [], backend="rust")
     assert Tokenizer(vocab, [], backend="auto").backend == "c"
-    monkeypatch.setattr(fast_encode, "_bpe_encode", None)
+    monkeypatch.setattr(_native, "_bpe_encode", None)
     with pytest.raises(ConfigError, match="not built"):
         Tokenizer(vocab, [], backend="c")
     tok = Tokenizer(vocab, [], backend="auto")
@@ -314,7 +313,7 @@ def test_backend_flag(monkeypatch):
 
 
 def test_raw_encoder_argument_checks():
-    letters, numbers, spaces = fast_encode.unicode_class_ranges()
+    letters, numbers, spaces = _native.unicode_class_ranges()
     with pytest.raises(ValueError):
         _bpe_encode.Encoder(list(range(255)), [], letters, numbers, spaces)
     with pytest.raises(ValueError):
@@ -348,7 +347,7 @@ def test_encode_to_numpy_options(c_tok, py_tok):
 
 
 def test_pretoken_counts_gather_until_taken():
-    from tinylm.tokenizer.train import _c_counter
+    from tinylm.tokenizer._native import pretoken_counter as _c_counter
 
     counter = _c_counter()
     counter.count_pretokens("the cat and the hat")
@@ -365,7 +364,7 @@ def test_pretoken_counts_gather_until_taken():
 
 
 def test_many_distinct_pretokens_grow_the_table():
-    from tinylm.tokenizer.train import _c_counter
+    from tinylm.tokenizer._native import pretoken_counter as _c_counter
 
     def word(i):  # distinct letter-only words: a, b, ..., z, ba, bb, ...
         out = ""
@@ -388,7 +387,8 @@ def test_count_text_leaves_nothing_behind_and_threads_do_not_mix(monkeypatch):
     """The C counter is one per process: a call stopped half-way must not leak counts into the next,
     and threads counting at once must each get their own text's counts."""
     from tinylm.tokenizer import train as train_mod
-    from tinylm.tokenizer.train import _c_counter, count_text
+    from tinylm.tokenizer._native import pretoken_counter as _c_counter
+    from tinylm.tokenizer.train import count_text
 
     _c_counter().count_pretokens("stale words here")  # as if an earlier call died between count and take
     assert count_text("x", None) == {b"x": 1}

@@ -345,7 +345,7 @@ def test_train_bpe_writes_both_files_and_encode_reads_tokenizer_json(tmp_path):
 
 @pytest.fixture(scope="module")
 def gpt2_from_tiktoken_each_backend(gpt2_tiktoken_file):
-    from tinylm.tokenizer.fast_encode import c_backend_available
+    from tinylm.tokenizer._native import c_backend_available
 
     backends = ["python"] + (["c"] if c_backend_available() else [])
     return [Tokenizer.from_tiktoken(gpt2_tiktoken_file, special_tokens={EOT: 50256}, backend=b) for b in backends]

@@ -86,7 +86,7 @@ def test_table_equals_tiktoken_on_every_code_point(tiktoken_class_of):
 
 
 def test_c_matcher_reads_the_table_on_every_code_point(tiktoken_class_of):
-    from tinylm.tokenizer.train import _c_counter
+    from tinylm.tokenizer._native import pretoken_counter as _c_counter
 
     counter = _c_counter()
     if counter is None:

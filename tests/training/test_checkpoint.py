@@ -11,6 +11,7 @@ import torch
 from tinylm import ModelConfig, TransformerLM
 from tinylm.errors import CheckpointError
 from tinylm.training import AdamW, load_checkpoint, save_checkpoint
+from tinylm.io import remove_stale_temps_in
 from tinylm.training import checkpoint as ckpt_mod
 from tinylm.training.checkpoint import capture_rng_state, load_model, read_checkpoint, restore_rng_state
 
@@ -73,7 +74,7 @@ def test_kill_mid_write_leftover_is_cleaned_and_ignored(tmp_path):
     save_checkpoint(model, opt, 1, tmp_path / "checkpoint.pt")
     (tmp_path / ".tmp-checkpoint.pt.abc123").write_bytes(b"partial")  # what kill -9 leaves
     assert load_checkpoint(tmp_path, _trained(1)[0]) == 1  # a folder means its checkpoint.pt
-    ckpt_mod.remove_stale_temp_files(tmp_path)
+    remove_stale_temps_in(tmp_path)
     assert os.listdir(tmp_path) == ["checkpoint.pt"]
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from tinylm.tokenizer._native import AUTO, COUNT_BACKENDS, MERGE_BACKENDS
+
 DEFAULT_SPECIAL = "<|endoftext|>"
 
 
@@ -35,30 +37,30 @@ def _show_token(tok: bytes) -> str:
 @click.option("--chunk-mb", type=float, default=4.0, show_default=True, help="Size of the pieces workers read.")
 @click.option("--max-memory", default=None, help="Budget for the pre-token table while counting (e.g. 4G); past it, counts spill to disk.")
 @click.option("--spill-dir", type=click.Path(path_type=Path), default=None, help="Where spilled counts go (default: system temp folder).")
-@click.option("--merge-backend", type=click.Choice(["auto", "c", "python"]), default="auto", show_default=True, help="Compiled or pure-Python merge loop (identical merges).")
-@click.option("--count-backend", type=click.Choice(["auto", "python"]), default="auto", show_default=True, help="Pre-tokens matched and counted in C, or with the regex module in Python (identical counts).")
+@click.option("--merge-backend", type=click.Choice(MERGE_BACKENDS), default=AUTO, show_default=True, help="Compiled or pure-Python merge loop (identical merges).")
+@click.option("--count-backend", type=click.Choice(COUNT_BACKENDS), default=AUTO, show_default=True, help="Pre-tokens matched and counted in C, or with the regex module in Python (identical counts).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, chunk_mb, max_memory, spill_dir, merge_backend, count_backend, progress):
     """Train a byte-level BPE tokenizer on a text file (GPT-2 pre-tokenization)."""
-    from tinylm.tokenizer.bpe import Tokenizer
-    from tinylm.tokenizer.files import ensure_output_dir
-    from tinylm.tokenizer.train import TrainStats, train_bpe
+    from tinylm.io import ensure_output_dir
+    from tinylm.tokenizer.train import BpeTrainer
     from tinylm.units import parse_memory
 
+    trainer = BpeTrainer(
+        vocab_size, tuple(special_tokens), workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=_progress(progress),
+        max_memory=None if max_memory is None else parse_memory(max_memory), spill_dir=spill_dir, merge_backend=merge_backend, count_backend=count_backend,
+    )
     created = not Path(out_dir).exists()
     ensure_output_dir(out_dir)  # fail before the long work, not after
-    stats = TrainStats()
     t0 = time.perf_counter()
     try:
-        vocab, merges = train_bpe(
-            input_path, vocab_size, list(special_tokens), num_workers=workers, chunk_bytes=int(chunk_mb * (1 << 20)), progress=_progress(progress), stats=stats,
-            max_memory=None if max_memory is None else parse_memory(max_memory), spill_dir=spill_dir, merge_backend=merge_backend, count_backend=count_backend,
-        )
+        tokenizer, stats = trainer.train(input_path)
     except BaseException:
         if created and not any(Path(out_dir).iterdir()):  # bad input or settings: leave no empty folder behind
             Path(out_dir).rmdir()
         raise
-    Tokenizer(vocab, merges, list(special_tokens)).save_dir(out_dir)
+    tokenizer.save_dir(out_dir)
+    vocab = tokenizer.vocab
     seconds = time.perf_counter() - t0
     own, child = _peak_rss_mb()
     specials = {t.encode("utf-8") for t in special_tokens}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import lzma
 import os
+import shutil
 from pathlib import Path
+
+from tinylm.io import atomic_write
 
 BUNDLED_CORPUS = Path(__file__).parent / "pd_prose.txt.xz"
 DOC_SEPARATOR = "<|endoftext|>"
@@ -15,12 +18,8 @@ def extract_bundled_corpus(dest: str | os.PathLike) -> Path:
     dest = Path(dest)
     if dest.exists() and dest.stat().st_size > 0:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    with lzma.open(BUNDLED_CORPUS, "rb") as src, open(tmp, "wb") as out:
-        while block := src.read(1 << 20):
-            out.write(block)
-    os.replace(tmp, dest)
+    with lzma.open(BUNDLED_CORPUS, "rb") as src, atomic_write(dest) as out:
+        shutil.copyfileobj(src, out, 1 << 20)
     return dest
 
 

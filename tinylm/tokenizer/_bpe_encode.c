@@ -6,7 +6,7 @@
  *   merges:    (left id, right id, merged id) in rank order; a pair given twice keeps its first
  *              rank (as Tokenizer._ranks.setdefault does);
  *   *_ranges:  (start, end) code point ranges, end exclusive, of \p{L}, \p{N} and \s as the
- *              `regex` module sees them (built by tinylm.tokenizer.fast_encode).
+ *              `regex` module sees them (built by tinylm.tokenizer._native).
  * Encoder.encode_ordinary(text) -> list[int]
  *
  * Same result as the pure-Python path (pretokenize + Tokenizer._bpe):

@@ -5,7 +5,7 @@ GPT-2 pattern, and applies merges inside each pre-token in the order they were l
 repeat heavily in real text, so each one's ids are cached: most of the work is the regex, and
 the lookups run through `map(dict.get, ...)` in C. When the optional C extension
 tinylm.tokenizer._bpe_encode is built, the text between special tokens is encoded by it instead
-(same ids; see fast_encode.py); backend="python" keeps the pure-Python path.
+(same ids; see _native.py); backend="python" keeps the pure-Python path.
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ from tinylm.tokenizer.files import (
     MERGES_FILE,
     SPECIAL_TOKENS_FILE,
     VOCAB_FILE,
-    atomic_write_files,
-    ensure_output_dir,
     load_special_tokens,
     load_vocab_and_merges,
     save_merges,
     save_vocab,
     tokenizer_folder_files,
 )
-from tinylm.tokenizer.fast_encode import check_backend, make_encoder
+from tinylm.io import atomic_write_files, ensure_output_dir
+from tinylm.tokenizer._native import AUTO, check_backend, make_encoder
 from tinylm.tokenizer.pretokenize import SpecialTokenMatcher, find_safe_cut, pretokenize, special_matcher, validate_special_tokens
 
 _CACHE_LIMIT = 200_000  # pre-tokens; bounds the cache to a few tens of MB
@@ -65,7 +64,7 @@ class Tokenizer:
         merges: list[tuple[bytes, bytes]],
         special_tokens: list[str] | None = None,
         *,
-        backend: str = "auto",
+        backend: str = AUTO,
     ):
         check_backend(backend)
         specials = validate_special_tokens(special_tokens)
@@ -125,13 +124,13 @@ class Tokenizer:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._backend_request = state.get("_backend_request", "auto")
+        self._backend_request = state.get("_backend_request", AUTO)
         self._fast = make_encoder(self._backend_request, self._byte_ids, self._merge_triples)
 
     # --- construction and files -----------------------------------------------------------
     @classmethod
     def from_files(
-        cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: list[str] | None = None, *, backend: str = "auto"
+        cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: list[str] | None = None, *, backend: str = AUTO
     ) -> "Tokenizer":
         """Load GPT-2-format vocab.json and merges.txt (as written by tinylm, GPT-2 or HF tokenizers)."""
         vocab, merges = load_vocab_and_merges(vocab_path, merges_path, special_tokens)
@@ -142,7 +141,7 @@ class Tokenizer:
         save_merges(self.merges, merges_path)
 
     @classmethod
-    def from_dir(cls, folder: str | os.PathLike, special_tokens: list[str] | None = None, *, backend: str = "auto") -> "Tokenizer":
+    def from_dir(cls, folder: str | os.PathLike, special_tokens: list[str] | None = None, *, backend: str = AUTO) -> "Tokenizer":
         """Load a tokenizer folder: vocab.json, merges.txt and (when present) special_tokens.json."""
         folder = Path(folder)
         if not folder.is_dir():
@@ -405,7 +404,7 @@ class Tokenizer:
 
     # --- other tools' files (tokenizer.json, .tiktoken) --------------------------------------
     @classmethod
-    def from_file(cls, path: str | os.PathLike, *, backend: str = "auto") -> "Tokenizer":
+    def from_file(cls, path: str | os.PathLike, *, backend: str = AUTO) -> "Tokenizer":
         """Load a Hugging Face tokenizer.json (byte-level BPE), e.g. GPT-2's or one tinylm wrote.
 
         Ids are the ones `tokenizers` gives; every added token becomes a special token.
@@ -426,7 +425,7 @@ class Tokenizer:
         *,
         pattern: str = "gpt2",
         special_tokens: dict[str, int] | list[str] | None = None,
-        backend: str = "auto",
+        backend: str = AUTO,
     ) -> "Tokenizer":
         """Load a tiktoken rank file (`base64 rank` lines) with a named pre-tokenizer pattern.
 

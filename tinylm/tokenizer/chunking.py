@@ -1,4 +1,4 @@
-"""Reading big text files in pieces: input checks and chunk boundaries at safe places.
+"""Reading big text files in pieces: chunk boundaries at safe places, and the one parallel map over them.
 
 Both BPE training and dataset encoding hand byte ranges (not text) to worker processes, so no
 process ever holds the whole file, and a range never cuts a document, a pre-token or a special
@@ -10,33 +10,16 @@ from __future__ import annotations
 import multiprocessing as mp
 import threading
 import os
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
-from tinylm.errors import ConfigError, InputFileError, InvalidUTF8Error
+from tinylm.errors import ConfigError, InvalidUTF8Error
+from tinylm.io import check_input_file  # noqa: F401 (re-exported: readers of file pieces check them here)
 from tinylm.tokenizer.pretokenize import find_safe_cut, special_matcher
 
 DEFAULT_CHUNK_BYTES = 4 << 20
 DEFAULT_SCAN_BYTES = 1 << 20
 _SCAN_WINDOW = DEFAULT_SCAN_BYTES  # the old name, still read by tests/reliability
-
-
-def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
-    """The path, if it names a readable, non-empty file; else one clear InputFileError."""
-    p = Path(path)
-    if not p.exists():
-        raise InputFileError(f"{what} file not found: {p}")
-    if p.is_dir():
-        raise InputFileError(f"{what} path is a directory, not a file: {p}")
-    try:
-        size = p.stat().st_size
-        with open(p, "rb"):
-            pass
-    except OSError as exc:
-        raise InputFileError(f"cannot read {what} file {p}: {exc.strerror}") from None
-    if size == 0:
-        raise InputFileError(f"{what} file is empty: {p}")
-    return p
 
 
 def chunk_ranges(
@@ -109,3 +92,33 @@ def pool_context():
     if "fork" in methods and threading.current_thread() is threading.main_thread() and not others:
         return mp.get_context("fork")
     return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+@contextmanager
+def map_pieces(
+    func: Callable,
+    pieces: Iterable,
+    workers: int,
+    *,
+    ordered: bool = True,
+    initializer: Callable | None = None,
+    initargs: tuple = (),
+) -> Iterator[Iterator]:
+    """Yield the results of func over pieces (file ranges and their settings), computed in worker processes.
+
+    The one parallel map of BPE counting and dataset encoding. With workers <= 1 everything runs in
+    this process (initializer first), lazily; else in a pool from pool_context(), results in the
+    order of `pieces` (ordered) or as they finish, `pieces` consumed lazily. The pool is
+    terminated when the block is left, whether the results were all read or not.
+    """
+    if workers <= 1:
+        if initializer is not None:
+            initializer(*initargs)
+        yield map(func, pieces)
+        return
+    pool = pool_context().Pool(workers, initializer=initializer, initargs=initargs)
+    try:
+        yield pool.imap(func, pieces) if ordered else pool.imap_unordered(func, pieces)
+    finally:
+        pool.terminate()
+        pool.join()

@@ -1,8 +1,8 @@
 """Encode a whole text file into a token array (.npy or raw .bin) that training memory-maps.
 
 Byte ranges of the file (cut at safe places, see chunking.py) are encoded in worker processes and
-written in file order, so the result is identical to a single-process encode. Output goes to a
-temporary name and is renamed only when complete. A small JSON sidecar records what training
+written in file order, so the result is identical to a single-process encode. Output is streamed
+through tinylm.io.atomic_write: a temporary renamed only when complete. A small JSON sidecar records what training
 needs to report bits per byte: the text's byte count and the token count.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from tinylm.errors import ConfigError, DataError, OutputError
+from tinylm.io import atomic_write, atomic_write_bytes, check_input_file
 from tinylm.tokenizer.bpe import Tokenizer
-from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, DEFAULT_SCAN_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
-from tinylm.tokenizer.files import atomic_write_bytes, remove_stale_temp_files
+from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, DEFAULT_SCAN_BYTES, chunk_ranges, map_pieces, read_text_range
 
 _NPY_HEADER_BYTES = 128  # fixed size, so the header can be written once the length is known
 
@@ -80,9 +80,30 @@ def encode_file(
     apart gives what encoding the whole gives (chunking.chunk_ranges, whose cut search reads
     windows of scan_bytes), so the ids equal tokenizer.encode(whole text) for any special tokens.
     """
-    from tinylm.progress import progress_bar
-
     src = check_input_file(input_path)
+    out = _output_path(output_path)
+    if chunk_bytes < 1 or scan_bytes < 1:
+        raise ConfigError(f"chunk_bytes and scan_bytes must be positive, got {chunk_bytes} and {scan_bytes}")
+    dtype = token_dtype(tokenizer.vocab_size)
+    as_npy = out.suffix == ".npy"
+    size = src.stat().st_size
+    pieces = [(str(src), s, e) for s, e in chunk_ranges(src, tokenizer.special_tokens, chunk_bytes, scan_bytes=scan_bytes)]
+    tokenizer.encode("")  # compiles the special-token matcher here, once, before worker processes fork
+    workers = num_workers or os.cpu_count() or 1
+    with atomic_write(out) as f:
+        if as_npy:
+            f.write(b"\0" * _NPY_HEADER_BYTES)  # a placeholder: the header holds the length, known at the end
+        num_tokens = _write_token_ids(f, tokenizer, pieces, dtype, 1 if len(pieces) <= 1 else workers, size, progress)
+        if as_npy:
+            f.seek(0)
+            f.write(_npy_header(dtype, num_tokens))
+    info = EncodedFileInfo(str(src), size, num_tokens, dtype.name, tokenizer.vocab_size, "npy" if as_npy else "bin")
+    atomic_write_bytes(sidecar_path(out), json.dumps(asdict(info), indent=1).encode())
+    return info
+
+
+def _output_path(output_path: str | os.PathLike) -> Path:
+    """The token file's path, its folder created; OutputError when it is a folder or cannot be made."""
     out = Path(output_path)
     if out.is_dir():
         raise OutputError(f"output path is a directory: {out}")
@@ -91,52 +112,27 @@ def encode_file(
             out.parent.mkdir(parents=True)
         except OSError as exc:
             raise OutputError(f"cannot create output folder {out.parent}: {exc.strerror}") from None
-    if chunk_bytes < 1 or scan_bytes < 1:
-        raise ConfigError(f"chunk_bytes and scan_bytes must be positive, got {chunk_bytes} and {scan_bytes}")
-    dtype = token_dtype(tokenizer.vocab_size)
-    as_npy = out.suffix == ".npy"
-    size = src.stat().st_size
-    remove_stale_temp_files(out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    workers = num_workers or os.cpu_count() or 1
-    tasks = [(str(src), s, e) for s, e in chunk_ranges(src, tokenizer.special_tokens, chunk_bytes, scan_bytes=scan_bytes)]
-    tokenizer.encode("")  # compiles the special-token matcher here, once, before worker processes fork
+    return out
+
+
+def _write_token_ids(f, tokenizer: Tokenizer, pieces: list, dtype: np.dtype, workers: int, size: int, progress: bool) -> int:
+    """Encode the pieces (path, start, end) in `workers` processes and write their ids to f in file order.
+
+    Returns the number of ids written; a progress bar over the file's `size` bytes when `progress`.
+    """
+    from tinylm.progress import progress_bar
+
     num_tokens = 0
-    serial = workers <= 1 or len(tasks) <= 1
-    pool = None if serial else pool_context().Pool(workers, initializer=_init_worker, initargs=(tokenizer, dtype.str))
     try:
-        with open(tmp, "wb") as f, progress_bar(total=size, unit="B", unit_scale=True, desc="encoding", disable=not progress, leave=False) as bar:
-            if as_npy:
-                f.write(b"\0" * _NPY_HEADER_BYTES)
-            if pool is None:
-                _init_worker(tokenizer, dtype.str)
-                results = map(_encode_range, tasks)
-            else:
-                results = pool.imap(_encode_range, tasks)
-            try:
-                for n, data in results:
-                    f.write(data)
-                    num_tokens += len(data) // dtype.itemsize
-                    bar.update(n)
-            finally:
-                _WORKER_TOKENIZER.clear()
-            if as_npy:
-                f.seek(0)
-                f.write(_npy_header(dtype, num_tokens))
-            f.flush()
-            os.fsync(f.fileno())
-        info = EncodedFileInfo(str(src), size, num_tokens, dtype.name, tokenizer.vocab_size, "npy" if as_npy else "bin")
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+        with map_pieces(_encode_range, pieces, workers, initializer=_init_worker, initargs=(tokenizer, dtype.str)) as results, \
+                progress_bar(total=size, unit="B", unit_scale=True, desc="encoding", disable=not progress, leave=False) as bar:
+            for n, data in results:
+                f.write(data)
+                num_tokens += len(data) // dtype.itemsize
+                bar.update(n)
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-        if tmp.exists():
-            tmp.unlink()
-    atomic_write_bytes(sidecar_path(out), json.dumps(asdict(info), indent=1).encode())
-    return info
+        _WORKER_TOKENIZER.clear()
+    return num_tokens
 
 
 def sidecar_path(token_file: str | os.PathLike) -> Path:

@@ -14,7 +14,8 @@ from functools import lru_cache
 from itertools import chain, repeat
 from pathlib import Path
 
-from tinylm.errors import InputFileError, OutputError, TokenizerFileError
+from tinylm.errors import InputFileError, TokenizerFileError
+from tinylm.io import atomic_write_bytes, atomic_write_files, check_input_file, ensure_output_dir  # noqa: F401 (the last three re-exported for branches that import them from here)
 
 
 VOCAB_FILE = "vocab.json"
@@ -70,8 +71,6 @@ def str_to_token(text: str, where: str = "") -> bytes:
 
 
 def _read_text(path: str | os.PathLike, what: str) -> str:
-    from tinylm.tokenizer.chunking import check_input_file
-
     p = check_input_file(path, what)
     try:
         data = p.read_bytes()
@@ -279,50 +278,6 @@ def load_merges(path: str | os.PathLike) -> list[tuple[bytes, bytes]]:
     return merge_pairs([line for _, line in numbered], lambda k: f"merges file {path}, line {numbered[k - 1][0]}")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary name in the same folder, fsync, then rename: no half-written file."""
-    atomic_write_files({path: data})
-
-
-def remove_stale_temp_files(path: str | os.PathLike) -> None:
-    """Delete temporaries that a killed earlier write of `path` left behind (`.name.tmp-PID`)."""
-    path = Path(path)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):
-        try:
-            stale.unlink()
-        except OSError:
-            pass
-
-
-def atomic_write_files(files: dict[str | os.PathLike, bytes]) -> None:
-    """Write several files so that none is visible until all are fully on disk.
-
-    Every file is written and fsynced under a temporary name first; only then are they renamed
-    into place, so a kill or a full disk while writing leaves the previous files (or none). Only
-    the renames themselves, microseconds apart, are not one atomic step.
-    """
-    pending: list[tuple[Path, Path]] = []
-    try:
-        for path, data in files.items():
-            path = Path(path)
-            remove_stale_temp_files(path)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            pending.append((tmp, path))
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        for tmp, path in pending:
-            os.replace(tmp, path)
-    except OSError as exc:
-        for tmp, _ in pending:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
 def vocab_strings(vocab: dict[int, bytes], special_tokens: Iterable[str] = ()) -> dict[str, int]:
     """id -> bytes as the token string -> id map of vocab.json and tokenizer.json.
 
@@ -378,19 +333,6 @@ def save_vocab(vocab: dict[int, bytes], path: str | os.PathLike, special_tokens:
 
 def save_merges(merges: list[tuple[bytes, bytes]], path: str | os.PathLike) -> None:
     atomic_write_bytes(path, merges_txt_bytes(merges))
-
-
-def ensure_output_dir(path: str | os.PathLike) -> Path:
-    """Create an output folder and prove it is writable before any long work starts."""
-    p = Path(path)
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        probe = p / f".tinylm-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"cannot write to output folder {p}: {exc.strerror or exc}") from None
-    return p
 
 
 def load_special_tokens(path: str | os.PathLike) -> list[str]:

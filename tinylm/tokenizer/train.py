@@ -4,6 +4,12 @@ Counting reads the corpus in chunks cut at special tokens (or other provably saf
 memory depends on the number of distinct pre-tokens, not on the file's size; worker processes
 count chunks in parallel. The merge loop keeps pair counts, an index pair -> words holding it,
 and a lazy max-heap whose entries compare as (count, tie-break bytes) entirely in C.
+
+    trained = BpeTrainer(vocab_size=10_000, special_tokens=["<|endoftext|>"]).train("corpus.txt")
+    trained.tokenizer.save_dir("tokenizer"); print(trained.stats)
+
+BpeTrainer holds the settings (validated once, like Hugging Face `tokenizers`' BpeTrainer);
+train_bpe(...) is the course-compatible function on top, returning (vocab, merges).
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from typing import NamedTuple
 
 from tinylm.errors import ConfigError
-from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, DEFAULT_SCAN_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
+from tinylm.io import check_input_file
+from tinylm.tokenizer._native import AUTO, C, COUNT_BACKENDS, MERGE_BACKENDS, PYTHON, check_choice, compiled_merge_loop, pretoken_counter
+from tinylm.tokenizer.bpe import Tokenizer
+from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, DEFAULT_SCAN_BYTES, chunk_ranges, map_pieces, read_text_range
 from tinylm.tokenizer.spill import SpillingCounter
 from tinylm.tokenizer.pretokenize import (
     SpecialTokenMatcher,
@@ -35,7 +44,12 @@ from tinylm.tokenizer.pretokenize import (
 
 @dataclass
 class TrainStats:
-    """What training measured, for the command's report."""
+    """What training measured, for the command's report (BpeTrainer.train returns it beside the tokenizer).
+
+    input_bytes: size of the corpus; distinct_pretokens: entries of the counted table; *_seconds:
+    wall time of counting (reading, pre-tokenizing, counting, packing) and of the merge loop;
+    spill_runs: times the table went to disk under max_memory; *_backend: "c" or "python", what ran.
+    """
 
     input_bytes: int = 0
     distinct_pretokens: int = 0
@@ -48,19 +62,10 @@ class TrainStats:
     extra: dict = field(default_factory=dict)
 
 
-COUNT_BACKENDS = ("auto", "python")
 _COUNTER_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=1)
-def _c_counter():
-    """The C pre-tokenizer and counter of this process (an Encoder with no merges), or None."""
-    from tinylm.tokenizer.fast_encode import c_backend_available, make_encoder
-
-    return make_encoder("c", list(range(256)), []) if c_backend_available() else None
-
-
-def count_text(text: str, special_re: SpecialTokenMatcher | re.Pattern | None, backend: str = "auto") -> dict[bytes, int]:
+def count_text(text: str, special_re: SpecialTokenMatcher | re.Pattern | None, backend: str = AUTO) -> dict[bytes, int]:
     """Pre-token counts of text (UTF-8 bytes -> count), split on special tokens first.
 
     special_re: the special tokens' matcher (special_matcher) or compiled pattern (special_token_regex),
@@ -69,7 +74,7 @@ def count_text(text: str, special_re: SpecialTokenMatcher | re.Pattern | None, b
     With the C extension built the GPT-2 pattern is matched and counted in C (the same matcher as
     the C encoder, fuzzed against `regex`); backend="python" uses pretokenize and a Counter.
     """
-    counter = _c_counter() if backend != "python" else None
+    counter = pretoken_counter() if backend != PYTHON else None
     if counter is not None:
         with _COUNTER_LOCK:  # one count-then-take at a time: the table is this process's, shared by its threads
             counter.reset_counts()  # whatever an earlier call left (the finally below makes that rare)
@@ -103,7 +108,7 @@ def count_pretokens(
     progress: bool = False,
     max_memory: int | None = None,
     spill_dir: str | os.PathLike | None = None,
-    backend: str = "auto",
+    backend: str = AUTO,
     scan_bytes: int = DEFAULT_SCAN_BYTES,
 ) -> SpillingCounter:
     """Pre-token frequencies of a whole file, counted in worker processes over safe chunks.
@@ -120,29 +125,23 @@ def count_pretokens(
     path = str(check_input_file(path))
     size = os.path.getsize(path)
     workers = num_workers or os.cpu_count() or 1
-    if backend not in COUNT_BACKENDS:
-        raise ConfigError(f"count backend must be one of {', '.join(COUNT_BACKENDS)}, got {backend!r}")
-    if backend != "python":
-        _c_counter()  # built before the pool forks: workers inherit it (and its Unicode tables) instead of rebuilding it
+    check_choice("count", backend, COUNT_BACKENDS)
+    if backend != PYTHON:
+        pretoken_counter()  # built before the pool forks: workers inherit it (and its Unicode tables) instead of rebuilding it
     tokens = frozenset(special_tokens)
     special_matcher(tokens).pattern(str)  # compiled before the pool forks: workers inherit it
     tasks = ((path, s, e, tokens, backend) for s, e in chunk_ranges(path, special_tokens, chunk_bytes, scan_bytes=scan_bytes))
     total = SpillingCounter(max_memory, spill_dir)
     serial = workers <= 1 or size <= chunk_bytes
-    pool = None if serial else pool_context().Pool(workers)
     try:
-        with progress_bar(total=size, unit="B", unit_scale=True, desc="counting pre-tokens", disable=not progress, leave=False) as bar:
-            results = map(_count_range, tasks) if pool is None else pool.imap_unordered(_count_range, tasks)
+        with map_pieces(_count_range, tasks, 1 if serial else workers, ordered=False) as results, \
+                progress_bar(total=size, unit="B", unit_scale=True, desc="counting pre-tokens", disable=not progress, leave=False) as bar:
             for n, counts in results:
                 total.update(counts)
                 bar.update(n)
     except BaseException:
         total.close()
         raise
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     return total
 
 
@@ -171,6 +170,35 @@ def bpe_merges(word_counts: dict[bytes, int], num_merges: int, progress: bool = 
     """
     from tinylm.progress import progress_bar
 
+    words, freqs, pair_counts, pair_words = _index_pairs(word_counts)
+    token_bytes: list[bytes] = [bytes([i]) for i in range(256)]
+    tie: list[bytes] = [_tie_key(t) for t in token_bytes]
+    heap = [(-c, tie[ord(p[0])] + tie[ord(p[1])], p) for p, c in pair_counts.items()]
+    heapq.heapify(heap)
+
+    merges: list[tuple[int, int]] = []
+    with progress_bar(total=num_merges, desc="merging", unit="merge", disable=not progress, leave=False) as bar:
+        while len(merges) < num_merges and heap:
+            neg, key, ab = heapq.heappop(heap)
+            actual = pair_counts.get(ab, 0)
+            if actual != -neg:
+                if actual > 0:  # counts only fall after a pair's creation step: re-file lazily
+                    heapq.heappush(heap, (-actual, key, ab))
+                continue
+            a, b = ord(ab[0]), ord(ab[1])
+            merges.append((a, b))
+            token_bytes.append(token_bytes[a] + token_bytes[b])
+            tie.append(_tie_key(token_bytes[-1]))
+            del pair_counts[ab]
+            delta = _merge_in_words(ab, chr(len(token_bytes) - 1), words, freqs, pair_words)
+            _file_pair_changes(delta, ab, pair_counts, pair_words, heap, tie)
+            bar.update(1)
+    return merges
+
+
+def _index_pairs(word_counts: dict[bytes, int]) -> tuple[list[str], list[int], dict[str, int], dict[str, list[int]]]:
+    """The merge loop's state: words (one character per byte id), their frequencies, the count of
+    each adjacent pair, and pair -> indices of the words holding it (each word once, ascending)."""
     words: list[str] = []
     freqs: list[int] = []
     pair_counts: dict[str, int] = {}
@@ -187,96 +215,73 @@ def bpe_merges(word_counts: dict[bytes, int], num_merges: int, progress: bool = 
                 pair_words[pair] = [wi]
             elif lst[-1] != wi:
                 lst.append(wi)
-
-    token_bytes: list[bytes] = [bytes([i]) for i in range(256)]
-    tie: list[bytes] = [_tie_key(t) for t in token_bytes]
-    heap = [(-c, tie[ord(p[0])] + tie[ord(p[1])], p) for p, c in pair_counts.items()]
-    heapq.heapify(heap)
-
-    merges: list[tuple[int, int]] = []
-    bar = progress_bar(total=num_merges, desc="merging", unit="merge", disable=not progress, leave=False)
-    with bar:
-        while len(merges) < num_merges and heap:
-            neg, key, ab = heapq.heappop(heap)
-            actual = pair_counts.get(ab, 0)
-            if actual != -neg:
-                if actual > 0:  # counts only fall after a pair's creation step: re-file lazily
-                    heapq.heappush(heap, (-actual, key, ab))
-                continue
-            a, b = ord(ab[0]), ord(ab[1])
-            new_id = len(token_bytes)
-            c = chr(new_id)
-            merges.append((a, b))
-            token_bytes.append(token_bytes[a] + token_bytes[b])
-            tie.append(_tie_key(token_bytes[-1]))
-            del pair_counts[ab]
-            # Only pairs next to a merge site change: the old neighbours lose the word's
-            # frequency, the new pairs around the merged token gain it.
-            delta: dict[str, int] = {}
-            for wi in set(pair_words.pop(ab)):
-                w = words[wi]
-                j = w.find(ab)
-                if j < 0:  # stale index entry: the pair left this word earlier
-                    continue
-                f = freqs[wi]
-                n = len(w)
-                end = -1
-                while j >= 0:
-                    if j > 0 and j != end:  # left neighbour, unless it was itself just merged
-                        pair = w[j - 1 : j + 1]
-                        delta[pair] = delta.get(pair, 0) - f
-                    if j + 2 < n:
-                        pair = w[j + 1 : j + 3]
-                        delta[pair] = delta.get(pair, 0) - f
-                    end = j + 2
-                    j = w.find(ab, end)
-                w = words[wi] = w.replace(ab, c)
-                m = len(w)
-                k = w.find(c)
-                while k >= 0:
-                    if k > 0:
-                        pair = w[k - 1 : k + 1]
-                        delta[pair] = delta.get(pair, 0) + f
-                        lst = pair_words.get(pair)
-                        if lst is None:
-                            pair_words[pair] = [wi]
-                        elif lst[-1] != wi:
-                            lst.append(wi)
-                    if k + 1 < m and w[k + 1] != c:
-                        pair = w[k : k + 2]
-                        delta[pair] = delta.get(pair, 0) + f
-                        lst = pair_words.get(pair)
-                        if lst is None:
-                            pair_words[pair] = [wi]
-                        elif lst[-1] != wi:
-                            lst.append(wi)
-                    k = w.find(c, k + 1)
-            delta.pop(ab, None)
-            for pair, d in delta.items():
-                if d == 0:
-                    continue
-                count = pair_counts.get(pair, 0) + d
-                if count > 0:
-                    pair_counts[pair] = count
-                    if d > 0:  # only pairs that hold the new token grow; file them now
-                        heapq.heappush(heap, (-count, tie[ord(pair[0])] + tie[ord(pair[1])], pair))
-                else:
-                    pair_counts.pop(pair, None)
-                    pair_words.pop(pair, None)
-            bar.update(1)
-    return merges
+    return words, freqs, pair_counts, pair_words
 
 
-MERGE_BACKENDS = ("auto", "c", "python")
+def _merge_in_words(ab: str, c: str, words: list[str], freqs: list[int], pair_words: dict[str, list[int]]) -> dict[str, int]:
+    """Replace pair `ab` by the new token `c` in every word holding it; the change of each pair's count.
+
+    Only pairs next to a merge site change: the old neighbours lose the word's frequency, the new
+    pairs around the merged token gain it (and are indexed to the word).
+    """
+    delta: dict[str, int] = {}
+    for wi in set(pair_words.pop(ab)):
+        w = words[wi]
+        j = w.find(ab)
+        if j < 0:  # stale index entry: the pair left this word earlier
+            continue
+        f = freqs[wi]
+        n = len(w)
+        end = -1
+        while j >= 0:
+            if j > 0 and j != end:  # left neighbour, unless it was itself just merged
+                pair = w[j - 1 : j + 1]
+                delta[pair] = delta.get(pair, 0) - f
+            if j + 2 < n:
+                pair = w[j + 1 : j + 3]
+                delta[pair] = delta.get(pair, 0) - f
+            end = j + 2
+            j = w.find(ab, end)
+        w = words[wi] = w.replace(ab, c)
+        m = len(w)
+        k = w.find(c)
+        while k >= 0:
+            if k > 0:
+                pair = w[k - 1 : k + 1]
+                delta[pair] = delta.get(pair, 0) + f
+                lst = pair_words.get(pair)
+                if lst is None:
+                    pair_words[pair] = [wi]
+                elif lst[-1] != wi:
+                    lst.append(wi)
+            if k + 1 < m and w[k + 1] != c:
+                pair = w[k : k + 2]
+                delta[pair] = delta.get(pair, 0) + f
+                lst = pair_words.get(pair)
+                if lst is None:
+                    pair_words[pair] = [wi]
+                elif lst[-1] != wi:
+                    lst.append(wi)
+            k = w.find(c, k + 1)
+    return delta
 
 
-def compiled_merge_loop():
-    """The C merge loop (built by `pip install` when a compiler is present), or None."""
-    try:
-        from tinylm.tokenizer import _bpe_merge
-    except ImportError:
-        return None
-    return _bpe_merge
+def _file_pair_changes(
+    delta: dict[str, int], ab: str, pair_counts: dict[str, int], pair_words: dict[str, list[int]], heap: list, tie: list[bytes]
+) -> None:
+    """Apply a merge's count changes; pairs that grew are pushed on the heap, pairs gone are dropped."""
+    delta.pop(ab, None)
+    for pair, d in delta.items():
+        if d == 0:
+            continue
+        count = pair_counts.get(pair, 0) + d
+        if count > 0:
+            pair_counts[pair] = count
+            if d > 0:  # only pairs that hold the new token grow; file them now
+                heapq.heappush(heap, (-count, tie[ord(pair[0])] + tie[ord(pair[1])], pair))
+        else:
+            pair_counts.pop(pair, None)
+            pair_words.pop(pair, None)
 
 
 class PackedWords:
@@ -310,28 +315,166 @@ class PackedWords:
             start = end
 
 
-def run_merges(words: PackedWords, num_merges: int, backend: str = "auto", progress: bool = False) -> tuple[list[tuple[int, int]], str]:
+def run_merges(words: PackedWords, num_merges: int, backend: str = AUTO, progress: bool = False) -> tuple[list[tuple[int, int]], str]:
     """Learn merges with the C loop when available (same merges, ~10x faster), else in Python.
 
     Returns the merges and the name of the backend that ran. The C loop empties `words` (its
     buffers are freed once the loop has its own copy).
     """
-    if backend not in MERGE_BACKENDS:
-        raise ConfigError(f"merge backend must be one of {', '.join(MERGE_BACKENDS)}, got {backend!r}")
-    ext = compiled_merge_loop() if backend != "python" else None
+    _check_merge_backend(backend)
+    ext = compiled_merge_loop() if backend != PYTHON else None
     if ext is None:
-        if backend == "c":
-            raise ConfigError("the compiled merge loop is not built (reinstall tinylm with a C compiler present), use --merge-backend python")
         word_counts = dict(words.items())
         words.clear()
-        return bpe_merges(word_counts, num_merges, progress), "python"
+        return bpe_merges(word_counts, num_merges, progress), PYTHON
     from tinylm.progress import progress_bar
 
     state = ext.prepare_packed(words.blob, words.ends, words.freqs, num_merges)
     words.clear()  # the loop holds its own copy now: ~25 bytes per distinct pre-token back before merging
     with progress_bar(total=num_merges, desc="merging", unit="merge", disable=not progress, leave=False) as bar:
         merges = ext.run(state, lambda n: bar.update(n - bar.n))
-    return merges, "c"
+    return merges, C
+
+
+def _check_merge_backend(backend: str) -> None:
+    check_choice("merge", backend, MERGE_BACKENDS)
+    if backend == C and compiled_merge_loop() is None:
+        raise ConfigError("the compiled merge loop is not built (reinstall tinylm with a C compiler present), use --merge-backend python")
+
+
+class TrainedTokenizer(NamedTuple):
+    """What BpeTrainer.train returns: the tokenizer and what training measured."""
+
+    tokenizer: Tokenizer
+    stats: TrainStats
+
+
+@dataclass(frozen=True)
+class BpeTrainer:
+    """How to train a byte-level BPE tokenizer: every setting, validated once when built.
+
+    The settings object of Hugging Face `tokenizers`' BpeTrainer, for tinylm's trainer:
+
+    vocab_size      all ids: the special tokens first, then the 256 bytes, then one per merge
+    special_tokens  never split and never merged across (tuple of str; a list is taken too)
+    workers         counting processes; None or 0: os.cpu_count()
+    chunk_bytes     the least size of the file pieces workers count (bytes)
+    scan_bytes      the window in which a piece's end is searched for a safe cut (bytes)
+    max_memory      budget of the pre-token table while counting (bytes, at least 4 KB); past it,
+                    counts are spilled to sorted files in spill_dir (default: the system temp folder)
+    merge_backend   "auto" (the compiled loop when built), "c" or "python": identical merges
+    count_backend   "auto" (pre-tokens matched and counted in C when built) or "python": identical counts
+    progress        progress bars on stderr
+
+    Raises ConfigError naming the first bad setting. `train(path)` returns a TrainedTokenizer;
+    `learn(path)` the bare (vocab, merges) of train_bpe.
+    """
+
+    vocab_size: int
+    special_tokens: tuple[str, ...] = ()
+    workers: int | None = None
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    scan_bytes: int = DEFAULT_SCAN_BYTES
+    max_memory: int | None = None
+    spill_dir: str | os.PathLike | None = None
+    merge_backend: str = AUTO
+    count_backend: str = AUTO
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "special_tokens", tuple(validate_special_tokens(self.special_tokens)))
+        self._check_vocab_size()
+        self._check_special_tokens()
+        self._check_sizes()
+        check_choice("count", self.count_backend, COUNT_BACKENDS)
+        _check_merge_backend(self.merge_backend)
+
+    def _check_vocab_size(self) -> None:
+        least = 256 + len(self.special_tokens)
+        if not isinstance(self.vocab_size, int) or self.vocab_size < least:
+            raise ConfigError(
+                f"vocab_size must be at least 256 + {len(self.special_tokens)} special token(s) = {least}, got {self.vocab_size}"
+            )
+
+    def _check_special_tokens(self) -> None:
+        for tok in self.special_tokens:
+            if len(tok.encode("utf-8")) == 1:
+                raise ConfigError(f"special token {tok!r} is a single byte, which is already a token of its own; use a longer marker")
+
+    def _check_sizes(self) -> None:
+        if self.chunk_bytes < 1 or self.scan_bytes < 1:
+            raise ConfigError(f"chunk_bytes and scan_bytes must be positive, got {self.chunk_bytes} and {self.scan_bytes}")
+        if self.max_memory is not None and self.max_memory < 4096:
+            raise ConfigError(f"max_memory must be at least 4 KB, got {self.max_memory} bytes")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"workers must be at least 1 (or None / 0 for all cores), got {self.workers}")
+
+    @property
+    def num_merges(self) -> int:
+        """Merges to learn: vocab_size less the special tokens and the 256 bytes."""
+        return self.vocab_size - 256 - len(self.special_tokens)
+
+    def train(self, input_path: str | os.PathLike) -> TrainedTokenizer:
+        """Train on a UTF-8 text file: the Tokenizer (these special tokens, backend "auto") and its TrainStats.
+
+        InputFileError / InvalidUTF8Error for an unreadable, empty or non-UTF-8 file.
+        """
+        stats = TrainStats()
+        vocab, merges = self.learn(input_path, stats)
+        return TrainedTokenizer(Tokenizer(vocab, merges, list(self.special_tokens)), stats)
+
+    def learn(
+        self, input_path: str | os.PathLike, stats: TrainStats | None = None
+    ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+        """(vocab id -> token bytes, merges in creation order), as train_bpe returns them; fills `stats` when given."""
+        stats = stats if stats is not None else TrainStats()
+        path = check_input_file(input_path)
+        stats.input_bytes = path.stat().st_size
+        words = self._count(path, stats)
+        id_merges = self._merge(words, stats)
+        return vocab_and_merges(id_merges, self.special_tokens)
+
+    def _count(self, path: os.PathLike, stats: TrainStats) -> PackedWords:
+        """Stage 1: the distinct pre-tokens of the file and their counts, packed for the merge loop."""
+        t0 = time.perf_counter()
+        counts = count_pretokens(
+            path, list(self.special_tokens), self.workers, self.chunk_bytes, self.progress,
+            self.max_memory, self.spill_dir, self.count_backend, scan_bytes=self.scan_bytes,
+        )
+        stats.count_backend = C if self.count_backend != PYTHON and pretoken_counter() is not None else PYTHON
+        words = PackedWords(counts.items_bytes())  # distinct words, streamed from memory (freed as read) or disk runs
+        stats.spill_runs = len(counts.runs)
+        stats.distinct_pretokens = len(words)
+        stats.count_seconds = time.perf_counter() - t0
+        return words
+
+    def _merge(self, words: PackedWords, stats: TrainStats) -> list[tuple[int, int]]:
+        """Stage 2: the merges, as pairs of internal ids (bytes 0..255, merge k makes 256+k)."""
+        t0 = time.perf_counter()
+        id_merges, stats.merge_backend = run_merges(words, self.num_merges, self.merge_backend, self.progress)
+        stats.merge_seconds = time.perf_counter() - t0
+        stats.num_merges = len(id_merges)
+        return id_merges
+
+
+def vocab_and_merges(
+    id_merges: list[tuple[int, int]], special_tokens: tuple[str, ...] | list[str]
+) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+    """Merges of internal ids (bytes 0..255, merge k makes 256+k) as the vocabulary and byte merges.
+
+    Ids of the vocabulary: special tokens first (their UTF-8 bytes), then the 256 bytes, then
+    the merged tokens in creation order.
+    """
+    internal: list[bytes] = [bytes([i]) for i in range(256)]
+    merges: list[tuple[bytes, bytes]] = []
+    for a, b in id_merges:
+        merges.append((internal[a], internal[b]))
+        internal.append(internal[a] + internal[b])
+    vocab: dict[int, bytes] = {i: tok.encode("utf-8") for i, tok in enumerate(special_tokens)}
+    offset = len(special_tokens)
+    for i, tok in enumerate(internal):
+        vocab[offset + i] = tok
+    return vocab, merges
 
 
 def train_bpe(
@@ -345,62 +488,19 @@ def train_bpe(
     stats: TrainStats | None = None,
     max_memory: int | None = None,
     spill_dir: str | os.PathLike | None = None,
-    merge_backend: str = "auto",
-    count_backend: str = "auto",
+    merge_backend: str = AUTO,
+    count_backend: str = AUTO,
     scan_bytes: int = DEFAULT_SCAN_BYTES,
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
-    """Train a byte-level BPE tokenizer on a text file.
+    """Train a byte-level BPE tokenizer on a text file: the course-compatible function.
 
     Returns (vocab id -> token bytes, merges in creation order). Ids: special tokens first, then
-    the 256 bytes, then merged tokens. `vocab_size` counts all three.
-
-    merge_backend: "auto" (the compiled loop when built, else Python), "c" or "python"; all give
-    identical merges. count_backend: "auto" (pre-tokens matched and counted in C when built) or
-    "python" (the `regex` pattern and a Counter); identical counts. max_memory (bytes) bounds the pre-token table while counting: past it, partial counts are
-    spilled to sorted files in spill_dir (default: the system temp folder) and merged at the end.
+    the 256 bytes, then merged tokens; `vocab_size` counts all three. The keywords are
+    BpeTrainer's settings (num_workers is its `workers`); `stats`, when given, is filled with
+    what training measured. `BpeTrainer(...).train(path)` returns a ready Tokenizer instead.
     """
-    special_tokens = validate_special_tokens(special_tokens)
-    if not isinstance(vocab_size, int) or vocab_size < 256 + len(special_tokens):
-        raise ConfigError(
-            f"vocab_size must be at least 256 + {len(special_tokens)} special token(s) = "
-            f"{256 + len(special_tokens)}, got {vocab_size}"
-        )
-    for tok in special_tokens:
-        if len(tok.encode("utf-8")) == 1:
-            raise ConfigError(f"special token {tok!r} is a single byte, which is already a token of its own; use a longer marker")
-    if chunk_bytes < 1 or scan_bytes < 1:
-        raise ConfigError(f"chunk_bytes and scan_bytes must be positive, got {chunk_bytes} and {scan_bytes}")
-    if max_memory is not None and max_memory < 4096:
-        raise ConfigError(f"max_memory must be at least 4 KB, got {max_memory} bytes")
-    stats = stats if stats is not None else TrainStats()
-    path = check_input_file(input_path)
-    stats.input_bytes = path.stat().st_size
-
-    t0 = time.perf_counter()
-    counts = count_pretokens(
-        path, special_tokens, num_workers, chunk_bytes, progress, max_memory, spill_dir, count_backend, scan_bytes=scan_bytes
+    trainer = BpeTrainer(
+        vocab_size, tuple(special_tokens or ()), workers=num_workers, chunk_bytes=chunk_bytes, scan_bytes=scan_bytes,
+        max_memory=max_memory, spill_dir=spill_dir, merge_backend=merge_backend, count_backend=count_backend, progress=progress,
     )
-    stats.count_backend = "c" if count_backend != "python" and _c_counter() is not None else "python"
-    words = PackedWords(counts.items_bytes())  # distinct words, streamed from memory (freed as read) or disk runs
-    stats.spill_runs = len(counts.runs)
-    del counts
-    stats.distinct_pretokens = len(words)
-    t1 = time.perf_counter()
-    stats.count_seconds = t1 - t0
-
-    num_merges = vocab_size - 256 - len(special_tokens)
-    id_merges, stats.merge_backend = run_merges(words, num_merges, merge_backend, progress)
-    del words
-    stats.merge_seconds = time.perf_counter() - t1
-    stats.num_merges = len(id_merges)
-
-    internal: list[bytes] = [bytes([i]) for i in range(256)]
-    merges: list[tuple[bytes, bytes]] = []
-    for a, b in id_merges:
-        merges.append((internal[a], internal[b]))
-        internal.append(internal[a] + internal[b])
-    vocab: dict[int, bytes] = {i: tok.encode("utf-8") for i, tok in enumerate(special_tokens)}
-    offset = len(special_tokens)
-    for i, tok in enumerate(internal):
-        vocab[offset + i] = tok
-    return vocab, merges
+    return trainer.learn(input_path, stats)

@@ -2,9 +2,9 @@
 
 A checkpoint is one `torch.save` file holding only tensors and plain Python values, so
 `torch.load(weights_only=True)` reads it: loading a checkpoint from someone else cannot execute
-code. It is written to a temporary name in the same folder, fsynced, renamed over the old one and
-the folder fsynced, so at every instant the path holds either the previous complete checkpoint
-or the new complete one.
+code. It is streamed through tinylm.io.atomic_write (a temporary `.tmp-checkpoint.pt.*` in the same
+folder, fsynced, renamed over the old one, the folder fsynced), so at every instant the path holds
+either the previous complete checkpoint or the new complete one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,10 +19,10 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from tinylm.errors import CheckpointError, OutputError
+from tinylm.errors import CheckpointError
+from tinylm.io import atomic_write
 
 FORMAT_VERSION = 1
-TEMP_PREFIX = ".tmp-"
 
 
 def save_checkpoint(
@@ -48,50 +47,9 @@ def save_checkpoint(
 
 
 def _atomic_save(payload: dict, path: Path) -> None:
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=folder)
-    except OSError as exc:
-        raise OutputError(f"cannot write checkpoint in {folder}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(folder)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        # torch.save reports a full disk as a RuntimeError from its zip writer, with the OSError as context
-        cause = exc if isinstance(exc, OSError) else exc.__context__ if isinstance(exc, RuntimeError) else None
-        if isinstance(cause, OSError):
-            kept = "; the previous checkpoint there is unchanged" if path.exists() else ""
-            raise OutputError(f"cannot write checkpoint {path}: {cause.strerror or cause}{kept}") from None
-        raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def remove_stale_temp_files(folder: str | os.PathLike) -> None:
-    """Delete temporary files a killed save left behind (never a complete checkpoint)."""
-    for p in Path(folder).glob(f"{TEMP_PREFIX}*"):
-        try:
-            p.unlink()
-        except OSError:
-            pass
+    """torch.save streamed through tinylm.io.atomic_write: the path holds the old or the new checkpoint, never half."""
+    with atomic_write(path, "checkpoint") as f:
+        torch.save(payload, f)
 
 
 def read_checkpoint(path_or_file: str | os.PathLike | BinaryIO) -> dict:

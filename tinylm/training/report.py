@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from tinylm.io import atomic_write  # noqa: E402
+
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
     """All records of a metrics.jsonl file; a line cut short by a kill is skipped, not fatal."""
@@ -70,10 +72,10 @@ def plot_comparison(runs: dict[str, list[dict]], path: str | os.PathLike, title:
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path

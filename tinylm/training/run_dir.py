@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from tinylm.errors import CheckpointError, ConfigError, InputFileError
-from tinylm.tokenizer.files import VOCAB_FILE, atomic_write_bytes, ensure_output_dir
+from tinylm.io import atomic_write_bytes, ensure_output_dir, remove_stale_temps_in
+from tinylm.tokenizer.files import VOCAB_FILE
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -63,10 +64,8 @@ class RunDir:
 
     def prepare(self) -> None:
         """Create the folder (or check it is writable) and delete temporaries a killed save left behind."""
-        from tinylm.training.checkpoint import remove_stale_temp_files
-
         ensure_output_dir(self.path)
-        remove_stale_temp_files(self.path)
+        remove_stale_temps_in(self.path)
 
     def write_config(self, config) -> None:
         """config.toml, atomically (a TrainConfig)."""
