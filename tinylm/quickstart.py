@@ -34,6 +34,7 @@ from pathlib import Path
 
 from tinylm.data import DOC_SEPARATOR
 from tinylm.errors import ConfigError, InputFileError
+from tinylm.tokenizer.token_dtypes import UINT16_VOCAB_LIMIT
 from tinylm.io import atomic_write_bytes
 from tinylm.training.run_dir import RunDir
 
@@ -91,8 +92,8 @@ class QuickstartConfig:
             raise ConfigError(f"max_corpus_mb must be positive, got {self.max_corpus_mb}")
         if self.vocab_size < 257 + 1:
             raise ConfigError(f"vocab_size must be at least 258 (256 bytes, <|endoftext|> and one merge), got {self.vocab_size}")
-        if self.vocab_size > 65_536:
-            raise ConfigError(f"vocab_size must be at most 65,536 for uint16 token files, got {self.vocab_size}")
+        if self.vocab_size > UINT16_VOCAB_LIMIT:
+            raise ConfigError(f"vocab_size must be at most {UINT16_VOCAB_LIMIT:,} for uint16 token files, got {self.vocab_size}")
         if self.val_every < 2:
             raise ConfigError(f"val_every must be at least 2, got {self.val_every}")
         for name in ("batch_size", "eval_tokens", "max_new_tokens"):

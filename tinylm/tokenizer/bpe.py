@@ -31,6 +31,7 @@ from tinylm.tokenizer.files import (
 from tinylm.io import atomic_write_files, ensure_output_dir
 from tinylm.tokenizer._native import AUTO, check_backend, make_encoder
 from tinylm.tokenizer.pretokenize import SpecialTokenMatcher, find_safe_cut, pretokenize, special_matcher, validate_special_tokens
+from tinylm.tokenizer.token_dtypes import token_dtype
 
 _CACHE_LIMIT = 200_000  # pre-tokens; bounds the cache to a few tens of MB
 STREAM_PIECE_CHARS = 1 << 16  # encode_iterable's default piece size (characters)
@@ -304,7 +305,7 @@ class Tokenizer:
         With the C encoder the ids go straight into the array's memory, never through a list of
         Python ints: about 1.9× faster than np.asarray(encode(text)) on a 4 MB chunk (warm cache).
         """
-        dtype = np.dtype(dtype if dtype is not None else (np.uint16 if len(self._decode_table) <= 1 << 16 else np.uint32))
+        dtype = np.dtype(dtype if dtype is not None else token_dtype(len(self._decode_table)))
         if self._fast is None or dtype not in (np.dtype("<u2"), np.dtype("<u4")):
             return np.asarray(self.encode(text, **encode_kwargs), dtype=dtype)
         if not isinstance(text, str):

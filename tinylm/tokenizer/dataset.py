@@ -19,6 +19,7 @@ from tinylm.errors import ConfigError, DataError, OutputError
 from tinylm.io import atomic_write, atomic_write_bytes, check_input_file
 from tinylm.tokenizer.bpe import Tokenizer
 from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, DEFAULT_SCAN_BYTES, chunk_ranges, map_pieces, read_text_range
+from tinylm.tokenizer.token_dtypes import token_dtype  # noqa: F401 - re-exported: dataset.token_dtype
 
 _NPY_HEADER_BYTES = 128  # fixed size, so the header can be written once the length is known
 
@@ -37,11 +38,6 @@ class EncodedFileInfo:
     @property
     def bytes_per_token(self) -> float:
         return self.num_bytes / max(1, self.num_tokens)
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    """uint16 holds ids below 65,536 at half the size of uint32."""
-    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
 def _npy_header(dtype: np.dtype, length: int) -> bytes:

@@ -40,6 +40,7 @@ from typing import Any
 
 from tinylm.errors import ConfigError, InputFileError
 from tinylm.model.config import ModelConfig
+from tinylm.tokenizer.token_dtypes import TOKEN_DTYPES
 
 
 @dataclass
@@ -234,8 +235,8 @@ class TrainConfig:
             raise ConfigError(f"optim.warmup_iters must be >= 0, got {o.warmup_iters}")
         if o.cosine_iters is not None and o.cosine_iters < o.warmup_iters:
             raise ConfigError(f"optim.cosine_iters ({o.cosine_iters}) is shorter than optim.warmup_iters ({o.warmup_iters})")
-        if d.dtype not in (None, "uint16", "uint32"):
-            raise ConfigError(f"data.dtype must be uint16 or uint32, got {d.dtype!r}")
+        if d.dtype is not None and d.dtype not in TOKEN_DTYPES:
+            raise ConfigError(f"data.dtype must be {' or '.join(TOKEN_DTYPES)}, got {d.dtype!r}")
         if d.val_bytes_per_token is not None and not d.val_bytes_per_token > 0:
             raise ConfigError(f"data.val_bytes_per_token must be positive, got {d.val_bytes_per_token}")
         tok = self.tokenizer

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from tinylm.errors import DataError, InputFileError
+from tinylm.tokenizer.token_dtypes import TOKEN_DTYPES
 
-TOKEN_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
 _SCAN_CHUNK = 1 << 24
 
 
