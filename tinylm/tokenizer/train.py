@@ -20,7 +20,19 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from tinylm.errors import ConfigError
-from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, DEFAULT_SCAN_BYTES, check_input_file, chunk_ranges, pool_context, read_text_range
+from tinylm.tokenizer.chunking import (
+    DEFAULT_CHUNK_BYTES,
+    DEFAULT_SCAN_BYTES,
+    check_input_file,
+    chunk_ranges,
+    corpus_units,
+    parallel_map,
+    pool_context,
+    read_text_range,
+    text_pieces,
+    unit_disk_bytes,
+    unit_text,
+)
 from tinylm.tokenizer.spill import SpillingCounter
 from tinylm.tokenizer.pretokenize import (
     SpecialTokenMatcher,
@@ -144,6 +156,79 @@ def count_pretokens(
             pool.terminate()
             pool.join()
     return total
+
+
+def _count_unit(args) -> tuple[int, int, dict[bytes, int], object]:
+    """(disk bytes, text bytes, pre-token counts, ReadStats) of one unit of a corpus (chunking.corpus_units)."""
+    from tinylm.corpus import ReadStats
+
+    unit, first, options, special_tokens, chunk_bytes, backend = args
+    matcher, read, total, text_bytes = special_matcher(special_tokens), ReadStats(), Counter(), 0
+    for piece in text_pieces(unit_text(unit, options, read, first=first), special_tokens, chunk_bytes):
+        text_bytes += len(piece.encode("utf-8", "surrogatepass"))
+        total.update(count_text(piece, matcher, backend))
+    return unit_disk_bytes(unit), text_bytes, dict(total), read
+
+
+def count_corpus_pretokens(
+    spec: str | os.PathLike,
+    special_tokens: list[str],
+    options=None,
+    num_workers: int | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    progress: bool = False,
+    max_memory: int | None = None,
+    spill_dir: str | os.PathLike | None = None,
+    backend: str = "auto",
+    scan_bytes: int = DEFAULT_SCAN_BYTES,
+) -> tuple[SpillingCounter, object, int]:
+    """count_pretokens over a corpus of shards (tinylm.corpus: .txt, JSON Lines, Parquet, compressed;
+    a file, folder or glob): (counts, ReadStats, text bytes). The counts equal count_pretokens on
+    the corpus converted to one .txt file (documents joined by options.separator). Units of the
+    corpus (chunking.corpus_units) are counted in worker processes; options: a
+    tinylm.corpus.ReadOptions (default: field "text", bad records are errors).
+    """
+    from tinylm.corpus import ReadOptions, ReadStats
+    from tinylm.progress import progress_bar
+
+    options = options or ReadOptions()
+    if backend not in COUNT_BACKENDS:
+        raise ConfigError(f"count backend must be one of {', '.join(COUNT_BACKENDS)}, got {backend!r}")
+    units = corpus_units(spec, options, special_tokens, chunk_bytes, scan_bytes=scan_bytes)
+    if backend != "python":
+        _c_counter()  # built before the pool forks
+    tokens = frozenset(special_tokens)
+    special_matcher(tokens).pattern(str)
+    tasks = [(unit, i == 0, options, tokens, chunk_bytes, backend) for i, unit in enumerate(units)]
+    total, read, text_bytes = SpillingCounter(max_memory, spill_dir), ReadStats(), 0
+    try:
+        with parallel_map(_count_unit, tasks, num_workers or os.cpu_count() or 1, ordered=False) as results, \
+                progress_bar(total=sum(map(unit_disk_bytes, units)), unit="B", unit_scale=True, desc="counting pre-tokens",
+                             disable=not progress, leave=False) as bar:
+            for disk_bytes, n, counts, unit_read in results:
+                total.update(counts)
+                read.merge(unit_read)
+                text_bytes += n
+                bar.update(disk_bytes)
+    except BaseException:
+        total.close()
+        raise
+    return total, read, text_bytes
+
+
+def _count_input(input_path, special_tokens, read_options, stats: TrainStats, num_workers, chunk_bytes, progress, max_memory,
+                 spill_dir, backend, scan_bytes) -> SpillingCounter:
+    """Pre-token counts of one text file (count_pretokens, the original path) or of any other corpus."""
+    from tinylm.corpus import is_single_plain_text
+
+    if is_single_plain_text(input_path):
+        path = check_input_file(input_path)
+        stats.input_bytes = path.stat().st_size
+        return count_pretokens(path, special_tokens, num_workers, chunk_bytes, progress, max_memory, spill_dir, backend, scan_bytes)
+    counts, stats.extra["read"], stats.input_bytes = count_corpus_pretokens(
+        input_path, special_tokens, read_options, num_workers, chunk_bytes, progress, max_memory, spill_dir, backend, scan_bytes
+    )
+    return counts
 
 
 def _tie_key(token: bytes) -> bytes:
@@ -348,8 +433,16 @@ def train_bpe(
     merge_backend: str = "auto",
     count_backend: str = "auto",
     scan_bytes: int = DEFAULT_SCAN_BYTES,
+    read_options=None,
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
-    """Train a byte-level BPE tokenizer on a text file.
+    """Train a byte-level BPE tokenizer on a text file or a corpus of shards.
+
+    input_path: a text file (documents separated by special tokens), or any corpus tinylm.corpus
+    reads (.jsonl / .parquet shards, compressed .gz/.bz2/.xz/.zst, a folder or glob), whose records
+    are documents: the merges equal those of its conversion to one .txt file with the separator
+    (read_options.separator, <|endoftext|>) between documents. read_options: a
+    tinylm.corpus.ReadOptions (JSON field / Parquet column, skipping bad records); what reading
+    found lands in stats.extra["read"] (a ReadStats).
 
     Returns (vocab id -> token bytes, merges in creation order). Ids: special tokens first, then
     the 256 bytes, then merged tokens. `vocab_size` counts all three.
@@ -373,13 +466,9 @@ def train_bpe(
     if max_memory is not None and max_memory < 4096:
         raise ConfigError(f"max_memory must be at least 4 KB, got {max_memory} bytes")
     stats = stats if stats is not None else TrainStats()
-    path = check_input_file(input_path)
-    stats.input_bytes = path.stat().st_size
-
     t0 = time.perf_counter()
-    counts = count_pretokens(
-        path, special_tokens, num_workers, chunk_bytes, progress, max_memory, spill_dir, count_backend, scan_bytes=scan_bytes
-    )
+    counts = _count_input(input_path, special_tokens, read_options, stats, num_workers, chunk_bytes, progress, max_memory,
+                          spill_dir, count_backend, scan_bytes)
     stats.count_backend = "c" if count_backend != "python" and _c_counter() is not None else "python"
     words = PackedWords(counts.items_bytes())  # distinct words, streamed from memory (freed as read) or disk runs
     stats.spill_runs = len(counts.runs)
