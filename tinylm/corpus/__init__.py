@@ -10,11 +10,11 @@ pyarrow (Parquet) and zstandard (.zst) are optional: `pip install 'tinylm[corpus
 """
 
 from tinylm.corpus.bundled import BUNDLED_CORPUS, DOC_SEPARATOR, extract_bundled_corpus, hold_out_every, split_documents, write_documents
-from tinylm.corpus.readers import Part, ReadOptions, ReadStats, part_text, plan_parts
+from tinylm.corpus.readers import Part, ReadOptions, ReadStats, corpus_documents, corpus_text, part_text, plan_parts
 from tinylm.corpus.shards import Shard, is_single_plain_text, resolve_shards, shard_format
 
 __all__ = [
     "BUNDLED_CORPUS", "DOC_SEPARATOR", "extract_bundled_corpus", "hold_out_every", "split_documents", "write_documents",
-    "Part", "ReadOptions", "ReadStats", "part_text", "plan_parts",
+    "Part", "ReadOptions", "ReadStats", "corpus_documents", "corpus_text", "part_text", "plan_parts",
     "Shard", "is_single_plain_text", "resolve_shards", "shard_format",
 ]

@@ -348,3 +348,22 @@ def _joined(documents: Iterable[str], separator: str, lead: str, stats: ReadStat
             batch, chars = [], 0
     if batch:
         yield "".join(batch)
+
+
+def corpus_text(shards: list[Shard], options: ReadOptions, stats: ReadStats) -> Iterator[str]:
+    """The whole corpus's text in blocks, in one stream: what converting it to one .txt file gives."""
+    whole = 1 << 62
+    for part in plan_parts(shards, options, whole, lambda path: [(0, path.stat().st_size)]):
+        yield from part_text(part, options, stats, "" if stats.documents == 0 else None)
+
+
+def corpus_documents(shards: list[Shard], options: ReadOptions, stats: ReadStats, split_on: str | None = None) -> Iterator[str]:
+    """The documents of the corpus's text: its text split on split_on (default: the separator), as str.split would."""
+    split_on = options.separator if split_on is None else split_on
+    if not split_on:
+        raise ValueError("split_on must not be empty")
+    buf = ""
+    for block in corpus_text(shards, options, stats):
+        *done, buf = (buf + block).split(split_on)
+        yield from done
+    yield buf

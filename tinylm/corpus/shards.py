@@ -59,7 +59,7 @@ def resolve_shards(spec: str | os.PathLike) -> list[Shard]:
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts))
         if not files:
-            raise InputFileError(f"corpus folder holds no files: {p}")
+            raise InputFileError(f"input directory holds no corpus files: {p}")
     elif p.exists():
         files = [p]
     elif any(c in text for c in _GLOB_CHARS):
