@@ -158,16 +158,18 @@ def count_pretokens(
     return total
 
 
-def _count_unit(args) -> tuple[int, int, dict[bytes, int], object]:
-    """(disk bytes, text bytes, pre-token counts, ReadStats) of one unit of a corpus (chunking.corpus_units)."""
+def _count_unit(args) -> tuple[int, int, int, dict[bytes, int], object, bool]:
+    """(index, disk bytes, text bytes, pre-token counts, ReadStats, whether it opens with its separator)
+    of one unit of a corpus (chunking.corpus_units)."""
     from tinylm.corpus import ReadStats
 
-    unit, first, options, special_tokens, chunk_bytes, backend = args
+    index, unit, options, special_tokens, chunk_bytes, backend = args
     matcher, read, total, text_bytes = special_matcher(special_tokens), ReadStats(), Counter(), 0
-    for piece in text_pieces(unit_text(unit, options, read, first=first), special_tokens, chunk_bytes):
+    for piece in text_pieces(unit_text(unit, options, read, first=index == 0), special_tokens, chunk_bytes):
         text_bytes += len(piece.encode("utf-8", "surrogatepass"))
         total.update(count_text(piece, matcher, backend))
-    return unit_disk_bytes(unit), text_bytes, dict(total), read
+    led = index > 0 and bool(unit[0].lead) and read.documents > 0  # its text opens with the separator
+    return index, unit_disk_bytes(unit), text_bytes, dict(total), read, led
 
 
 def count_corpus_pretokens(
@@ -199,20 +201,24 @@ def count_corpus_pretokens(
         _c_counter()  # built before the pool forks
     tokens = frozenset(special_tokens)
     special_matcher(tokens).pattern(str)
-    tasks = [(unit, i == 0, options, tokens, chunk_bytes, backend) for i, unit in enumerate(units)]
-    total, read, text_bytes = SpillingCounter(max_memory, spill_dir), ReadStats(), 0
+    tasks = [(i, unit, options, tokens, chunk_bytes, backend) for i, unit in enumerate(units)]
+    total, read, text_bytes, openers = SpillingCounter(max_memory, spill_dir), ReadStats(), 0, {}
     try:
         with parallel_map(_count_unit, tasks, num_workers or os.cpu_count() or 1, ordered=False) as results, \
                 progress_bar(total=sum(map(unit_disk_bytes, units)), unit="B", unit_scale=True, desc="counting pre-tokens",
                              disable=not progress, leave=False) as bar:
-            for disk_bytes, n, counts, unit_read in results:
+            for index, disk_bytes, n, counts, unit_read, led in results:
                 total.update(counts)
                 read.merge(unit_read)
                 text_bytes += n
+                if unit_read.documents:
+                    openers[index] = led
                 bar.update(disk_bytes)
     except BaseException:
         total.close()
         raise
+    if openers and openers[min(openers)]:  # the first unit with documents opened with a separator the text does not have
+        text_bytes -= len(options.separator.encode("utf-8"))
     return total, read, text_bytes
 
 
