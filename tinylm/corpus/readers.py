@@ -225,6 +225,7 @@ def _line_number(path: Path, offset: int) -> int:
 def parquet_documents(part: Part, options: ReadOptions, stats: ReadStats) -> Iterator[str]:
     """The documents of a Parquet part: its row groups read one at a time, the text column only."""
     pf = open_parquet(part.shard.path, options.text_field)
+    pool = require("pyarrow").default_memory_pool()
     row = sum(pf.metadata.row_group(g).num_rows for g in range(part.start))
     for g in range(part.start, part.end):
         values = pf.read_row_group(g, columns=[options.text_field]).column(0).to_pylist()
@@ -238,6 +239,7 @@ def parquet_documents(part: Part, options: ReadOptions, stats: ReadStats) -> Ite
             stats.skip(message)
         row += len(values)
         del values
+        pool.release_unused()  # the allocator would otherwise keep every row group's pages: memory would grow with the shard
 
 
 def open_parquet(path: Path, column: str):
