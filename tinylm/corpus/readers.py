@@ -26,7 +26,8 @@ from tinylm.corpus.shards import Shard
 from tinylm.errors import CorpusError, InvalidUTF8Error, MissingExtraError
 
 from tinylm.corpus.bundled import DOC_SEPARATOR
-READ_BLOCK = 1 << 20  # bytes of compressed or plain input read at a time
+READ_BLOCK = 1 << 20  # bytes of plain (or zstandard-compressed) input read at a time
+COMPRESSED_READ_BLOCK = 1 << 16  # decompressed bytes taken from a gzip / bzip2 / xz stream at a time
 TEXT_BLOCK_CHARS = 1 << 20  # documents are joined into text blocks of about this many characters
 
 
@@ -98,7 +99,7 @@ def decompressed_blocks(shard: Shard) -> Iterator[bytes]:
             yield from _zstd_blocks(shard.path)
         else:
             with _OPENERS[shard.compression](shard.path, "rb") as f:
-                while block := f.read(READ_BLOCK):
+                while block := f.read(COMPRESSED_READ_BLOCK):  # small: a truncated stream yields what came before it
                     yield block
     except (EOFError, OSError, lzma.LZMAError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
@@ -189,7 +190,7 @@ def jsonl_documents(part: Part, options: ReadOptions, stats: ReadStats) -> Itera
         except StopIteration:
             return
         except CorpusError as exc:  # a truncated or corrupt stream: say how far it got
-            raise CorpusError(f"{exc}, after line {i}") from None
+            raise CorpusError(f"{exc}, after line {i}" if i else f"{exc}, before the end of line 1") from None
         yield from _record_or_skip(line, i, part, options, stats)
         i += 1
 
