@@ -302,7 +302,7 @@ def line_ranges(path: Path, piece_bytes: int) -> Iterator[tuple[int, int]]:
 def row_group_ranges(path: Path, column: str, piece_bytes: int) -> list[tuple[int, int, int]]:
     """(first, end, compressed bytes) of runs of row groups holding about piece_bytes of the column."""
     meta = open_parquet(path, column).metadata
-    index = meta.schema.to_arrow_schema().get_field_index(column)
+    index = [meta.schema.column(i).path for i in range(meta.num_columns)].index(column)  # leaf columns: nested ones count each leaf
     out, first, size = [], 0, 0
     for g in range(meta.num_row_groups):
         size += meta.row_group(g).column(index).total_compressed_size
