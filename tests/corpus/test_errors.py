@@ -7,6 +7,7 @@ import gzip
 import importlib
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,8 +118,8 @@ def test_a_truncated_compressed_stream_is_one_error_naming_the_file(tmp_path, fm
         with pytest.raises(CorpusError, match="truncated or corrupt") as err:
             run()
         assert str(path) in str(err.value)
-        if fmt == ".jsonl":
-            assert "after line" in str(err.value)
+        if fmt == ".jsonl":  # how far it got: the last whole line, or none
+            assert re.search(r"after line \d+$|before the end of line 1$", str(err.value))
     assert not (tmp_path / "o.npy").exists()
 
 

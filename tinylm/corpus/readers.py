@@ -28,7 +28,8 @@ from tinylm.errors import CorpusError, InvalidUTF8Error, MissingExtraError
 from tinylm.corpus.bundled import DOC_SEPARATOR
 READ_BLOCK = 1 << 20  # bytes of plain (or zstandard-compressed) input read at a time
 COMPRESSED_READ_BLOCK = 1 << 16  # decompressed bytes taken from a gzip / bzip2 / xz stream at a time
-TEXT_BLOCK_CHARS = 1 << 20  # documents are joined into text blocks of about this many characters
+TEXT_BLOCK_CHARS = 1 << 18  # documents are joined into text blocks of about this many characters
+PARQUET_BATCH_ROWS = 64  # rows of a Parquet column decoded into Python strings at a time
 
 
 @dataclass(frozen=True)
@@ -224,12 +225,15 @@ def _line_number(path: Path, offset: int) -> int:
 
 
 def parquet_documents(part: Part, options: ReadOptions, stats: ReadStats) -> Iterator[str]:
-    """The documents of a Parquet part: its row groups read one at a time, the text column only."""
+    """The documents of a Parquet part: its row groups' text column only, decoded in batches of
+    PARQUET_BATCH_ROWS rows (pyarrow's iter_batches), so about one row group's compressed column
+    and one batch's strings are held at a time."""
     pf = open_parquet(part.shard.path, options.text_field)
     pool = require("pyarrow").default_memory_pool()
     row = sum(pf.metadata.row_group(g).num_rows for g in range(part.start))
-    for g in range(part.start, part.end):
-        values = pf.read_row_group(g, columns=[options.text_field]).column(0).to_pylist()
+    batches = pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=range(part.start, part.end), columns=[options.text_field])
+    for batch in batches:
+        values = batch.column(0).to_pylist()
         for i, value in enumerate(values):
             if isinstance(value, str):
                 yield value
@@ -239,8 +243,8 @@ def parquet_documents(part: Part, options: ReadOptions, stats: ReadStats) -> Ite
                 raise CorpusError(message + " (pass --skip-bad-records to skip such rows)")
             stats.skip(message)
         row += len(values)
-        del values
-        pool.release_unused()  # the allocator would otherwise keep every row group's pages: memory would grow with the shard
+        del values, batch
+        pool.release_unused()  # the allocator would otherwise keep every batch's pages: memory would grow with the shard
 
 
 def open_parquet(path: Path, column: str):
@@ -248,7 +252,7 @@ def open_parquet(path: Path, column: str):
     pq = require("pyarrow.parquet")
     pa = require("pyarrow")
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)  # streamed: no whole row groups (or files) pre-read
     except (OSError, pa.ArrowException) as exc:
         raise CorpusError(f"{path}: not a readable Parquet file ({exc})") from None
     schema = pf.schema_arrow
