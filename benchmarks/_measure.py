@@ -304,6 +304,13 @@ def machine_info() -> dict:
             info[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001 - informational only
             info[mod] = None
+    import importlib.metadata
+
+    for dist in ("gigatoken", "rustbpe"):  # optional peers without __version__
+        try:
+            info[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            info[dist] = None
     return info
 
 

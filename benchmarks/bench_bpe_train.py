@@ -1,4 +1,4 @@
-"""BPE training benchmark: tinylm.train_bpe against Hugging Face `tokenizers`' BpeTrainer.
+"""BPE training benchmark: tinylm.train_bpe against Hugging Face `tokenizers`' BpeTrainer and gigatoken.
 
 Each run is a fresh `python -c` subprocess (so no run inherits another's memory or caches);
 the parent measures its wall time and the peak over time of the summed PSS of the child and
@@ -13,12 +13,18 @@ that background noise hits both. Reported: medians over the repeats, and tinylm/
 
 Both tools: vocab size counts the 256 byte tokens and the special token <|endoftext|>;
 tokenizers uses the ByteLevel pre-tokenizer (GPT-2 regex, no prefix space) with the byte
-alphabet as initial alphabet, which is what tinylm does.
+alphabet as initial alphabet, which is what tinylm does. gigatoken 0.10 (an optional peer:
+`pip install gigatoken==0.10.0`, for benchmarking only; skipped when not installed) runs
+gigatoken.train_bpe(path, size, ["<|endoftext|>"]) with its default tie-breaking ("huggingface"),
+so its merges may differ from tinylm's in ties; only time and memory are compared.
+
+    .venv/bin/python benchmarks/bench_bpe_train.py --tools tinylm,gigatoken      # a subset of the tools
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
@@ -74,7 +80,18 @@ train_s = time.perf_counter() - t0
 print(%(mark)r + json.dumps({"train_s": train_s, "vocab_size": tok.get_vocab_size()}), flush=True)
 """ % {"special": SPECIAL, "mark": RESULT_MARK}
 
-TOOLS = {"tinylm": TINYLM_CHILD, "tokenizers": TOKENIZERS_CHILD}
+GIGATOKEN_CHILD = """
+import json, sys, time
+import gigatoken
+path, size = sys.argv[1], int(sys.argv[2])
+t0 = time.perf_counter()
+vocab, merges = gigatoken.train_bpe(path, size, [%(special)r])
+train_s = time.perf_counter() - t0
+print(%(mark)r + json.dumps({"train_s": train_s, "vocab_size": len(vocab)}), flush=True)
+""" % {"special": SPECIAL, "mark": RESULT_MARK}
+
+ALL_TOOLS = {"tinylm": TINYLM_CHILD, "tokenizers": TOKENIZERS_CHILD, "gigatoken": GIGATOKEN_CHILD}
+TOOLS = dict(ALL_TOOLS)
 
 
 def warm_page_cache(path: Path) -> None:
@@ -91,7 +108,18 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--interval", type=float, default=0.02, help="memory sampling interval in seconds (default 0.02; PSS is read less often when reading it would take over 10%% of a core)")
     ap.add_argument("--json", type=Path, default=None, help="save raw results here")
+    ap.add_argument("--tools", default=",".join(ALL_TOOLS), help="comma-separated tools (default: all; gigatoken only when installed)")
     args = ap.parse_args()
+    TOOLS.clear()
+    for tool in (t.strip() for t in args.tools.split(",") if t.strip()):
+        if tool not in ALL_TOOLS:
+            ap.error(f"unknown tool {tool!r}; choose from {', '.join(ALL_TOOLS)}")
+        if tool == "gigatoken" and importlib.util.find_spec("gigatoken") is None:
+            print("gigatoken is not installed (pip install gigatoken==0.10.0): skipped", flush=True)
+            continue
+        TOOLS[tool] = ALL_TOOLS[tool]
+    if "tinylm" not in TOOLS:
+        ap.error("--tools must include tinylm (the ratios are tinylm's)")
 
     path = args.input if args.input is not None else ensure_corpus("bench_en.txt")
     if not path.is_file():
@@ -149,18 +177,22 @@ def run(args, path: Path, sizes: list[int]) -> int:
                          f"{med(tool, size, 'cpu_s'):.2f}", f"{med(tool, size, 'peak_mb'):.0f}"])
     print_table(["tool", "vocab", "train wall (s)", "process wall (s)", "CPU, all processes (s)", "peak PSS (MB)"], rows)
     print()
-    rows = []
     summary = []
-    for size in sizes:
-        t_r = ratio(med("tinylm", size, "train_s"), med("tokenizers", size, "train_s"))
-        p_r = ratio(med("tinylm", size, "wall_s"), med("tokenizers", size, "wall_s"))
-        m_r = ratio(med("tinylm", size, "peak_mb"), med("tokenizers", size, "peak_mb"))
-        rows.append([f"{size:,}", f"{t_r:.2f}x", f"{p_r:.2f}x", f"{m_r:.2f}x"])
-        summary.append({"size": size, "train_wall_ratio": t_r, "process_wall_ratio": p_r, "peak_memory_ratio": m_r})
-    print("tinylm / tokenizers (targets: wall <= 0.80x, memory <= 1.00x)")
-    print()
-    print_table(["vocab", "train wall", "process wall", "peak memory"], rows)
-    print()
+    for peer in (t for t in TOOLS if t != "tinylm"):
+        rows = []
+        for size in sizes:
+            t_r = ratio(med("tinylm", size, "train_s"), med(peer, size, "train_s"))
+            p_r = ratio(med("tinylm", size, "wall_s"), med(peer, size, "wall_s"))
+            c_r = ratio(med("tinylm", size, "cpu_s"), med(peer, size, "cpu_s"))
+            m_r = ratio(med("tinylm", size, "peak_mb"), med(peer, size, "peak_mb"))
+            rows.append([f"{size:,}", f"{t_r:.2f}x", f"{p_r:.2f}x", f"{c_r:.2f}x", f"{m_r:.2f}x"])
+            summary.append({"peer": peer, "size": size, "train_wall_ratio": t_r, "process_wall_ratio": p_r, "cpu_ratio": c_r,
+                            "peak_memory_ratio": m_r})
+        target = "issue 12: wall <= 0.80x" if peer == "gigatoken" else "wall <= 0.80x, memory <= 1.00x"
+        print(f"tinylm / {peer} (lower is better for tinylm; targets: {target})")
+        print()
+        print_table(["vocab", "train wall", "process wall", "CPU", "peak memory"], rows)
+        print()
     rows = []
     for size in sizes:
         c, m, t = med("tinylm", size, "count_seconds"), med("tinylm", size, "merge_seconds"), med("tinylm", size, "train_s")

@@ -20,6 +20,15 @@ the summed PSS of that process and its workers):
                           document, and about 190 MB of memory per MB of text: ~4 GB), so it is only
                           run with --hf-single whole
   tokenizers  all cores   encode_batch(documents) with TOKENIZERS_PARALLELISM=true
+  gigatoken   1 thread    gigatoken.Tokenizer.from_tiktoken(<GPT-2 ranks>, pretokenizer="gpt2").encode(text)
+                          with RAYON_NUM_THREADS=1, a fresh Tokenizer each repeat; warm = second pass
+  gigatoken   files       a whole `python -c` process: load the tokenizer, encode_files(TextFileSource(
+                          [path], separator=EOT)) on all cores, save the ids as .npy (its documents drop
+                          the separator, so its ids are checked against tiktoken's without 50256)
+  tinylm      cli         a whole `tinylm encode PATH -t DIR -o out.npy` process (all cores)
+
+gigatoken is an optional peer (pip install gigatoken==0.10.0, for benchmarking only); its
+configurations are skipped when it is not installed.
 
 Documents are the text split just after each <|endoftext|>, so the concatenation of their ids
 is the ids of the whole text. Only the encode call is timed (loading the tokenizer and reading
@@ -70,7 +79,17 @@ CONFIGS = [
     ("tinylm-all", "tinylm", "all"),
     ("tiktoken-all", "tiktoken", "all"),
     ("tokenizers-all", "tokenizers", "all"),
+    ("gigatoken-1", "gigatoken", "single"),
+    ("gigatoken-files", "gigatoken", "files"),
+    ("tinylm-cli", "tinylm", "cli"),
 ]
+GIGATOKEN_FILES = """
+import sys, numpy as np, awkward as ak, gigatoken
+ranks, text, out = sys.argv[1:4]
+tok = gigatoken.Tokenizer.from_tiktoken(ranks, pretokenizer="gpt2", special_tokens={"<|endoftext|>": 50256})
+ids = tok.encode_files(gigatoken.TextFileSource([text], separator="<|endoftext|>"))
+np.save(out, ak.to_numpy(ak.flatten(ids)).astype(np.uint16))
+"""
 
 
 # --- text ---------------------------------------------------------------------------------
@@ -103,13 +122,85 @@ def hf_tokenizer():
     return tok
 
 
+def memchr_mb_s(path: Path, repeats: int = 7) -> float:
+    """Single-core memory read speed on the text, MB/s: bytes.find of a byte that valid UTF-8 never
+    holds (0xFF) scans all of it with memchr (SIMD in glibc); median of `repeats`, data in RAM."""
+    data = path.read_bytes()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        assert data.find(b"\xff") == -1
+        times.append(time.perf_counter() - t0)
+    return len(data) / MB / median(times)
+
+
+def write_tiktoken_ranks(path: Path) -> None:
+    """GPT-2's ranks in tiktoken's file format (base64 token, space, rank), for gigatoken.from_tiktoken."""
+    import base64
+
+    from tinylm.tokenizer.files import unicode_to_bytes
+
+    u2b = unicode_to_bytes()
+    vocab = json.loads(VOCAB.read_text())
+    ranks = sorted((i, bytes(u2b[c] for c in tok)) for tok, i in vocab.items() if tok != EOT)
+    path.write_text("".join(f"{base64.b64encode(b).decode()} {i}\n" for i, b in ranks))
+
+
+def whole_process(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and the child's CPU seconds (all its threads and workers) of one command."""
+    import resource
+    import subprocess
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def child(name: str, text_path: Path, dump: Path | None, hf_single: str, workdir: Path) -> dict:
     tool, mode = next((t, m) for n, t, m in CONFIGS if n == name)
     ncpu = os.cpu_count() or 1
     text = text_path.read_text(encoding="utf-8")
     out: dict = {"name": name}
     ids = None
-    if tool == "tinylm":
+    if mode == "cli":
+        import shutil
+
+        npy = workdir / f"tinylm-cli-{os.getpid()}.npy"
+        tinylm_cmd = [str(Path(sys.executable).with_name("tinylm")), "encode", str(text_path), "-t", str(workdir / "tok"), "-o", str(npy)]
+        out["seconds"], out["cpu_seconds"] = whole_process(tinylm_cmd)
+        out["how"] = "whole process: tinylm encode PATH -t DIR -o out.npy (all cores)"
+        if dump is not None:
+            import numpy as np
+
+            ids = np.load(npy)
+        shutil.rmtree(npy, ignore_errors=True)
+        for p in (npy, npy.with_name(npy.name + ".json")):
+            p.unlink(missing_ok=True)
+    elif tool == "gigatoken" and mode == "files":
+        import numpy as np
+
+        npy = workdir / f"gigatoken-files-{os.getpid()}.npy"
+        out["seconds"], out["cpu_seconds"] = whole_process([sys.executable, "-c", GIGATOKEN_FILES, str(workdir / "gpt2.tiktoken"), str(text_path), str(npy)])
+        out["how"] = "whole process: python -c: from_tiktoken, encode_files(TextFileSource(separator=EOT)), np.save"
+        if dump is not None:
+            ids = np.load(npy)
+        npy.unlink(missing_ok=True)
+    elif tool == "gigatoken":
+        import gigatoken
+
+        tok = gigatoken.Tokenizer.from_tiktoken(str(workdir / "gpt2.tiktoken"), pretokenizer="gpt2", special_tokens={EOT: 50256})
+        t0, c0 = time.perf_counter(), time.process_time()
+        ids = tok.encode(text)
+        out["seconds"], out["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
+        ids2 = tok.encode(text)
+        out["warm_seconds"], out["warm_cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
+        out["warm_equal"] = bool((ids2 == ids).all())
+        out["how"] = f"fresh Tokenizer.encode(text), RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS')}; warm = second pass"
+    elif tool == "tinylm":
         from tinylm import Tokenizer
 
         tok = Tokenizer.from_files(VOCAB, MERGES, [EOT])
@@ -217,6 +308,11 @@ def main() -> int:
     import numpy as np
 
     configs = CONFIGS
+    try:
+        import gigatoken  # noqa: F401
+    except ImportError:
+        print("gigatoken is not installed (pip install gigatoken==0.10.0): its configurations are skipped", flush=True)
+        configs = [c for c in configs if c[1] != "gigatoken"]
     if args.only:
         wanted = {s.strip() for s in args.only.split(",") if s.strip()}
         unknown = wanted - {n for n, _, _ in CONFIGS}
@@ -224,7 +320,7 @@ def main() -> int:
             ap.error(f"unknown configuration(s): {sorted(unknown)}")
         if "tiktoken-1" not in wanted:
             wanted.add("tiktoken-1")  # the reference for ids and ratios
-        configs = [c for c in CONFIGS if c[0] in wanted]
+        configs = [c for c in configs if c[0] in wanted]
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
     src = args.input if args.input is not None else ensure_corpus("bench_en.txt")
@@ -238,11 +334,17 @@ def main() -> int:
         workdir = Path(tmp)
         text_path = workdir / "text.txt"
         nbytes = cut_text(src, int(args.mb * MB), text_path, EOT)
+        write_tiktoken_ranks(workdir / "gpt2.tiktoken")
+        from tinylm import Tokenizer
+
+        Tokenizer.from_files(VOCAB, MERGES, [EOT]).save_dir(workdir / "tok")
         print(f"text: first {nbytes / MB:.2f} MB of {src} (cut after an {EOT}); GPT-2 files from {FIXTURES}; "
               f"{args.repeats} repeat(s); {ncpu} CPUs; tiktoken {info['tiktoken']}, tokenizers {info['tokenizers']}", flush=True)
         if warn:
             print(warn, flush=True)
 
+        memchr = memchr_mb_s(src)  # the whole corpus: larger than the caches, so this is RAM bandwidth
+        print(f"single-core memory read (memchr over all of {src.name}, {src.stat().st_size / MB:.0f} MB): {memchr:,.0f} MB/s", flush=True)
         runs: list[dict] = []
         dumps: dict[str, Path] = {}
         for rep in range(args.repeats):
@@ -255,6 +357,8 @@ def main() -> int:
                 env = {}
                 if tool == "tokenizers":
                     env["TOKENIZERS_PARALLELISM"] = "true" if mode == "all" else "false"
+                if tool == "gigatoken" and mode == "single":
+                    env["RAYON_NUM_THREADS"] = "1"
                 label = f"{name} repeat={rep + 1}"
                 r = run_measured(cmd, label, env=env, interval=args.interval)
                 res = r.result
@@ -275,8 +379,8 @@ def main() -> int:
                 for name, tool, mode in configs:
                     if name == "tiktoken-1":
                         continue
-                    checks[name] = first_mismatch(np.load(dumps[name]), ref)
-                    if name == "tinylm-1":
+                    checks[name] = first_mismatch(np.load(dumps[name]), ref[ref != 50256] if name == "gigatoken-files" else ref)
+                    if name in ("tinylm-1", "gigatoken-1"):
                         warm_ok = next(x for x in runs if x["config"] == name)["result"].get("warm_equal")
                         if not warm_ok:
                             checks[name] = (checks[name] + "; " if checks[name] else "") + "warm pass differs from cold pass"
@@ -294,16 +398,20 @@ def main() -> int:
     print()
     rows = []
     for name, tool, mode in configs:
-        cpu = f"{by(name, 'mb_per_cpu_s'):.2f}" if mode == "single" else "-"
-        rows.append([tool, "1 process" if mode == "single" else f"all cores ({ncpu})", f"{by(name, 'mb_s'):.2f}", cpu,
+        cpu = f"{by(name, 'mb_per_cpu_s'):.2f}" if mode in ("single", "cli", "files") else "-"
+        rows.append([tool, {"single": "1 process", "cli": f"tinylm encode, whole process ({ncpu} cores)",
+                            "files": f"encode_files, whole process ({ncpu} cores)"}.get(mode, f"all cores ({ncpu})"), f"{by(name, 'mb_s'):.2f}", cpu,
                      f"{peak(name):.0f}", how[name]])
-        if name == "tinylm-1":
+        if name in ("tinylm-1", "gigatoken-1"):
             rows.append([tool, "1 process, warm cache", f"{by(name, 'warm_mb_s'):.2f}", f"{by(name, 'warm_mb_per_cpu_s'):.2f}",
                          "", "second encode of the same text"])
     print_table(["tool", "mode", "MB/s (wall)", "MB per CPU-s", "peak PSS (MB)", "how"], rows)
     print()
     print("MB per CPU-s: text per second of CPU time of the encoding process, a check that is less sensitive to other "
-          "load; shown for the one-process modes only (for all-cores modes it would miss the workers).")
+          "load; shown for the one-process modes only (for all-cores modes it would miss the workers); the whole-process "
+          "modes count the CPU time of the process and its workers.")
+    print(f"single-core memory read bandwidth (memchr scan of the whole corpus): {memchr:,.0f} MB/s; per CPU-second tinylm "
+          f"single cold encodes at {100 * by('tinylm-1', 'mb_per_cpu_s') / memchr:.2f}% of it" if "tinylm-1" in present else "")
 
     tk1 = by("tiktoken-1", "mb_s")
     ratios = {}
@@ -315,13 +423,18 @@ def main() -> int:
         ratios["tinylm_all_cores / tiktoken_single"] = ratio(by("tinylm-all", "mb_s"), tk1)
         if "tiktoken-all" in present:
             ratios["tinylm_all_cores / tiktoken_all_cores"] = ratio(by("tinylm-all", "mb_s"), by("tiktoken-all", "mb_s"))
+    if "gigatoken-1" in present and "tinylm-1" in present:
+        ratios["tinylm_single_cold / gigatoken_single_cold"] = ratio(by("tinylm-1", "mb_s"), by("gigatoken-1", "mb_s"))
+        ratios["tinylm_single_warm / gigatoken_single_warm"] = ratio(by("tinylm-1", "warm_mb_s"), by("gigatoken-1", "warm_mb_s"))
+    if "gigatoken-files" in present and "tinylm-cli" in present:
+        ratios["tinylm encode (whole process) / gigatoken encode_files (whole process)"] = ratio(by("tinylm-cli", "mb_s"), by("gigatoken-files", "mb_s"))
     for name in ("tokenizers-1", "tokenizers-all"):
         if name in present:
             ratios[f"tinylm_{'single_cold' if name.endswith('1') else 'all_cores'} / {name.replace('-1', '_single').replace('-all', '_all_cores')}"] = ratio(
                 by("tinylm-1" if name.endswith("1") else "tinylm-all", "mb_s"), by(name, "mb_s"))
     print()
-    print("ratios (throughput; higher is better for tinylm. Targets: tinylm single >= 0.50x tiktoken single, "
-          "tinylm all cores >= 1.00x tiktoken single)")
+    print("ratios (throughput; higher is better for tinylm. Targets (issue 12): tinylm single cold >= 1.2x gigatoken single "
+          "cold, warm >= 1.0x its warm; tinylm encode whole process >= 1.2x gigatoken encode_files)")
     print()
     print_table(["ratio", "value"], [[k, f"{v:.2f}x"] for k, v in ratios.items()])
     if warn:
@@ -332,7 +445,7 @@ def main() -> int:
     if args.json:
         doc = {"benchmark": "encode", "input": str(src), "text_bytes": nbytes, "repeats": args.repeats,
                "hf_single": args.hf_single, "machine": info, "loadavg_at_end": os.getloadavg(),
-               "when": time.strftime("%Y-%m-%d %H:%M:%S"), "id_checks": checks, "ratios": ratios, "runs": runs}
+               "when": time.strftime("%Y-%m-%d %H:%M:%S"), "memchr_mb_s": memchr, "id_checks": checks, "ratios": ratios, "runs": runs}
         args.json.write_text(json.dumps(doc, indent=1))
         print(f"raw results -> {args.json}")
     if failed:

@@ -50,9 +50,9 @@ from tinylm.tokenizer.files import (
     ensure_output_dir,
     merges_txt_bytes,
     special_tokens_json_bytes,
-    token_to_str,
     vocab_json_bytes,
 )
+from tinylm.tokenizer.hf_json import tokenizer_json_bytes
 
 END_OF_TEXT = "<|endoftext|>"
 WEIGHTS_FILE = "model.safetensors"
@@ -180,16 +180,13 @@ def llama_config(config: ModelConfig, tokenizer=None, dtype: torch.dtype = torch
 def hf_tokenizer_files(tokenizer, model_max_length: int) -> dict[str, bytes]:
     """tokenizer.json, tokenizer_config.json, vocab.json and merges.txt for a tinylm Tokenizer.
 
-    tokenizer.json is built with the `tokenizers` library from the same vocabulary and merges:
-    a byte-level BPE model (merges applied lowest rank first, as tinylm does), the byte-level
+    tokenizer.json is tinylm's own (tinylm/tokenizer/hf_json.py, the file `train-bpe` writes): a
+    byte-level BPE model (merges applied lowest rank first, as tinylm does), the byte-level
     pre-tokenizer (the GPT-2 pattern, no prefix space) and decoder, and every special token as
-    an added special token with its tinylm id. tokenizer_config.json names
+    an added special token with its tinylm id (also non-ASCII ones, written verbatim). tokenizer_config.json names
     PreTrainedTokenizerFast so `AutoTokenizer` loads exactly that file (not Llama's
     SentencePiece-style tokenizer), adds no BOS and does not clean up spaces when decoding.
     """
-    # TODO(issue 13, "Tokenizers out"): when tinylm/tokenizer/files.py gains its tokenizer.json
-    # writer, use it here instead of building the file with the `tokenizers` library.
-    hf = _hf_tokenizer(tokenizer)
     eot = END_OF_TEXT if END_OF_TEXT in tokenizer.special_to_id else None
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -205,28 +202,11 @@ def hf_tokenizer_files(tokenizer, model_max_length: int) -> dict[str, bytes]:
         "additional_special_tokens": [t for t in tokenizer.special_tokens if t != eot],
     }
     return {
-        "tokenizer.json": hf.to_str(pretty=True).encode("utf-8"),
+        "tokenizer.json": tokenizer_json_bytes(tokenizer.vocab, tokenizer.merges, tokenizer.special_tokens),
         "tokenizer_config.json": _json_bytes(config),
-        VOCAB_FILE: vocab_json_bytes(tokenizer.vocab),
+        VOCAB_FILE: vocab_json_bytes(tokenizer.vocab, tokenizer.special_tokens),
         MERGES_FILE: merges_txt_bytes(tokenizer.merges),
     }
-
-
-def _hf_tokenizer(tokenizer):
-    """A `tokenizers.Tokenizer` with tinylm's vocabulary, merges and special tokens."""
-    tk = _require("tokenizers")
-    from tokenizers import AddedToken, decoders, models, pre_tokenizers
-
-    vocab = {token_to_str(tok): idx for idx, tok in sorted(tokenizer.vocab.items())}
-    merges = [(token_to_str(a), token_to_str(b)) for a, b in tokenizer.merges]
-    hf = tk.Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
-    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    hf.decoder = decoders.ByteLevel()
-    hf.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in tokenizer.special_tokens])
-    for token, idx in tokenizer.special_to_id.items():
-        if hf.token_to_id(token) != idx:  # a special token absent from the vocabulary would get a new id
-            raise ConfigError(f"special token {token!r} would get id {hf.token_to_id(token)} in tokenizer.json, not {idx}")
-    return hf
 
 
 # --- writing folders -------------------------------------------------------------------------------

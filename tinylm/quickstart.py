@@ -114,6 +114,9 @@ class QuickstartConfig:
             raise ConfigError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if not self.prompts or not all(p.strip() for p in self.prompts):
             raise ConfigError("prompts must be a non-empty list of non-empty strings")
+        from tinylm.generate import check_sampling
+
+        check_sampling(self.temperature, self.top_p)  # before training, not after it at the samples
         self.model_config()  # shape checks (d_model % num_heads, ...) with ModelConfig's messages
 
     def model_config(self):

@@ -63,6 +63,16 @@ def _disagreeing_merges(d: Path) -> list[str]:
     return ["encode", str(FIXTURES / "address.txt"), "-t", str(tok), "-o", str(d / "o.npy")]
 
 
+def _foreign_tokenizer_json(d: Path, change) -> list[str]:
+    """`tinylm encode -t` a tokenizer.json (as tinylm writes it) edited by `change`."""
+    import json
+
+    obj = json.loads((_tok_dir(d) / "tokenizer.json").read_text())
+    change(obj)
+    path = _write(d, "foreign.json", json.dumps(obj, ensure_ascii=False).encode())
+    return ["encode", str(FIXTURES / "address.txt"), "-t", path, "-o", str(d / "o.npy")]
+
+
 def _bpe(path: str, *extra: str) -> list[str]:
     return ["train-bpe", path, "--vocab-size", "300", "--out", "OUT", *extra]
 
@@ -78,6 +88,12 @@ TOKENIZER_CASES = [
     Case("empty special token", lambda d: ["train-bpe", str(FIXTURES / "corpus.en"), "-s", "", "-o", "OUT"], ["empty"], "ConfigError"),
     Case("truncated vocab.json", _truncated_vocab, ["not valid JSON"], "TokenizerFileError"),
     Case("merges that disagree with the vocabulary", _disagreeing_merges, ["does not match the vocabulary"], "TokenizerFileError"),
+    Case("tokenizer.json with a normalizer", lambda d: _foreign_tokenizer_json(d, lambda o: o.update(normalizer={"type": "NFKC"})),
+         ["foreign.json", "normalizer 'NFKC' is unsupported"], "TokenizerFileError"),
+    Case("tokenizer.json of a WordPiece model", lambda d: _foreign_tokenizer_json(d, lambda o: o["model"].update(type="WordPiece")),
+         ["model type 'WordPiece' is unsupported"], "TokenizerFileError"),
+    Case("tokenizer.json entry outside GPT-2's byte table", lambda d: _foreign_tokenizer_json(d, lambda o: o["model"]["vocab"].update({"<｜x｜>": 9999})),
+         ["entry '<｜x｜>' (id 9999)", "not spelled in GPT-2's byte mapping"], "TokenizerFileError"),
     Case("output folder that cannot be written", lambda d: _bpe(str(FIXTURES / "corpus.en")) + ["--out", _write(d, "f", b"x") + "/sub"], ["cannot write"], "OutputError"),
     Case("memory budget that cannot be read", lambda d: _bpe(str(FIXTURES / "corpus.en"), "--max-memory", "lots"), ["memory size"], "ConfigError"),
 ]
@@ -278,6 +294,14 @@ def _generate_after(change: Callable[[Path], None], prompt: str = "Once") -> Cal
     return setup
 
 
+def _generate_with(*flags: str) -> Callable[[Path], list[str]]:
+    """generate on a good run with extra (bad) flags."""
+    def setup(d: Path) -> list[str]:
+        return _generate_after(lambda run: None)(d) + list(flags)
+
+    return setup
+
+
 def _checkpoint_beside_bigger_tokenizer(d: Path) -> list[str]:
     """A run's checkpoint (257 ids) copied into a folder whose tokenizer has 300 ids."""
     import shutil
@@ -333,6 +357,9 @@ TRAINING_CASES = [
     Case("checkpoint from a newer format version (train --resume)", _resume_after(_newer_format), ["format version 2", "upgrade tinylm"], "CheckpointError"),
     Case("checkpoint from a newer format version (generate)", _generate_after(_newer_format), ["format version 2", "upgrade tinylm"], "CheckpointError"),
     Case("checkpoint whose unpickling would run code (generate)", _generate_after(_code_in_checkpoint), ["not loaded", "could run code"], "CheckpointError", _no_code_ran),
+    Case("non-finite sampling temperature (generate)", _generate_with("--temperature", "nan"), ["temperature must be a finite number >= 0"], "ConfigError"),
+    Case("negative sampling temperature (generate)", _generate_with("--temperature", "-1"), ["temperature must be a finite number >= 0"], "ConfigError"),
+    Case("top-p outside (0, 1] (generate)", _generate_with("--top-p", "0"), ["top_p must be in (0, 1]"], "ConfigError"),
     Case("special token in the generate prompt", _generate_after(lambda run: None, f"Once{EOT}upon"), ["special token", "<|endoftext|>"], "SpecialTokenNotAllowedError"),
     Case("run folder where a file is", lambda d: _train(d) + ["--out", _write(d, "f", b"x") + "/run"], ["cannot write to output folder", "Not a directory"], "OutputError", _nothing_written),
     Case("run folder on a read-only file system", lambda d: _train(d) + ["--out", str(_mount_tmpfs(d / "ro", "size=1m,ro") / "run")], ["cannot write to output folder", "Read-only file system"], "OutputError", _nothing_written),
@@ -432,7 +459,7 @@ def _ctrl_c(d: Path) -> subprocess.CompletedProcess:
     run = d / "out"
     cmd = [sys.executable, "-m", "tinylm", *[str(run) if a == "OUT" else a for a in _train(d, "--max-steps", "100000", "--no-progress")]]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLI_ENV)
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # a guard against a hang, generous for a loaded machine
     while not (run / "metrics.jsonl").exists() or (run / "metrics.jsonl").stat().st_size == 0:  # training has begun
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1] if proc.poll() is not None else "timeout"
         time.sleep(0.05)

@@ -78,7 +78,7 @@ def _kill_once(config_path, run, steps, rng) -> str:
     mid_save = rng.random() < 0.5
     # Lines up to saved + EVERY may be left over from the killed run; past them, this run is training.
     target = saved + EVERY + (1 if mid_save else rng.randint(1, 2 * EVERY))
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # a guard against a hang, generous for a loaded machine
     while _last_step(run) < target:
         if proc.poll() is not None:
             return "finished"

@@ -90,5 +90,5 @@ def test_progress_bars_leave_no_thread_so_worker_pools_keep_forking():
         "assert threading.active_count() == 2\n"
         "assert pool_context().get_start_method() == 'fork'\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

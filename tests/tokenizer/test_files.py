@@ -3,9 +3,12 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinylm import Tokenizer, train_bpe
-from tinylm.tokenizer.files import bytes_to_unicode, load_merges, load_vocab, save_merges, save_vocab, token_to_str
+from tinylm.errors import TokenizerFileError
+from tinylm.tokenizer.files import bytes_to_unicode, load_merges, load_vocab, save_merges, save_vocab, str_to_token, token_to_str
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 EOT = "<|endoftext|>"
@@ -69,3 +72,37 @@ def test_files_written_by_hf_tokenizers_load_here(tmp_path):
 def test_token_to_str_matches_fixture_spelling():
     assert token_to_str(b" the") == "Ġthe"
     assert token_to_str("é".encode()) == "Ã©"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40), st.text(max_size=20))
+def test_byte_spelling_equals_the_table_character_by_character(token, text):
+    """token_to_str / str_to_token (str.translate fast paths) against the table applied per character."""
+    table = bytes_to_unicode()
+    assert token_to_str(token) == "".join(table[b] for b in token)
+    assert str_to_token(token_to_str(token)) == token
+    inverse = {c: b for b, c in table.items()}
+    if all(c in inverse for c in text):
+        assert str_to_token(text) == bytes(inverse[c] for c in text)
+    else:
+        with pytest.raises(TokenizerFileError, match="outside GPT-2's byte mapping"):
+            str_to_token(text)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("#version: 0.2\nĠ t\n\na b c\n", r"line 4: expected two tokens"),
+        ("Ġ t\nĠ ☃\n", r"line 2: token '☃' has a character outside GPT-2's byte mapping"),
+        ("Ġ t\r\nĠt \r\n", r"line 2: expected two tokens"),
+    ],
+)
+def test_bad_merges_lines_are_named(tmp_path, text, message):
+    (tmp_path / "merges.txt").write_text(text, encoding="utf-8", newline="")
+    with pytest.raises(TokenizerFileError, match=message):
+        load_merges(tmp_path / "merges.txt")
+
+
+def test_merges_file_with_no_merges_loads(tmp_path):
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    assert load_merges(tmp_path / "merges.txt") == []

@@ -48,7 +48,7 @@ def _echo_read(read) -> None:
 @click.argument("input_path", type=click.Path(path_type=Path))
 @click.option("--vocab-size", "-v", type=int, default=10_000, show_default=True, help="Total vocabulary: 256 bytes + special tokens + merges.")
 @click.option("--special-token", "-s", "special_tokens", multiple=True, default=[DEFAULT_SPECIAL], show_default=True, help="Repeat for several.")
-@click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("tokenizer"), show_default=True, help="Folder for vocab.json, merges.txt, special_tokens.json.")
+@click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("tokenizer"), show_default=True, help="Folder for vocab.json, merges.txt, special_tokens.json, tokenizer.json, tokenizer.tiktoken.")
 @click.option("--workers", "-j", type=int, default=None, help="Counting processes (default: all cores).")
 @click.option("--chunk-mb", type=float, default=4.0, show_default=True, help="Size of the pieces workers read.")
 @click.option("--max-memory", default=None, help="Budget for the pre-token table while counting (e.g. 4G); past it, counts spill to disk.")
@@ -96,18 +96,30 @@ def train_bpe_command(input_path, vocab_size, special_tokens, out_dir, workers, 
         click.echo(f"  pre-token counts spilled to disk {stats.spill_runs} time(s) to stay under --max-memory {max_memory}")
     _echo_read(stats.extra.get("read"))
     click.echo(f"  longest token: {_show_token(longest)} ({len(longest)} bytes)")
-    click.echo(f"  wrote {out_dir}/vocab.json, merges.txt, special_tokens.json")
+    click.echo(f"  wrote {out_dir}/vocab.json, merges.txt, special_tokens.json, tokenizer.json (Hugging Face), tokenizer.tiktoken (tiktoken)")
 
 
-def _load_tokenizer(tokenizer_dir: Path):
+def _load_tokenizer(tokenizer_path: Path):
+    """A tinylm tokenizer folder, a Hugging Face tokenizer.json, or a folder holding only tokenizer.json."""
     from tinylm.tokenizer.bpe import Tokenizer
+    from tinylm.tokenizer.files import VOCAB_FILE
+    from tinylm.tokenizer.hf_json import TOKENIZER_JSON_FILE
 
-    return Tokenizer.from_dir(tokenizer_dir)
+    path = Path(tokenizer_path)
+    if path.suffix == ".tiktoken":
+        from tinylm.errors import ConfigError
+
+        raise ConfigError(f"{path} is a tiktoken rank file, which names neither the pattern nor the special tokens: pass the tokenizer folder or a tokenizer.json")
+    if path.is_file():
+        return Tokenizer.from_file(path)
+    if path.is_dir() and not (path / VOCAB_FILE).exists() and (path / TOKENIZER_JSON_FILE).exists():
+        return Tokenizer.from_file(path / TOKENIZER_JSON_FILE)
+    return Tokenizer.from_dir(path)
 
 
 @click.command("encode")
 @click.argument("input_path", type=click.Path(path_type=Path))
-@click.option("--tokenizer", "-t", "tokenizer_dir", type=click.Path(path_type=Path), required=True, help="Folder with vocab.json and merges.txt.")
+@click.option("--tokenizer", "-t", "tokenizer_dir", type=click.Path(path_type=Path), required=True, help="Tokenizer folder (vocab.json + merges.txt) or a Hugging Face tokenizer.json.")
 @click.option("--out", "-o", "output", type=click.Path(path_type=Path), required=True, help="Token file: .npy, or raw ids for .bin.")
 @click.option("--workers", "-j", type=int, default=None, help="Encoding processes (default: all cores).")
 @click.option("--chunk-mb", type=float, default=4.0, show_default=True)
@@ -137,7 +149,7 @@ def encode_command(input_path, tokenizer_dir, output, workers, chunk_mb, progres
 
 @click.command("tokenizer-stats")
 @click.argument("input_path", type=click.Path(path_type=Path))
-@click.option("--tokenizer", "-t", "tokenizer_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--tokenizer", "-t", "tokenizer_dir", type=click.Path(path_type=Path), required=True, help="Tokenizer folder or a Hugging Face tokenizer.json.")
 @click.option("--docs", "num_docs", type=int, default=1000, show_default=True, help="Documents sampled for the figures.")
 @click.option("--separator", default=DEFAULT_SPECIAL, show_default=True, help="Document separator in the file.")
 @click.option("--seed", type=int, default=0, show_default=True)

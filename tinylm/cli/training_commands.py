@@ -142,20 +142,27 @@ def train(config_path, settings, resume_dir, **flags):
 @click.option("--checkpoint", "checkpoint", required=True, type=click.Path(exists=True), help="Run folder (or its checkpoint.pt).")
 @click.option("--prompt", required=True, help="Text to continue. Special tokens in it are refused unless --allow-special.")
 @click.option("--max-new-tokens", type=click.IntRange(min=0), default=256, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True, help="0 = greedy.")
-@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True, help="Nucleus sampling mass.")
+@click.option("--temperature", type=float, default=1.0, show_default=True,
+              help="Finite, >= 0; 0 = greedy (a tiny value is its limit).")
+@click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling mass, in (0, 1].")
 @click.option("--seed", type=int, default=None, help="Seed for sampling (same seed, same text).")
+@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Continuations of the prompt, decoded together as one batch.")
+@click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
+              help="Keep keys and values between steps (--no-cache recomputes every step: same tokens, slower).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--allow-special", is_flag=True, help="Let special tokens written in the prompt act as special tokens.")
-def generate(checkpoint, prompt, max_new_tokens, temperature, top_p, seed, device, allow_special):
+def generate(checkpoint, prompt, max_new_tokens, temperature, top_p, seed, num_samples, use_cache, device, allow_special):
     """Continue a prompt with a trained model, streaming text as it is produced; stops at <|endoftext|>.
 
     The tokenizer is the one `tinylm train` saved into the run folder (vocab.json, merges.txt,
-    special_tokens.json).
+    special_tokens.json). With --num-samples N > 1 the N continuations are printed one after the
+    other once all are done, each under a `--- sample i/N ---` line.
     """
     from tinylm.errors import SpecialTokenNotAllowedError
-    from tinylm.generate import load_run, stream
+    from tinylm.generate import check_sampling, generate_samples, load_run, stream
 
+    check_sampling(temperature, top_p)  # before loading the model: a bad flag costs nothing
     model, tokenizer = load_run(checkpoint, device)
     if not allow_special:  # refuse before printing anything, with the flag's name rather than the API's
         try:
@@ -164,7 +171,14 @@ def generate(checkpoint, prompt, max_new_tokens, temperature, top_p, seed, devic
             raise SpecialTokenNotAllowedError(
                 f"{str(exc).split(';')[0]} of the prompt; pass --allow-special to let it act as one"
             ) from None
-    pieces = stream(model, tokenizer, prompt, max_new_tokens, temperature, top_p, seed, allow_special)
+    if num_samples > 1:
+        texts = generate_samples(model, tokenizer, prompt, num_samples, max_new_tokens, temperature, top_p, seed,
+                                 allow_special, use_cache)
+        for i, text in enumerate(texts, 1):
+            click.echo(f"--- sample {i}/{num_samples} ---")
+            click.echo(prompt + text)
+        return
+    pieces = stream(model, tokenizer, prompt, max_new_tokens, temperature, top_p, seed, allow_special, use_cache)
     click.echo(prompt, nl=False)
     for piece in pieces:
         click.echo(piece, nl=False)

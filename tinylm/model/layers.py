@@ -159,23 +159,44 @@ class CausalMultiHeadSelfAttention(nn.Module):
         self.output_proj = Linear(d_model, d_model, device, dtype)
         self.rope = rope  # shared with the other layers; its buffers are not saved
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None, kv_cache=None) -> torch.Tensor:
+        """x: (..., T, d_model) -> (..., T, d_model).
+
+        positions: RoPE positions broadcastable to (..., T); default 0..T-1, or, with a cache,
+        the T positions after the cached ones. kv_cache: a `LayerKVCache`; the new keys and values
+        are appended to it and the T queries attend to every cached position before them too.
+        """
         *lead, T, d_model = x.shape
+        past = 0 if kv_cache is None else kv_cache.length
         q, k, v = (self._heads(proj(x), T) for proj in (self.q_proj, self.k_proj, self.v_proj))
         if self.rope is not None:
             if positions is None:
-                positions = torch.arange(T, device=x.device)
+                positions = torch.arange(past, past + T, device=x.device)
             positions = positions.unsqueeze(-2)  # (..., 1, T): the same positions for every head
             q, k = self.rope(q, positions), self.rope(k, positions)
+        if kv_cache is not None:
+            k, v = kv_cache.append(k, v)  # (..., heads, past + T, head_dim)
         if self.fused:
-            shape = q.shape
-            flat = [t.reshape(-1, *shape[-3:]) for t in (q, k, v)]
-            out = F.scaled_dot_product_attention(*flat, is_causal=True).reshape(shape)
+            out = self._fused_attention(q, k, v, past)
         else:
-            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             out = scaled_dot_product_attention(q, k, v, mask)
         out = out.transpose(-3, -2).reshape(*lead, T, d_model)
         return self.output_proj(out)
+
+    @staticmethod
+    def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int) -> torch.Tensor:
+        """F.scaled_dot_product_attention, causal; query i sits at position past + i among the keys."""
+        T = q.shape[-2]
+        flat = [t.reshape(-1, *t.shape[-3:]) for t in (q, k, v)]
+        if past == 0:
+            out = F.scaled_dot_product_attention(*flat, is_causal=True)
+        elif T == 1:  # one new position sees every cached one: no mask needed
+            out = F.scaled_dot_product_attention(*flat)
+        else:  # is_causal aligns the triangle top-left; with cached keys it must end bottom-right
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=q.device).tril(diagonal=past)
+            out = F.scaled_dot_product_attention(*flat, attn_mask=mask)
+        return out.reshape(q.shape)
 
     def _heads(self, x: torch.Tensor, T: int) -> torch.Tensor:
         """(..., T, d_model) -> (..., heads, T, head_dim)."""

@@ -14,6 +14,7 @@ from torch import nn
 
 from tinylm.errors import ConfigError
 from tinylm.model.config import ModelConfig
+from tinylm.model.kv_cache import KVCache
 from tinylm.model.layers import (
     CausalMultiHeadSelfAttention,
     Embedding,
@@ -41,23 +42,26 @@ class Block(nn.Module):
         ffn = SwiGLU if config.ffn == "swiglu" else SiLUFFN
         self.ffn = ffn(config.d_model, config.ffn_dim)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None, kv_cache=None) -> torch.Tensor:
         if self.norm == "pre":
-            x = x + self.attn(self.ln1(x), positions)
+            x = x + self.attn(self.ln1(x), positions, kv_cache)
             return x + self.ffn(self.ln2(x))
         if self.norm == "post":  # the norm follows the residual add (the original Transformer)
-            x = self.ln1(x + self.attn(x, positions))
+            x = self.ln1(x + self.attn(x, positions, kv_cache))
             return self.ln2(x + self.ffn(x))
-        x = x + self.attn(x, positions)
+        x = x + self.attn(x, positions, kv_cache)
         return x + self.ffn(x)
 
 
 class TransformerLM(nn.Module):
-    """forward(ids[..., T], positions=None) -> logits[..., T, vocab_size] (float32).
+    """forward(ids[..., T], positions=None, kv_cache=None) -> logits[..., T, vocab_size] (float32).
 
     Any number of leading batch dims. `positions` (broadcastable to ids) lets a window of a longer
     text keep its true positions; by default they are 0..T-1. T may not exceed context_length.
+    `kv_cache` (a KVCache) lets generation feed one new position at a time.
     """
+
+    supports_kv_cache = True  # tinylm.generate feeds only the new positions to models that say so
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -75,7 +79,14 @@ class TransformerLM(nn.Module):
         if config.compile:
             self.compile()  # nn.Module.compile: in place and lazy, state-dict keys unchanged
 
-    def forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """ids (..., T) int64 -> logits (..., T, vocab_size) float32.
+
+        kv_cache: a `KVCache` (see tinylm.model.kv_cache) holding the keys and values of the
+        positions already processed; `ids` are then only the new positions, which default to
+        the ones right after the cached ones. Raises ConfigError when the positions would pass
+        context_length.
+        """
         T = ids.shape[-1]
         if T > self.config.context_length:
             raise ConfigError(
@@ -84,6 +95,7 @@ class TransformerLM(nn.Module):
             )
         lead = ids.shape[:-1]
         ids = ids.reshape(-1, T)
+        layer_caches = self._layer_caches(kv_cache, T)
         if positions is not None and self.config.position == "rope":
             if positions.numel() and int(positions.max()) >= self.config.context_length:
                 raise ConfigError(
@@ -91,14 +103,29 @@ class TransformerLM(nn.Module):
                     f"{self.config.context_length}"
                 )
             positions = positions.expand(*lead, T).reshape(-1, T)
+        elif kv_cache is not None:  # the positions after the cached ones (checked to fit above)
+            positions = torch.arange(kv_cache.length, kv_cache.length + T, device=ids.device)
         with self._autocast(ids.device):
             x = self.token_embeddings(ids)
-            for layer in self.layers:
-                x = layer(x, positions)
+            for layer, layer_cache in zip(self.layers, layer_caches):
+                x = layer(x, positions, layer_cache)
             if self.config.norm != "none":
                 x = self.ln_final(x)
             logits = self.lm_head(x)
         return logits.float().reshape(*lead, T, self.config.vocab_size)
+
+    def _layer_caches(self, kv_cache: KVCache | None, T: int) -> list:
+        """One LayerKVCache per block (None each without a cache), checked to fit T more positions."""
+        if kv_cache is None:
+            return [None] * len(self.layers)
+        if len(kv_cache.layers) != len(self.layers):
+            raise ConfigError(f"the KV cache has {len(kv_cache.layers)} layers but the model {len(self.layers)}")
+        if kv_cache.length + T > self.config.context_length:
+            raise ConfigError(
+                f"the KV cache holds {kv_cache.length} positions and {T} more would pass the model's "
+                f"context_length {self.config.context_length}; start a new cache from the last window"
+            )
+        return kv_cache.layers
 
     def _autocast(self, device: torch.device):
         mode = self.config.autocast

@@ -19,7 +19,11 @@
  *     non-space leaves its last character to the next pre-token;
  *   - each pre-token's bytes are merged lowest rank first, every non-overlapping occurrence
  *     of the best pair left to right per round (as Tokenizer._bpe);
- *   - pre-token bytes -> ids are cached per Encoder (cleared past CACHE_LIMIT entries).
+ *   - pre-token bytes -> ids are cached per Encoder (cleared past CACHE_LIMIT entries); pre-tokens
+ *     of up to 8 bytes also in a direct-mapped table of 2^15 slots keyed by one 64-bit word (the
+ *     cache key is never more than one pre-token);
+ *   - counting (count_pretokens / take_counts) gathers pieces of up to 8 bytes in a direct-mapped
+ *     table of 2^16 slots first, moving a count to the general table when its slot is taken.
  *
  * The core loop runs without the GIL; a per-Encoder lock guards the cache and scratch space.
  */
@@ -38,6 +42,24 @@
 #define CACHE_ARENA_LIMIT (64u << 20) /* bytes of cached keys + ids; cleared past this */
 #define CACHE_MAX_KEY 1024            /* longer pre-tokens are not cached */
 #define IDOBJ_LIMIT (1 << 24)         /* ids below this get a shared PyLong */
+#define SHORT_MAX_KEY 8               /* pre-tokens of up to 8 bytes: one 64-bit word as key */
+#define SHORT_BITS 15                 /* slots of the direct-mapped short-piece cache (1 MB) */
+#define SHORT_MAX_IDS 4
+#define SHORT_COUNT_BITS 16           /* slots of the direct-mapped short-piece counts (1 MB) */
+
+/* A pre-token of 2..8 bytes and its ids, in a direct-mapped table: one memory access per hit,
+   where the general cache takes two (slot, then arena). len 0 = empty. */
+typedef struct {
+    uint64_t key;
+    uint32_t len, nids;
+    int32_t ids[SHORT_MAX_IDS];
+} ShortEntry;
+
+/* A pre-token of 1..8 bytes and its count so far, not yet added to the general count table. */
+typedef struct {
+    uint64_t key;
+    uint32_t len, count;
+} ShortCount;
 
 enum { K_OTHER = 0, K_LETTER = 1, K_NUMBER = 2, K_SPACE = 3 };
 
@@ -68,6 +90,9 @@ typedef struct {
     uint8_t *arena;
     size_t narena, carena;
     int32_t ncache;
+
+    ShortEntry *shorts;       /* 1 << SHORT_BITS */
+    ShortCount *scounts;      /* 1 << SHORT_COUNT_BITS, while counting */
 
     /* BPE scratch */
     int32_t *work_ids, *work_ranks;
@@ -110,6 +135,26 @@ static inline uint64_t hash_bytes(const uint8_t *p, size_t n) {
     uint64_t w = 0;
     memcpy(&w, p, n);
     return mix64(h ^ w);
+}
+
+/* The len <= 8 bytes at p as one word, the bytes in memory order and the rest zero; end bounds
+   the readable buffer (a whole-word load when 8 bytes are readable, then masked). */
+static inline uint64_t short_key(const uint8_t *p, size_t len, const uint8_t *end) {
+    uint64_t w = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if ((size_t)(end - p) >= 8) {
+        memcpy(&w, p, 8);
+        return len == 8 ? w : w & ((1ULL << (8 * len)) - 1);
+    }
+#else
+    (void)end;
+#endif
+    memcpy(&w, p, len);
+    return w;
+}
+
+static inline size_t short_slot(uint64_t key, size_t len, int bits) {
+    return (size_t)(((key ^ ((uint64_t)len << 59)) * 0x9E3779B97F4A7C15ULL) >> (64 - bits));
 }
 
 static inline int32_t merge_rank(const Encoder *e, int32_t a, int32_t b) {
@@ -262,32 +307,58 @@ static inline int out_reserve(IdBuf *o, size_t extra) {
     return 0;
 }
 
-/* Appends the ids of one pre-token. 0, or -1 on memory error. */
-static int encode_piece(Encoder *e, const uint8_t *p, size_t len, IdBuf *o) {
+static inline int emit_ids(IdBuf *o, const int32_t *ids, size_t n) {
+    if (out_reserve(o, n) < 0) return -1;
+    memcpy(o->v + o->n, ids, n * sizeof(int32_t));
+    o->n += n;
+    return 0;
+}
+
+/* The ids of the pre-token p[0..len), len >= 2: cached, or merged and then cached; their count
+   in *nids. NULL on memory error. The result stays valid until the next call. */
+static const int32_t *piece_ids(Encoder *e, const uint8_t *p, size_t len, size_t *nids) {
+    uint64_t h = 0;
+    if (len <= CACHE_MAX_KEY) {
+        uint32_t n32;
+        h = hash_bytes(p, len);
+        const int32_t *ids = cache_get(e, p, len, h, &n32);
+        if (ids) {
+            *nids = n32;
+            return ids;
+        }
+    }
+    Py_ssize_t n = bpe(e, p, len);
+    if (n < 0) return NULL;
+    if (len <= CACHE_MAX_KEY && cache_put(e, p, len, h, e->work_ids, (size_t)n) < 0) return NULL;
+    *nids = (size_t)n;
+    return e->work_ids;
+}
+
+/* Appends the ids of one pre-token p[0..len) (end: end of the readable text). 0, or -1 on memory error. */
+static int encode_piece(Encoder *e, const uint8_t *p, size_t len, const uint8_t *end, IdBuf *o) {
     if (len == 1) {
         if (out_reserve(o, 1) < 0) return -1;
         o->v[o->n++] = e->byte_ids[p[0]];
         return 0;
     }
-    uint64_t h = 0;
-    if (len <= CACHE_MAX_KEY) {
-        uint32_t nids;
-        h = hash_bytes(p, len);
-        const int32_t *ids = cache_get(e, p, len, h, &nids);
-        if (ids) {
-            if (out_reserve(o, nids) < 0) return -1;
-            memcpy(o->v + o->n, ids, nids * sizeof(int32_t));
-            o->n += nids;
-            return 0;
-        }
+    size_t n;
+    const int32_t *ids;
+    if (len > SHORT_MAX_KEY) {
+        ids = piece_ids(e, p, len, &n);
+        return ids ? emit_ids(o, ids, n) : -1;
     }
-    Py_ssize_t nids = bpe(e, p, len);
-    if (nids < 0) return -1;
-    if (out_reserve(o, (size_t)nids) < 0) return -1;
-    memcpy(o->v + o->n, e->work_ids, (size_t)nids * sizeof(int32_t));
-    o->n += (size_t)nids;
-    if (len <= CACHE_MAX_KEY && cache_put(e, p, len, h, e->work_ids, (size_t)nids) < 0) return -1;
-    return 0;
+    uint64_t key = short_key(p, len, end);
+    ShortEntry *se = &e->shorts[short_slot(key, len, SHORT_BITS)];
+    if (se->len == len && se->key == key) return emit_ids(o, se->ids, se->nids);
+    ids = piece_ids(e, p, len, &n);
+    if (!ids) return -1;
+    if (n <= SHORT_MAX_IDS) {
+        se->key = key;
+        se->len = (uint32_t)len;
+        se->nids = (uint32_t)n;
+        memcpy(se->ids, ids, n * sizeof(int32_t));
+    }
+    return emit_ids(o, ids, n);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -312,20 +383,31 @@ static inline uint32_t decode_cp(const uint8_t *s, size_t i, size_t *len) {
            (s[i + 3] & 0x3F);
 }
 
-/* End of the run of class k starting at i. */
+/* The class of the code point at s[i] (its UTF-8 length in *len). Bytes below 0x80 index the
+   first 128 entries of cls directly: a byte-class table for ASCII, read from the same pinned ranges. */
+static inline int class_at(const uint8_t *cls, const uint8_t *s, size_t i, size_t *len) {
+    uint8_t b = s[i];
+    if (b < 0x80) {
+        *len = 1;
+        return cls[b];
+    }
+    return cls[decode_cp(s, i, len)];
+}
+
+/* End of the run of class k starting at i: ASCII bytes in a tight loop, other code points decoded. */
 static inline size_t run_end(const uint8_t *cls, const uint8_t *s, size_t i, size_t n, int k) {
-    while (i < n) {
+    for (;;) {
+        while (i < n && s[i] < 0x80 && cls[s[i]] == k) i++;
+        if (i >= n || s[i] < 0x80) return i;
         size_t l;
-        uint32_t c = decode_cp(s, i, &l);
-        if (cls[c] != k) break;
+        if (cls[decode_cp(s, i, &l)] != k) return i;
         i += l;
     }
-    return i;
 }
 
 /* End of the GPT-2 pre-token that starts at s[i] (s[0..n) valid UTF-8): the pattern
    's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ matched by hand. */
-static size_t next_piece(const uint8_t *cls, const uint8_t *s, size_t i, size_t n) {
+static inline size_t next_piece(const uint8_t *cls, const uint8_t *s, size_t i, size_t n) {
     size_t l0;
     uint8_t b0 = s[i];
     if (b0 == '\'' && i + 1 < n) { /* '(?:[sdmt]|ll|ve|re) */
@@ -336,21 +418,18 @@ static size_t next_piece(const uint8_t *cls, const uint8_t *s, size_t i, size_t 
             if ((b1 == 'l' && b2 == 'l') || (b1 == 'v' && b2 == 'e') || (b1 == 'r' && b2 == 'e')) return i + 3;
         }
     }
-    uint32_t c0 = decode_cp(s, i, &l0);
-    int k0 = cls[c0];
-    if (c0 == ' ' && i + 1 < n) { /* " ?\p{L}+", " ?\p{N}+", " ?[^\s\p{L}\p{N}]+" with the space */
+    int k0 = class_at(cls, s, i, &l0);
+    if (b0 == ' ' && i + 1 < n) { /* " ?\p{L}+", " ?\p{N}+", " ?[^\s\p{L}\p{N}]+" with the space */
         size_t l1;
-        uint32_t c1 = decode_cp(s, i + 1, &l1);
-        int k1 = cls[c1];
+        int k1 = class_at(cls, s, i + 1, &l1);
         if (k1 != K_SPACE) return run_end(cls, s, i + 1 + l1, n, k1);
     }
     if (k0 != K_SPACE) return run_end(cls, s, i + l0, n, k0); /* the same without the space */
-    /* \s+(?!\S) | \s+ */
+    /* \s+(?!\S) | \s+ : the run, less its last character when a non-space follows a run of 2+ */
     size_t j = i + l0, last = i;
     while (j < n) {
         size_t l;
-        uint32_t c = decode_cp(s, j, &l);
-        if (cls[c] != K_SPACE) break;
+        if (class_at(cls, s, j, &l) != K_SPACE) break;
         last = j;
         j += l;
     }
@@ -362,7 +441,7 @@ static int encode_core(Encoder *e, const uint8_t *s, size_t n, IdBuf *o) {
     size_t i = 0;
     while (i < n) {
         size_t end = next_piece(e->cls, s, i, n);
-        if (encode_piece(e, s + i, end - i, o) < 0) return -1;
+        if (encode_piece(e, s + i, end - i, s + n, o) < 0) return -1;
         i = end;
     }
     return 0;
@@ -386,8 +465,8 @@ static int count_grow(Encoder *e) {
     return 0;
 }
 
-/* counts[p[0..len)] += 1. 0, or -1 on memory error. Call with e->lock held. */
-static int count_piece(Encoder *e, const uint8_t *p, size_t len) {
+/* counts[p[0..len)] += add in the general table. 0, or -1 on memory error. Call with e->lock held. */
+static int count_add(Encoder *e, const uint8_t *p, size_t len, int64_t add) {
     if (e->ncent + 1 >= UINT32_MAX) return -1; /* slots hold index + 1 in 32 bits */
     if ((e->ncent + 1) * 2 > e->cmask + 1 || !e->cslots) {
         if (count_grow(e) < 0) return -1;
@@ -399,7 +478,7 @@ static int count_piece(Encoder *e, const uint8_t *p, size_t len) {
         if (!idx) break;
         CountEntry *c = &e->centries[idx - 1];
         if (c->hash == h && c->len == len && memcmp(e->ckeys + c->off, p, len) == 0) {
-            c->count++;
+            c->count += add;
             return 0;
         }
         slot = (slot + 1) & e->cmask;
@@ -422,7 +501,7 @@ static int count_piece(Encoder *e, const uint8_t *p, size_t len) {
     memcpy(e->ckeys + e->nckeys, p, len);
     CountEntry *c = &e->centries[e->ncent];
     c->hash = h;
-    c->count = 1;
+    c->count = add;
     c->off = e->nckeys;
     c->len = len;
     e->nckeys += len;
@@ -430,7 +509,45 @@ static int count_piece(Encoder *e, const uint8_t *p, size_t len) {
     return 0;
 }
 
+/* Moves the short-piece counts into the general table. 0, or -1 on memory error. */
+static int count_flush_shorts(Encoder *e) {
+    if (!e->scounts) return 0;
+    for (size_t k = 0; k < ((size_t)1 << SHORT_COUNT_BITS); k++) {
+        ShortCount *sc = &e->scounts[k];
+        if (sc->len && count_add(e, (const uint8_t *)&sc->key, sc->len, sc->count) < 0) return -1;
+        sc->len = 0;
+    }
+    return 0;
+}
+
+/* counts[p[0..len)] += 1 (end: end of the readable text). Pieces of up to 8 bytes, most of them,
+   are counted in a direct-mapped table first; a piece pushed out moves its count to the general
+   table. 0, or -1 on memory error. Call with e->lock held. */
+static int count_piece(Encoder *e, const uint8_t *p, size_t len, const uint8_t *end) {
+    if (len > SHORT_MAX_KEY) return count_add(e, p, len, 1);
+    if (!e->scounts) {
+        e->scounts = (ShortCount *)calloc((size_t)1 << SHORT_COUNT_BITS, sizeof(ShortCount));
+        if (!e->scounts) return -1;
+    }
+    uint64_t key = short_key(p, len, end);
+    ShortCount *sc = &e->scounts[short_slot(key, len, SHORT_COUNT_BITS)];
+    if (sc->len == len && sc->key == key) {
+        if (++sc->count == UINT32_MAX) {
+            if (count_add(e, p, len, sc->count) < 0) return -1;
+            sc->count = 0;
+        }
+        return 0;
+    }
+    if (sc->len && count_add(e, (const uint8_t *)&sc->key, sc->len, sc->count) < 0) return -1;
+    sc->key = key;
+    sc->len = (uint32_t)len;
+    sc->count = 1;
+    return 0;
+}
+
 static void count_reset(Encoder *e) {
+    free(e->scounts);
+    e->scounts = NULL;
     free(e->centries);
     free(e->cslots);
     free(e->ckeys);
@@ -455,6 +572,7 @@ static void Encoder_dealloc(Encoder *e) {
         free(e->idobj);
     }
     free(e->slots);
+    free(e->shorts);
     free(e->arena);
     free(e->work_ids);
     free(e->work_ranks);
@@ -591,6 +709,8 @@ static int Encoder_init(Encoder *e, PyObject *args, PyObject *kwargs) {
 
     e->slots = (uint64_t *)calloc(CACHE_SLOTS, sizeof(uint64_t));
     if (!e->slots) goto nomem;
+    e->shorts = (ShortEntry *)calloc((size_t)1 << SHORT_BITS, sizeof(ShortEntry));
+    if (!e->shorts) goto nomem;
     e->lock = PyThread_allocate_lock();
     if (!e->lock) goto nomem;
     return 0;
@@ -735,7 +855,7 @@ static PyObject *Encoder_count_pretokens(Encoder *e, PyObject *text) {
     size_t i = 0;
     while (i < n && rc == 0) {
         size_t end = next_piece(e->cls, s, i, n);
-        rc = count_piece(e, s + i, end - i);
+        rc = count_piece(e, s + i, end - i, s + n);
         i = end;
     }
     PyThread_release_lock(e->lock);
@@ -753,6 +873,12 @@ static PyObject *Encoder_take_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(e->lock, WAIT_LOCK);
     Py_END_ALLOW_THREADS
+    if (count_flush_shorts(e) < 0) {
+        Py_DECREF(d);
+        count_reset(e);
+        PyThread_release_lock(e->lock);
+        return PyErr_NoMemory();
+    }
     for (size_t k = 0; k < e->ncent; k++) {
         const CountEntry *c = &e->centries[k];
         PyObject *key = PyBytes_FromStringAndSize((const char *)e->ckeys + c->off, (Py_ssize_t)c->len);
@@ -787,10 +913,28 @@ static PyObject *Encoder_clear_cache(Encoder *e, PyObject *Py_UNUSED(ignored)) {
         Py_BEGIN_ALLOW_THREADS
         PyThread_acquire_lock(e->lock, WAIT_LOCK);
         cache_clear(e);
+        if (e->shorts) memset(e->shorts, 0, ((size_t)1 << SHORT_BITS) * sizeof(ShortEntry));
         PyThread_release_lock(e->lock);
         Py_END_ALLOW_THREADS
     }
     Py_RETURN_NONE;
+}
+
+/* The class (0 other, 1 letter, 2 number, 3 space) the matcher gives each code point of text. */
+static PyObject *Encoder_classes(Encoder *e, PyObject *text) {
+    if (encoder_ready(e) < 0) return NULL;
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "classes expects str, got %.100s", Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (!out) return NULL;
+    uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(out);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    for (Py_ssize_t i = 0; i < n; i++) dst[i] = e->cls[PyUnicode_READ(kind, data, i)];
+    return out;
 }
 
 static PyObject *Encoder_cache_size(Encoder *e, void *Py_UNUSED(closure)) { return PyLong_FromLong(e->ncache); }
@@ -809,6 +953,9 @@ static PyMethodDef Encoder_methods[] = {
      "unsigned integers of itemsize bytes (2: uint16, 4: uint32), e.g. for numpy.frombuffer; OverflowError if an id "
      "does not fit."},
     {"clear_cache", (PyCFunction)Encoder_clear_cache, METH_NOARGS, "Empty the pre-token cache."},
+    {"classes", (PyCFunction)Encoder_classes, METH_O,
+     "classes(text: str) -> bytes\n\nThe pre-tokenizer's class of each code point of text, one byte each: 0 other, "
+     "1 letter (\\p{L}), 2 number (\\p{N}), 3 white space (\\s), as read from the ranges given to Encoder."},
     {"count_pretokens", (PyCFunction)Encoder_count_pretokens, METH_O,
      "count_pretokens(text: str) -> None\n\nSplit text with the GPT-2 pattern (no special-token handling) and add "
      "each pre-token's UTF-8 bytes to this Encoder's counts; UnicodeEncodeError on lone surrogates."},

@@ -24,14 +24,11 @@ from tinylm.tokenizer.files import (
     VOCAB_FILE,
     atomic_write_files,
     ensure_output_dir,
-    load_merges,
     load_special_tokens,
-    load_vocab,
-    merges_txt_bytes,
+    load_vocab_and_merges,
     save_merges,
     save_vocab,
-    special_tokens_json_bytes,
-    vocab_json_bytes,
+    tokenizer_folder_files,
 )
 from tinylm.tokenizer.fast_encode import check_backend, make_encoder
 from tinylm.tokenizer.pretokenize import SpecialTokenMatcher, find_safe_cut, pretokenize, special_matcher, validate_special_tokens
@@ -137,10 +134,11 @@ class Tokenizer:
         cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: list[str] | None = None, *, backend: str = "auto"
     ) -> "Tokenizer":
         """Load GPT-2-format vocab.json and merges.txt (as written by tinylm, GPT-2 or HF tokenizers)."""
-        return cls(load_vocab(vocab_path), load_merges(merges_path), special_tokens, backend=backend)
+        vocab, merges = load_vocab_and_merges(vocab_path, merges_path, special_tokens)
+        return cls(vocab, merges, special_tokens, backend=backend)
 
     def save(self, vocab_path: str | os.PathLike, merges_path: str | os.PathLike) -> None:
-        save_vocab(self.vocab, vocab_path)
+        save_vocab(self.vocab, vocab_path, self.special_tokens)
         save_merges(self.merges, merges_path)
 
     @classmethod
@@ -154,15 +152,9 @@ class Tokenizer:
         return cls.from_files(folder / VOCAB_FILE, folder / MERGES_FILE, special_tokens, backend=backend)
 
     def save_dir(self, folder: str | os.PathLike) -> Path:
-        """Write vocab.json, merges.txt and special_tokens.json into a folder."""
+        """Write vocab.json, merges.txt, special_tokens.json, tokenizer.json and tokenizer.tiktoken into a folder."""
         folder = ensure_output_dir(folder)
-        atomic_write_files(
-            {
-                folder / VOCAB_FILE: vocab_json_bytes(self.vocab),
-                folder / MERGES_FILE: merges_txt_bytes(self.merges),
-                folder / SPECIAL_TOKENS_FILE: special_tokens_json_bytes(self.special_tokens),
-            }
-        )
+        atomic_write_files({folder / name: data for name, data in tokenizer_folder_files(self.vocab, self.merges, self.special_tokens).items()})
         return folder
 
     @property
@@ -410,3 +402,54 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, special_tokens={self.special_tokens})"
+
+    # --- other tools' files (tokenizer.json, .tiktoken) --------------------------------------
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, *, backend: str = "auto") -> "Tokenizer":
+        """Load a Hugging Face tokenizer.json (byte-level BPE), e.g. GPT-2's or one tinylm wrote.
+
+        Ids are the ones `tokenizers` gives; every added token becomes a special token.
+        TokenizerFileError names content tinylm cannot reproduce (other models, normalizers,
+        prefix spaces, post-processors adding tokens). For a .tiktoken file use from_tiktoken.
+        """
+        from tinylm.tokenizer.hf_json import load_tokenizer_json
+
+        if str(path).endswith(".tiktoken"):
+            raise ConfigError(f"{path} is a tiktoken rank file: load it with Tokenizer.from_tiktoken(path, pattern=..., special_tokens=...)")
+        vocab, merges, specials = load_tokenizer_json(path)
+        return cls(vocab, merges, specials, backend=backend)
+
+    @classmethod
+    def from_tiktoken(
+        cls,
+        path: str | os.PathLike,
+        *,
+        pattern: str = "gpt2",
+        special_tokens: dict[str, int] | list[str] | None = None,
+        backend: str = "auto",
+    ) -> "Tokenizer":
+        """Load a tiktoken rank file (`base64 rank` lines) with a named pre-tokenizer pattern.
+
+        pattern: "gpt2" (also "r50k_base", "p50k_base"; tinylm's encoders implement GPT-2's
+        pattern only, others are a ConfigError). special_tokens: {text: id} as tiktoken takes
+        them, or a list placed after the last rank. Ids equal tiktoken.Encoding's built from the
+        same file, pattern and special tokens.
+        """
+        from tinylm.tokenizer.tiktoken_file import load_tiktoken_ranks, merges_from_ranks, pattern_by_name, tiktoken_vocab
+
+        pattern_by_name(pattern)
+        ranks = load_tiktoken_ranks(path)
+        vocab, specials = tiktoken_vocab(ranks, special_tokens, f"tiktoken file {path}")
+        return cls(vocab, merges_from_ranks(ranks), specials, backend=backend)
+
+    def save_tokenizer_json(self, path: str | os.PathLike) -> None:
+        """Write a Hugging Face tokenizer.json (loads in `tokenizers` and `transformers`)."""
+        from tinylm.tokenizer.hf_json import tokenizer_json_bytes
+
+        atomic_write_files({path: tokenizer_json_bytes(self.vocab, self.merges, self.special_tokens)})
+
+    def save_tiktoken(self, path: str | os.PathLike) -> None:
+        """Write a tiktoken rank file (ordinary tokens; rank = id). See docs/TOKENIZER.md for the Encoding."""
+        from tinylm.tokenizer.tiktoken_file import tiktoken_bytes
+
+        atomic_write_files({path: tiktoken_bytes(self.vocab, self.special_tokens)})

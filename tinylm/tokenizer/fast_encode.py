@@ -1,16 +1,14 @@
 """The optional C encoder (tinylm.tokenizer._bpe_encode) and the Unicode tables it needs.
 
-The C matcher classifies code points as \\p{L}, \\p{N}, \\s or other. The tables come from the
-`regex` module itself (the one pretokenize uses), so both paths agree on every code point.
+The C matcher classifies code points as \\p{L}, \\p{N}, \\s or other by the pinned table of
+tinylm.tokenizer.unicode_table, the one the Python pre-tokenizer's pattern is built from, so both
+paths agree on every code point whatever Python or `regex` is installed.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-import regex
-
 from tinylm.errors import ConfigError
+from tinylm.tokenizer.pretokenize import CodePointRanges, class_ranges
 
 try:
     from tinylm.tokenizer import _bpe_encode
@@ -24,11 +22,10 @@ def c_backend_available() -> bool:
     return _bpe_encode is not None
 
 
-@lru_cache(maxsize=1)
-def unicode_class_ranges() -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]:
-    """(start, end) code point ranges, end exclusive, of \\p{L}, \\p{N} and \\s (about 0.2 s, once)."""
-    every = "".join(map(chr, range(0x110000)))
-    return tuple([(m.start(), m.end()) for m in regex.finditer(p, every)] for p in (r"\p{L}+", r"\p{N}+", r"\s+"))
+def unicode_class_ranges() -> tuple[CodePointRanges, CodePointRanges, CodePointRanges]:
+    """(start, end) code point ranges, end exclusive, of \\p{L}, \\p{N} and \\s: the pinned table
+    (see pretokenize.class_ranges)."""
+    return class_ranges()
 
 
 def check_backend(backend: str) -> None:

@@ -326,60 +326,33 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        cfg = self.config.train
+        """Train until the budget is spent or a stop is asked for (Ctrl-C, SIGTERM, on_step); save; report."""
         self._t0 = self.clock()
         main = self.dist.is_main  # only rank 0 logs, plots and shows progress
         sink = _MetricSink(self.run_dir.metrics, self.config) if main else _NullSink()
         # Signal handlers last: nothing that can fail stands between installing and restoring them.
         stop = _StopRequest(repeat_window=2.0 if self.dist.enabled else 0.0)
         restore_handlers = stop.install()
-        bar = _RunBar(self, disable=not (cfg.progress and main))
-        window = MetricWindow(self.step, self.device)
-        last_train, last_val, stopping = None, {}, False
+        bar = _RunBar(self, disable=not (self.config.train.progress and main))
+        self._window = MetricWindow(self.step, self.device)
+        self._last_train, self._last_val = None, {}
         completed = False
         try:
-            done = self.finished()
-            while not stopping and not done:
-                lr = self.set_lr()
-                generator_state = self.generator.get_state()
-                loss = self.forward_backward(self.draw_batch())
-                grad_norm = self.clip()
-                # CPU: checked every step, so the last good state is the one before this step (CUDA: _check_window)
-                if self.check_every_step and self.dist.agree(not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)))[0]:
-                    if window.steps:  # the curve up to the last good step
-                        sink.write(self.record(window, lr, window.grad_norm))
-                    self._diverged(float(loss), float(grad_norm), lr, generator_state)
-                self.optimizer_step()
-                self.step += 1
-                self.tokens_seen += self.tokens_per_step
-                window.add(loss, grad_norm)
+            done, stopping = self.finished(), False
+            while not (done or stopping):
+                lr, grad_norm = self._train_step(sink)
                 bar.update()
-
-                last_step = done = self.finished()  # once per step: a wall-clock budget is read here only
-                do_eval = self.step % cfg.eval_interval == 0 or last_step
-                do_log = self.step % cfg.log_interval == 0 or do_eval
-                do_save = self.step % cfg.checkpoint_interval == 0 and not last_step
-                if do_log or do_save:
-                    self._check_window(window)
-                record = None
-                if do_log:
-                    record = self.record(window, lr, grad_norm)
-                    last_train = record["train_loss"]
-                    if do_eval:
-                        last_val = self.evaluate()
-                        record.update(last_val)
-                    sink.write(record)
-                    bar.set_postfix(loss=f"{last_train:.3f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
-                    window = MetricWindow(self.step, self.device)
-                if do_save:
-                    self.save()
+                done = self.finished()  # once per step: a wall-clock budget is read here only
+                record = self._log_evaluate_save(sink, lr, grad_norm, last_step=done)
+                if record is not None:
+                    bar.set_postfix(loss=f"{record['train_loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
                 if self.on_step is not None and self.on_step(self.step, record):
                     stop.requested = True
                 stopping = self.dist.agree(stop.requested)[0]  # every process stops after the same step
-            self._check_window(window)
+            self._check_window(self._window)
             self.save()
             completed = True
-            return self._result(not self.finished(), last_train, last_val)
+            return self._result(not self.finished(), self._last_train, self._last_val)
         except RuntimeError as exc:
             if self.dist.is_peer_loss(exc):
                 error = self._peer_lost(exc)
@@ -391,21 +364,72 @@ class Trainer:
             try:
                 bar.close()
                 sink.close()
-                # The DDP wrapper goes first: its reducer holds the process group and the last all-reduce's
-                # work and tensors. Freed here, while the interpreter is whole, they cannot be destroyed during
-                # interpreter shutdown, where a gloo object's C++ destructor aborts the finished process
-                # (`terminate called without an active exception`, SIGABRT: torchrun then reports a failure).
-                self.ddp = self.model
-                self.dist.close(together=completed)  # while our handler is still in place: a late signal only sets a flag
+                self._leave_processes(completed)
                 if main:
-                    try:
-                        self.run_dir.plot()
-                    except OSError:
-                        if completed:
-                            raise
-                        # an error is already on its way out (e.g. divergence): a plot must not hide it
+                    self._plot(completed)
             finally:
                 restore_handlers()
+
+    def _train_step(self, sink) -> tuple[float, torch.Tensor]:
+        """One optimizer step: (its learning rate, the gradient norm before clipping).
+
+        CPU: a non-finite loss or gradient norm is caught before the update, the state before this
+        step is saved and TrainingDivergedError raised (CUDA: `_check_window` at log steps).
+        """
+        lr = self.set_lr()
+        generator_state = self.generator.get_state()
+        loss = self.forward_backward(self.draw_batch())
+        grad_norm = self.clip()
+        if self.check_every_step and self.dist.agree(not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)))[0]:
+            if self._window.steps:  # the curve up to the last good step
+                sink.write(self.record(self._window, lr, self._window.grad_norm))
+            self._diverged(float(loss), float(grad_norm), lr, generator_state)
+        self.optimizer_step()
+        self.step += 1
+        self.tokens_seen += self.tokens_per_step
+        self._window.add(loss, grad_norm)
+        return lr, grad_norm
+
+    def _log_evaluate_save(self, sink, lr: float, grad_norm: torch.Tensor, last_step: bool) -> dict | None:
+        """At log / eval / checkpoint steps: the metrics record (returned), the evaluation, the checkpoint."""
+        cfg = self.config.train
+        do_eval = self.step % cfg.eval_interval == 0 or last_step
+        do_log = self.step % cfg.log_interval == 0 or do_eval
+        do_save = self.step % cfg.checkpoint_interval == 0 and not last_step
+        if do_log or do_save:
+            self._check_window(self._window)
+        record = None
+        if do_log:
+            record = self.record(self._window, lr, grad_norm)
+            self._last_train = record["train_loss"]
+            if do_eval:
+                self._last_val = self.evaluate()
+                record.update(self._last_val)
+            sink.write(record)
+            self._window = MetricWindow(self.step, self.device)
+        if do_save:
+            self.save()
+        return record
+
+    def _leave_processes(self, completed: bool) -> None:
+        """Leave the process group (torchrun), after dropping the DDP wrapper.
+
+        The wrapper goes first: its reducer holds the process group and the last all-reduce's work
+        and tensors. Freed here, while the interpreter is whole, they cannot be destroyed during
+        interpreter shutdown, where a gloo object's C++ destructor aborts the finished process
+        (`terminate called without an active exception`, SIGABRT: torchrun then reports a failure).
+        Called while our signal handler is still in place: a late signal only sets a flag.
+        """
+        self.ddp = self.model
+        self.dist.close(together=completed)
+
+    def _plot(self, completed: bool) -> None:
+        """The learning curves; a failing plot must not hide an error already on its way out."""
+        try:
+            self.run_dir.plot()
+        except OSError:
+            if completed:
+                raise
 
     def record(self, window: MetricWindow, lr: float, grad_norm: torch.Tensor) -> dict:
         """One metrics.jsonl line for the steps since the last one (reads the device: a sync)."""
