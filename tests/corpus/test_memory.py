@@ -78,9 +78,10 @@ def _growth(tmp_path, fixtures, size, kind):
 
 
 def test_corpus_reading_memory_bounded_small(tmp_path, fixtures):
-    # 12 MB of text in one .jsonl.gz, encoded and counted; holding it whole would grow the peak past 12 MB.
-    growth = _growth(tmp_path, fixtures, 12_000_000, "jsonl.gz")
-    assert growth < 8, f"peak RSS grew by {growth:.0f} MB reading 12 MB of text"
+    # 16 MB of text in one .jsonl.gz, encoded and counted; holding it whole would grow the peak by 16 MB
+    # of text plus its bytes. Reading a plain .txt the original way grows it by 3-6 MB here (allocator noise).
+    growth = _growth(tmp_path, fixtures, 16_000_000, "jsonl.gz")
+    assert growth < 12, f"peak RSS grew by {growth:.0f} MB reading 16 MB of text"
 
 
 @pytest.mark.parametrize("kind", ["jsonl.gz", "parquet"])
@@ -106,4 +107,4 @@ def test_reader_holds_a_batch_not_the_shard(tmp_path, fixtures, kind):
 @pytest.mark.parametrize("kind", ["jsonl.gz", "parquet"])
 def test_corpus_reading_memory_bounded_400mb(tmp_path, fixtures, kind):
     growth = _growth(tmp_path, fixtures, 400_000_000, kind)
-    assert growth < 40, f"peak RSS grew by {growth:.0f} MB reading 400 MB of text"
+    assert growth < 40, f"peak RSS grew by {growth:.0f} MB reading 400 MB of text"  # the small test's bound plus pyarrow's allocator
