@@ -56,3 +56,13 @@ class DistributedError(TinylmError):
 
 class TrainingDivergedError(TinylmError):
     """The loss became NaN or infinite."""
+
+
+class CorpusError(TinylmError):
+    """A corpus shard that cannot be read as its format says: a bad record (invalid JSON, missing
+    field, non-string value), a truncated compressed stream, a Parquet file without the column, an
+    unknown extension. The message names the file and the line (JSON Lines) or row (Parquet)."""
+
+
+class MissingExtraError(TinylmError):
+    """An optional package is not installed; the message names the extra that installs it."""

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinylm.data import DOC_SEPARATOR
+from tinylm.corpus.bundled import DOC_SEPARATOR
 from tinylm.errors import ConfigError, InputFileError
 from tinylm.tokenizer.token_dtypes import UINT16_VOCAB_LIMIT
 from tinylm.io import atomic_write_bytes
@@ -51,7 +51,9 @@ DEFAULT_PROMPTS = (
 class QuickstartConfig:
     """Everything one quick-start run depends on (saved, resolved, in report.json and report.html)."""
 
-    corpus: str | None = None  # a text file with documents separated by <|endoftext|>; None: the bundled corpus
+    corpus: str | None = None  # a text file with documents separated by <|endoftext|>, or any corpus tinylm.corpus reads (JSON Lines, Parquet, compressed, folder, glob); None: the bundled corpus
+    text_field: str = "text"  # the JSON field / Parquet column of a JSON Lines or Parquet corpus
+    skip_bad_records: bool = False  # skip (and count) bad records of such a corpus instead of stopping
     out_dir: str = "runs/quickstart"
     minutes: float = 7.5  # wall-clock budget for the training stage (the other stages take about a minute)
     max_corpus_mb: float = 64.0  # read at most this much of `corpus` (cut at a document boundary)
@@ -84,8 +86,12 @@ class QuickstartConfig:
     progress: bool | None = None  # None: progress bars when stderr is a terminal
 
     def validate(self) -> None:
-        if self.corpus is not None and not Path(self.corpus).is_file():
-            raise InputFileError(f"corpus file not found: {self.corpus}")
+        if self.corpus is not None:
+            from tinylm.corpus import resolve_shards
+
+            if not Path(self.corpus).exists() and not any(c in str(self.corpus) for c in "*?["):
+                raise InputFileError(f"corpus file not found: {self.corpus}")
+            resolve_shards(self.corpus)  # an empty file or folder, an unknown extension: one clear error before any work
         if not (self.minutes > 0 and math.isfinite(self.minutes)):
             raise ConfigError(f"minutes must be a positive number, got {self.minutes}")
         if not self.max_corpus_mb > 0:
@@ -323,7 +329,7 @@ def write_reports(report: dict, stage_seconds: dict, t_start: float, out: Path) 
 # --- stage 1 ------------------------------------------------------------------------------------
 def prepare_corpus(config: QuickstartConfig, out: Path) -> dict:
     """Write out/train.txt and out/val.txt; documents are split on <|endoftext|>."""
-    from tinylm.data import extract_bundled_corpus, hold_out_every, split_documents, write_documents
+    from tinylm.corpus import extract_bundled_corpus, is_single_plain_text, split_documents
 
     if config.corpus is None:
         source = "bundled public-domain prose (tinylm/data/pd_prose.txt.xz)"
@@ -332,6 +338,9 @@ def prepare_corpus(config: QuickstartConfig, out: Path) -> dict:
         source = str(config.corpus)
         path = Path(config.corpus)
     limit = int(config.max_corpus_mb * 1e6)
+    if not is_single_plain_text(path):
+        docs, size, truncated = _read_corpus_documents(config, limit)
+        return _write_splits(config, out, source, docs, size, truncated)
     with open(path, "rb") as f:
         data = f.read(limit + 1)
     truncated = len(data) > limit
@@ -342,8 +351,31 @@ def prepare_corpus(config: QuickstartConfig, out: Path) -> dict:
             cut = data.rfind(b"\n")
         data = data[: cut if cut > 0 else limit]
     docs = split_documents(data.decode("utf-8", errors="replace"))
+    return _write_splits(config, out, source, docs, len(data), truncated)
+
+
+def _read_corpus_documents(config: QuickstartConfig, limit: int) -> tuple[list[str], int, bool]:
+    """(documents, their UTF-8 bytes, whether cut): the documents of a corpus of shards, streamed,
+    stopping before the one that would pass `limit` bytes (tinylm.corpus.corpus_documents)."""
+    from tinylm.corpus import ReadOptions, ReadStats, corpus_documents, resolve_shards
+
+    options = ReadOptions(text_field=config.text_field, skip_bad_records=config.skip_bad_records)
+    docs, size = [], 0
+    for doc in corpus_documents(resolve_shards(config.corpus), options, ReadStats()):
+        n = len(doc.encode("utf-8", "surrogatepass")) + len(DOC_SEPARATOR)
+        if size + n > limit and docs:
+            return [d for d in (x.strip("\n") for x in docs) if d.strip()], size, True
+        docs.append(doc)
+        size += n
+    return [d for d in (x.strip("\n") for x in docs) if d.strip()], size, False
+
+
+def _write_splits(config: QuickstartConfig, out: Path, source: str, docs: list[str], size: int, truncated: bool) -> dict:
+    """Write out/train.txt and out/val.txt from the documents; the corpus stage's summary."""
+    from tinylm.corpus import hold_out_every, write_documents
+
     if not docs:
-        raise InputFileError(f"the corpus {path} holds no text")
+        raise InputFileError(f"the corpus {source} holds no text")
     if len(docs) >= 2 * config.val_every:
         train, val = hold_out_every(docs, config.val_every)
         how = f"every {config.val_every}th document"
@@ -357,7 +389,7 @@ def prepare_corpus(config: QuickstartConfig, out: Path) -> dict:
     write_documents(out / "val.txt", val)
     return {
         "source": source,
-        "bytes": len(data),
+        "bytes": size,
         "truncated_to_mb": config.max_corpus_mb if truncated else None,
         "documents": len(docs),
         "train_docs": len(train),

@@ -27,6 +27,7 @@ class Case:
     expect: list[str]  # words the error line must contain
     api: str  # the exception the library raises
     check: Callable[[Path], None] | None = None  # what else must hold afterwards (default: nothing written)
+    env: Callable[[Path], dict] | None = None  # extra environment variables for the command (built in the temp folder)
 
 
 class Skip(Exception):
@@ -79,7 +80,7 @@ def _bpe(path: str, *extra: str) -> list[str]:
 TOKENIZER_CASES = [
     Case("missing input file", lambda d: _bpe(str(d / "nope.txt")), ["not found"], "InputFileError"),
     Case("empty input file", lambda d: _bpe(_write(d, "e.txt", b"")), ["empty"], "InputFileError"),
-    Case("directory as input file", lambda d: _bpe(str(d)), ["directory"], "InputFileError"),
+    Case("directory holding no files as input", lambda d: _bpe(str(d)), ["directory"], "InputFileError"),
     Case("binary input file", lambda d: _bpe(_write(d, "b.bin", bytes(range(256)) * 40)), ["invalid UTF-8", "offset 128"], "InvalidUTF8Error"),
     Case("invalid UTF-8 in a corpus", lambda d: _bpe(_write(d, "u.txt", b"good text " * 500 + b"\xe2\x28\xa1")), ["invalid UTF-8", "offset 5000"], "InvalidUTF8Error"),
     Case("vocab_size below 256 + specials", lambda d: ["train-bpe", str(FIXTURES / "corpus.en"), "-v", "256", "-o", "OUT"], ["at least 256 + 1"], "ConfigError"),
@@ -95,6 +96,70 @@ TOKENIZER_CASES = [
          ["entry '<｜x｜>' (id 9999)", "not spelled in GPT-2's byte mapping"], "TokenizerFileError"),
     Case("output folder that cannot be written", lambda d: _bpe(str(FIXTURES / "corpus.en")) + ["--out", _write(d, "f", b"x") + "/sub"], ["cannot write"], "OutputError"),
     Case("memory budget that cannot be read", lambda d: _bpe(str(FIXTURES / "corpus.en"), "--max-memory", "lots"), ["memory size"], "ConfigError"),
+]
+
+# --- corpora of shards (tinylm.corpus) ----------------------------------------------------------------
+def _records(d: Path, name: str, *lines: str) -> str:
+    import json
+
+    good = json.dumps({"text": "a good document"})
+    return _write(d, name, "\n".join([good, *lines, good]).encode() + b"\n")
+
+
+def _encode(path: str, d: Path) -> list[str]:
+    return ["encode", path, "-t", str(_tok_dir(d)), "-o", str(d / "o.npy")]
+
+
+def _truncated(d: Path, name: str) -> str:
+    import gzip
+    import json
+
+    import random
+
+    rng = random.Random(0)  # text that compresses little: the half that is left decompresses into whole lines
+    data = "".join(json.dumps({"text": f"document {i} " + rng.randbytes(3000).hex()}) + "\n" for i in range(100)).encode()
+    if name.endswith(".zst"):
+        import zstandard
+
+        packed = zstandard.ZstdCompressor().compress(data)
+    else:
+        packed = gzip.compress(data)
+    return _write(d, name, packed[: len(packed) // 2])
+
+
+def _parquet(d: Path) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"content": ["a", "b"]}), d / "c.parquet")
+    return str(d / "c.parquet")
+
+
+def _folder_with(d: Path, name: str) -> str:
+    (d / "shards").mkdir()
+    _records(d / "shards", "a.jsonl")
+    _write(d / "shards", name, b"x")
+    return str(d / "shards")
+
+
+def _without_pyarrow(d: Path) -> dict:
+    """PYTHONPATH with a `pyarrow` package whose import fails, as where it is not installed."""
+    (d / "shadow" / "pyarrow").mkdir(parents=True)
+    (d / "shadow" / "pyarrow" / "__init__.py").write_text("raise ImportError('No module named pyarrow')\n")
+    return {"PYTHONPATH": str(d / "shadow")}
+
+
+CORPUS_CASES = [
+    Case("JSON Lines record that is not JSON", lambda d: _bpe(_records(d, "c.jsonl", "{not json")), ["c.jsonl: line 2: invalid JSON", "--skip-bad-records"], "CorpusError"),
+    Case("JSON Lines record without the text field", lambda d: _encode(_records(d, "c.jsonl", '{"body": "x"}'), d), ["line 2: no field 'text'", "--text-field"], "CorpusError"),
+    Case("JSON Lines text that is not a string", lambda d: _bpe(_records(d, "c.jsonl", '{"text": 42}')), ["line 2: field 'text' is a JSON int, not a string"], "CorpusError"),
+    Case("truncated .jsonl.gz shard", lambda d: _bpe(_truncated(d, "c.jsonl.gz")), ["c.jsonl.gz: the gz stream is truncated or corrupt", "after line"], "CorpusError"),
+    Case("truncated .jsonl.zst shard", lambda d: _encode(_truncated(d, "c.jsonl.zst"), d), ["c.jsonl.zst: the zst stream is truncated or corrupt", "after line"], "CorpusError"),
+    Case("Parquet shard without the text column", lambda d: _bpe(_parquet(d)), ["c.parquet: no column 'text'", "columns: 'content'"], "CorpusError"),
+    Case("unknown extension in a corpus folder", lambda d: _bpe(_folder_with(d, "notes.csv")), ["notes.csv: unknown corpus file extension '.csv'"], "CorpusError"),
+    Case("corpus glob that matches nothing", lambda d: _bpe(str(d / "*.jsonl")), ["no corpus file matches"], "InputFileError"),
+    Case("Parquet corpus without pyarrow installed", lambda d: _bpe(_parquet(d)), ["optional package 'pyarrow'", "pip install 'tinylm[corpus]'"], "MissingExtraError",
+         env=_without_pyarrow),
 ]
 
 # --- training, checkpoints, generation ---------------------------------------------------------------
@@ -326,7 +391,7 @@ EXPORT_CASES = [
     Case("export into a folder where a file is", lambda d: ["export", str(_run(d)), "--out", _write(d, "f", b"x") + "/hf"], ["cannot write to output folder", "Not a directory"], "OutputError"),
 ]
 
-CASES = TOKENIZER_CASES + TRAINING_CASES + EXPORT_CASES
+CASES = TOKENIZER_CASES + CORPUS_CASES + TRAINING_CASES + EXPORT_CASES
 
 
 def _args(case: Case, folder: Path) -> list[str]:
@@ -346,7 +411,8 @@ def run_case(case: Case, folder: Path) -> subprocess.CompletedProcess:
             args = _args(case, folder)
             if args[0] in IN_PROCESS:
                 return _invoke(args)
-        return subprocess.run([sys.executable, "-m", "tinylm", *args], capture_output=True, text=True, timeout=600, env=CLI_ENV)
+        env = {**CLI_ENV, **case.env(folder)} if case.env else CLI_ENV
+        return subprocess.run([sys.executable, "-m", "tinylm", *args], capture_output=True, text=True, timeout=600, env=env)
     finally:
         unmount_all()
 

@@ -146,8 +146,11 @@ def test_missing_empty_directory_inputs(tmp_path):
     (tmp_path / "empty.txt").write_bytes(b"")
     with pytest.raises(InputFileError, match="empty"):
         train_bpe(tmp_path / "empty.txt", 300, [EOT])
-    with pytest.raises(InputFileError, match="directory"):
+    with pytest.raises(InputFileError, match="empty: .*empty.txt"):  # a folder is a corpus of shards: its empty file is named
         train_bpe(tmp_path, 300, [EOT])
+    (tmp_path / "none").mkdir()
+    with pytest.raises(InputFileError, match="directory holds no corpus files"):
+        train_bpe(tmp_path / "none", 300, [EOT])
 
 
 def test_invalid_utf8_reports_byte_offset(tmp_path):

@@ -10,7 +10,9 @@ import click
 
 
 @click.command()
-@click.option("--corpus", type=click.Path(dir_okay=False), default=None, help="Your own text file (documents separated by <|endoftext|>, e.g. TinyStories); default: the bundled public-domain corpus.")
+@click.option("--corpus", default=None, help="Your own corpus: a text file (documents separated by <|endoftext|>, e.g. TinyStories), .jsonl / .parquet shards (.gz/.bz2/.xz/.zst), a folder or quoted glob; default: the bundled public-domain corpus.")
+@click.option("--text-field", default=None, help="JSON field / Parquet column of a JSON Lines or Parquet corpus (default: text).")
+@click.option("--skip-bad-records", is_flag=True, default=None, help="Skip (and count) bad records of such a corpus instead of stopping.")
 @click.option("--out", "out_dir", default="runs/quickstart", show_default=True, help="Folder for everything the run writes (report.html included).")
 @click.option("--minutes", type=float, default=None, help="Training budget in minutes of wall-clock (default 7.5; the other stages add about a minute).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Train exactly this many steps instead of a time budget.")
@@ -43,7 +45,7 @@ def quickstart(prompts, **flags):
     from tinylm.quickstart import QuickstartConfig, run_quickstart
 
     names = {
-        "corpus": "corpus", "out_dir": "out_dir", "minutes": "minutes", "max_steps": "max_steps",
+        "corpus": "corpus", "text_field": "text_field", "skip_bad_records": "skip_bad_records", "out_dir": "out_dir", "minutes": "minutes", "max_steps": "max_steps",
         "max_corpus_mb": "max_corpus_mb", "vocab_size": "vocab_size", "d_model": "d_model",
         "num_layers": "num_layers", "num_heads": "num_heads", "context_length": "context_length",
         "batch_size": "batch_size", "lr": "lr", "eval_tokens": "eval_tokens", "max_new_tokens": "max_new_tokens", "device": "device",

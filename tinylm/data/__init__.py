@@ -1,40 +1,8 @@
-"""The corpus bundled with tinylm, so the quick start needs no download (see NOTICE)."""
+"""The bundled corpus's folder (pd_prose.txt.xz + NOTICE); its helpers live in tinylm.corpus.bundled.
 
-from __future__ import annotations
+Kept importable as `tinylm.data` for code written before the helpers moved.
+"""
 
-import lzma
-import os
-import shutil
-from pathlib import Path
+from tinylm.corpus.bundled import BUNDLED_CORPUS, DOC_SEPARATOR, extract_bundled_corpus, hold_out_every, split_documents, write_documents
 
-from tinylm.io import atomic_write
-
-BUNDLED_CORPUS = Path(__file__).parent / "pd_prose.txt.xz"
-DOC_SEPARATOR = "<|endoftext|>"
-
-
-def extract_bundled_corpus(dest: str | os.PathLike) -> Path:
-    """Decompress the bundled corpus to dest (reused when already there)."""
-    dest = Path(dest)
-    if dest.exists() and dest.stat().st_size > 0:
-        return dest
-    with lzma.open(BUNDLED_CORPUS, "rb") as src, atomic_write(dest) as out:
-        shutil.copyfileobj(src, out, 1 << 20)
-    return dest
-
-
-def split_documents(text: str) -> list[str]:
-    """The documents of a text whose documents are separated by <|endoftext|> (empty ones dropped)."""
-    return [d.strip("\n") for d in text.split(DOC_SEPARATOR) if d.strip()]
-
-
-def hold_out_every(docs: list[str], every: int) -> tuple[list[str], list[str]]:
-    """(train, validation): every `every`-th document is held out for validation (deterministic)."""
-    val = [d for i, d in enumerate(docs) if i % every == every - 1]
-    train = [d for i, d in enumerate(docs) if i % every != every - 1]
-    return train, val
-
-
-def write_documents(path: str | os.PathLike, docs: list[str]) -> None:
-    """Write documents separated by <|endoftext|> lines: the format split_documents reads."""
-    Path(path).write_text(f"\n{DOC_SEPARATOR}\n".join(docs) + "\n", encoding="utf-8")
+__all__ = ["BUNDLED_CORPUS", "DOC_SEPARATOR", "extract_bundled_corpus", "hold_out_every", "split_documents", "write_documents"]

@@ -8,8 +8,8 @@ token in two.
 from __future__ import annotations
 
 import multiprocessing as mp
-import threading
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
@@ -122,3 +122,95 @@ def map_pieces(
     finally:
         pool.terminate()
         pool.join()
+
+
+# --- corpora of shards (tinylm.corpus): units of parts, and safe pieces of streamed text -------------
+def text_pieces(blocks: Iterable[str], special_tokens: Iterable[str], piece_chars: int = DEFAULT_CHUNK_BYTES) -> Iterator[str]:
+    """The text given in blocks, re-cut into pieces of at least piece_chars characters (but the last)
+    that end at safe cuts (pretokenize.find_safe_cut), so counting or encoding the pieces apart gives
+    what the whole text gives, for any set of special tokens. Memory: about one piece plus one block
+    (text with no safe cut for a long stretch is held whole). The str counterpart of chunk_ranges.
+    """
+    if piece_chars < 1:
+        raise ConfigError(f"piece_chars must be positive, got {piece_chars}")
+    matcher = special_matcher(special_tokens)
+    context = max(matcher.max_chars, 2)  # characters past a cut that decide whether it is safe
+    ready = piece_chars + context  # buffer length worth looking for a cut in
+    buf, pending, pending_chars, scanned = "", [], 0, 0  # buf[:scanned] holds no cut
+    for block in blocks:
+        pending.append(block)
+        pending_chars += len(block)
+        if len(buf) + pending_chars < ready:
+            continue
+        buf += "".join(pending)
+        pending, pending_chars = [], 0
+        start = 0
+        while len(buf) - start >= piece_chars + context:
+            last = len(buf) - context
+            cut = find_safe_cut(buf, matcher, max(start + piece_chars, scanned), last)
+            if cut == -1:
+                scanned = last + 1
+                break
+            yield buf[start:cut]
+            start = scanned = cut
+        buf, scanned = buf[start:], scanned - start
+        # Without a cut, wait for the buffer to double: each character is joined and scanned O(1) times.
+        ready = max(piece_chars + context, 2 * len(buf)) if scanned else piece_chars + context
+    buf += "".join(pending)
+    if buf:
+        yield buf
+
+
+def separator_stands_alone(separator: str, special_tokens: Iterable[str]) -> bool:
+    """True when every occurrence of separator in any text is taken as that one special token, with no
+    special token occurrence across its start: the text before it and from it on then count and encode
+    apart exactly as together, so the parts of a corpus can go to workers independently.
+
+    Needs: separator is a special token; no other special token starts with it; no special token has a
+    proper suffix that starts with the separator or is a prefix of it (such a token could reach across
+    the separator's start, as <|endoftext|><|endoftext|> does).
+    """
+    tokens = set(special_tokens)
+    if separator not in tokens:
+        return False
+    for t in tokens:
+        if t != separator and t.startswith(separator):
+            return False
+        if any(t[k:].startswith(separator) or separator.startswith(t[k:]) for k in range(1, len(t))):
+            return False
+    return True
+
+
+def corpus_units(spec, options, special_tokens: list[str], chunk_bytes: int = DEFAULT_CHUNK_BYTES, *,
+                 scan_bytes: int = DEFAULT_SCAN_BYTES) -> list[list]:
+    """The corpus (a file, folder or glob of shards; tinylm.corpus) as units of work, in order.
+
+    Each unit is a list of tinylm.corpus.Part read one after another by one worker. When the
+    document separator stands alone among the special tokens (separator_stands_alone), every part
+    is its own unit (parallel over shards and over pieces of a shard); otherwise the whole corpus
+    is one unit, read as one stream, so the result stays exact.
+    """
+    from tinylm.corpus import plan_parts, resolve_shards
+
+    if chunk_bytes < 1 or scan_bytes < 1:
+        raise ConfigError(f"chunk_bytes and scan_bytes must be positive, got {chunk_bytes} and {scan_bytes}")
+    shards = resolve_shards(spec)
+    parts = plan_parts(shards, options, chunk_bytes, lambda p: chunk_ranges(p, special_tokens, chunk_bytes, scan_bytes=scan_bytes))
+    if separator_stands_alone(options.separator, special_tokens):
+        return [[p] for p in parts]
+    return [parts]
+
+
+def unit_text(unit: list, options, stats, *, first: bool) -> Iterator[str]:
+    """The unit's slice of the corpus text in blocks. first: the unit opens the corpus, so no
+    separator goes before its first document (nor before any until a document has been read)."""
+    from tinylm.corpus import part_text
+
+    for part in unit:
+        lead = "" if first and stats.documents == 0 else None
+        yield from part_text(part, options, stats, lead)
+
+
+def unit_disk_bytes(unit: list) -> int:
+    """Input bytes on disk the unit reads (compressed size for compressed shards): the progress bars' unit."""
+    return sum(p.disk_bytes for p in unit)

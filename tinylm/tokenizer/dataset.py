@@ -69,15 +69,29 @@ def encode_file(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     scan_bytes: int = DEFAULT_SCAN_BYTES,
     progress: bool = False,
+    read_options=None,
+    read_stats=None,
 ) -> EncodedFileInfo:
     """Encode input_path to output_path (`.npy`, or raw little-endian ids for any other suffix).
+
+    input_path: a text file, or any corpus tinylm.corpus reads (JSON Lines / Parquet shards,
+    compressed, a folder or glob; see tokenizer.corpus_dataset.encode_corpus, read_options a
+    tinylm.corpus.ReadOptions), encoded as its conversion to one .txt file would be; what reading
+    found is added to read_stats (a tinylm.corpus.ReadStats) when given.
 
     The file is encoded in byte ranges of at least chunk_bytes, cut only where encoding the pieces
     apart gives what encoding the whole gives (chunking.chunk_ranges, whose cut search reads
     windows of scan_bytes), so the ids equal tokenizer.encode(whole text) for any special tokens.
     """
+    from tinylm.corpus import is_single_plain_text
+
+    if not is_single_plain_text(input_path):
+        from tinylm.tokenizer.corpus_dataset import encode_corpus
+
+        return encode_corpus(tokenizer, input_path, output_path, read_options, num_workers=num_workers, chunk_bytes=chunk_bytes,
+                             scan_bytes=scan_bytes, progress=progress, read_stats=read_stats)
     src = check_input_file(input_path)
-    out = _output_path(output_path)
+    out = output_file(output_path)
     if chunk_bytes < 1 or scan_bytes < 1:
         raise ConfigError(f"chunk_bytes and scan_bytes must be positive, got {chunk_bytes} and {scan_bytes}")
     dtype = token_dtype(tokenizer.vocab_size)
@@ -98,19 +112,6 @@ def encode_file(
     return info
 
 
-def _output_path(output_path: str | os.PathLike) -> Path:
-    """The token file's path, its folder created; OutputError when it is a folder or cannot be made."""
-    out = Path(output_path)
-    if out.is_dir():
-        raise OutputError(f"output path is a directory: {out}")
-    if not out.parent.exists():
-        try:
-            out.parent.mkdir(parents=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create output folder {out.parent}: {exc.strerror}") from None
-    return out
-
-
 def _write_token_ids(f, tokenizer: Tokenizer, pieces: list, dtype: np.dtype, workers: int, size: int, progress: bool) -> int:
     """Encode the pieces (path, start, end) in `workers` processes and write their ids to f in file order.
 
@@ -129,6 +130,19 @@ def _write_token_ids(f, tokenizer: Tokenizer, pieces: list, dtype: np.dtype, wor
     finally:
         _WORKER_TOKENIZER.clear()
     return num_tokens
+
+
+def output_file(output_path: str | os.PathLike) -> Path:
+    """The output path as a Path, its folder created; OutputError when it is a folder or cannot be made."""
+    out = Path(output_path)
+    if out.is_dir():
+        raise OutputError(f"output path is a directory: {out}")
+    if not out.parent.exists():
+        try:
+            out.parent.mkdir(parents=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {out.parent}: {exc.strerror}") from None
+    return out
 
 
 def sidecar_path(token_file: str | os.PathLike) -> Path:

@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 
 from tinylm.tokenizer.bpe import Tokenizer
-from tinylm.tokenizer.chunking import check_input_file, chunk_ranges, read_text_range
 
 PILE_BYTES = 825e9  # the Pile, the yardstick for "how long would a real dataset take"
 
@@ -34,21 +33,44 @@ class TokenizerStats:
         return PILE_BYTES / self.bytes_per_second
 
 
-def sample_documents(path: str | os.PathLike, separator: str, num_docs: int, seed: int = 0, max_bytes: int = 64 << 20) -> list[str]:
-    """Up to num_docs random documents from the first max_bytes of a file, without reading it all."""
-    path = check_input_file(path)
+def sample_documents(path: str | os.PathLike, separator: str, num_docs: int, seed: int = 0, max_bytes: int = 64 << 20,
+                     read_options=None, read_stats=None) -> list[str]:
+    """Up to num_docs random non-blank documents from the first max_bytes (UTF-8) of a corpus, read as a stream.
+
+    path: a text file or any corpus tinylm.corpus reads (its records joined by the separator, as a
+    conversion to .txt gives them); documents are that text split on `separator` ("": the text is
+    one document), so a text file and its JSON Lines twin give the same sample. read_options: a
+    tinylm.corpus.ReadOptions; read_stats: a ReadStats that receives the records skipped.
+    """
+    from tinylm.corpus import ReadOptions, ReadStats, corpus_documents, corpus_text, resolve_shards
+
+    options, read = read_options or ReadOptions(), read_stats if read_stats is not None else ReadStats()
+    shards = resolve_shards(path)
+    if not separator:
+        return [_text_prefix(corpus_text(shards, options, read), max_bytes)]
     docs: list[str] = []
-    read = 0
-    for start, end in chunk_ranges(path, [separator] if separator else [], 4 << 20):
-        text = read_text_range(path, start, end)
-        docs.extend(d for d in (text.split(separator) if separator else [text]) if d.strip())
-        read += end - start
-        if read >= max_bytes:
+    size, separator_bytes = 0, len(separator.encode("utf-8"))
+    for doc in corpus_documents(shards, options, read, separator):
+        if doc.strip():
+            docs.append(doc)
+        size += len(doc.encode("utf-8", "surrogatepass")) + separator_bytes
+        if size >= max_bytes:
             break
     rng = random.Random(seed)
     if len(docs) > num_docs:
         docs = rng.sample(docs, num_docs)
     return docs
+
+
+def _text_prefix(blocks, max_bytes: int) -> str:
+    """The blocks joined, stopping after the one that reaches max_bytes (UTF-8)."""
+    text, size = [], 0
+    for block in blocks:
+        text.append(block)
+        size += len(block.encode("utf-8", "surrogatepass"))
+        if size >= max_bytes:
+            break
+    return "".join(text)
 
 
 def longest_tokens(tokenizer: Tokenizer, k: int = 10) -> list[tuple[int, bytes]]:

@@ -29,7 +29,17 @@ from tinylm.errors import ConfigError
 from tinylm.io import check_input_file
 from tinylm.tokenizer._native import AUTO, C, COUNT_BACKENDS, MERGE_BACKENDS, PYTHON, check_choice, compiled_merge_loop, pretoken_counter
 from tinylm.tokenizer.bpe import Tokenizer
-from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, DEFAULT_SCAN_BYTES, chunk_ranges, map_pieces, read_text_range
+from tinylm.tokenizer.chunking import (
+    DEFAULT_CHUNK_BYTES,
+    DEFAULT_SCAN_BYTES,
+    chunk_ranges,
+    corpus_units,
+    map_pieces,
+    read_text_range,
+    text_pieces,
+    unit_disk_bytes,
+    unit_text,
+)
 from tinylm.tokenizer.spill import SpillingCounter
 from tinylm.tokenizer.pretokenize import (
     SpecialTokenMatcher,
@@ -143,6 +153,69 @@ def count_pretokens(
         total.close()
         raise
     return total
+
+
+def _count_unit(args) -> tuple[int, int, int, dict[bytes, int], object, bool]:
+    """(index, disk bytes, text bytes, pre-token counts, ReadStats, whether it opens with its separator)
+    of one unit of a corpus (chunking.corpus_units)."""
+    from tinylm.corpus import ReadStats
+
+    index, unit, options, special_tokens, chunk_bytes, backend = args
+    matcher, read, total, text_bytes = special_matcher(special_tokens), ReadStats(), Counter(), 0
+    for piece in text_pieces(unit_text(unit, options, read, first=index == 0), special_tokens, chunk_bytes):
+        text_bytes += len(piece.encode("utf-8", "surrogatepass"))
+        total.update(count_text(piece, matcher, backend))
+    led = index > 0 and bool(unit[0].lead) and read.documents > 0  # its text opens with the separator
+    return index, unit_disk_bytes(unit), text_bytes, dict(total), read, led
+
+
+def count_corpus_pretokens(
+    spec: str | os.PathLike,
+    special_tokens: list[str],
+    options=None,
+    num_workers: int | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    progress: bool = False,
+    max_memory: int | None = None,
+    spill_dir: str | os.PathLike | None = None,
+    backend: str = "auto",
+    scan_bytes: int = DEFAULT_SCAN_BYTES,
+) -> tuple[SpillingCounter, object, int]:
+    """count_pretokens over a corpus of shards (tinylm.corpus: .txt, JSON Lines, Parquet, compressed;
+    a file, folder or glob): (counts, ReadStats, text bytes). The counts equal count_pretokens on
+    the corpus converted to one .txt file (documents joined by options.separator). Units of the
+    corpus (chunking.corpus_units) are counted in worker processes; options: a
+    tinylm.corpus.ReadOptions (default: field "text", bad records are errors).
+    """
+    from tinylm.corpus import ReadOptions, ReadStats
+    from tinylm.progress import progress_bar
+
+    options = options or ReadOptions()
+    check_choice("count", backend, COUNT_BACKENDS)
+    units = corpus_units(spec, options, special_tokens, chunk_bytes, scan_bytes=scan_bytes)
+    if backend != PYTHON:
+        pretoken_counter()  # built before the pool forks
+    tokens = frozenset(special_tokens)
+    special_matcher(tokens).pattern(str)
+    tasks = [(i, unit, options, tokens, chunk_bytes, backend) for i, unit in enumerate(units)]
+    total, read, text_bytes, openers = SpillingCounter(max_memory, spill_dir), ReadStats(), 0, {}
+    try:
+        with map_pieces(_count_unit, tasks, min(num_workers or os.cpu_count() or 1, len(tasks)), ordered=False) as results, \
+                progress_bar(total=sum(map(unit_disk_bytes, units)), unit="B", unit_scale=True, desc="counting pre-tokens",
+                             disable=not progress, leave=False) as bar:
+            for index, disk_bytes, n, counts, unit_read, led in results:
+                total.update(counts)
+                read.merge(unit_read)
+                text_bytes += n
+                if unit_read.documents:
+                    openers[index] = led
+                bar.update(disk_bytes)
+    except BaseException:
+        total.close()
+        raise
+    if openers and openers[min(openers)]:  # the first unit with documents opened with a separator the text does not have
+        text_bytes -= len(options.separator.encode("utf-8"))
+    return total, read, text_bytes
 
 
 def _tie_key(token: bytes) -> bytes:
@@ -365,6 +438,7 @@ class BpeTrainer:
     merge_backend   "auto" (the compiled loop when built), "c" or "python": identical merges
     count_backend   "auto" (pre-tokens matched and counted in C when built) or "python": identical counts
     progress        progress bars on stderr
+    read_options    how records of a shard corpus are read (tinylm.corpus.ReadOptions); None: defaults
 
     Raises ConfigError naming the first bad setting. `train(path)` returns a TrainedTokenizer;
     `learn(path)` the bare (vocab, merges) of train_bpe.
@@ -380,6 +454,7 @@ class BpeTrainer:
     merge_backend: str = AUTO
     count_backend: str = AUTO
     progress: bool = False
+    read_options: object = None  # tinylm.corpus.ReadOptions for shard corpora (JSON field, bad records); None: defaults
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "special_tokens", tuple(validate_special_tokens(self.special_tokens)))
@@ -428,19 +503,30 @@ class BpeTrainer:
     ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
         """(vocab id -> token bytes, merges in creation order), as train_bpe returns them; fills `stats` when given."""
         stats = stats if stats is not None else TrainStats()
-        path = check_input_file(input_path)
-        stats.input_bytes = path.stat().st_size
-        words = self._count(path, stats)
+        words = self._count(input_path, stats)
         id_merges = self._merge(words, stats)
         return vocab_and_merges(id_merges, self.special_tokens)
 
-    def _count(self, path: os.PathLike, stats: TrainStats) -> PackedWords:
-        """Stage 1: the distinct pre-tokens of the file and their counts, packed for the merge loop."""
+    def _count(self, input_path: str | os.PathLike, stats: TrainStats) -> PackedWords:
+        """Stage 1: the distinct pre-tokens of the input and their counts, packed for the merge loop.
+
+        One plain text file takes count_pretokens (byte ranges of the file); any other corpus
+        (shards, compressed, a folder or glob) count_corpus_pretokens, with the same counts as its
+        conversion to one text file.
+        """
+        from tinylm.corpus import is_single_plain_text
+
         t0 = time.perf_counter()
-        counts = count_pretokens(
-            path, list(self.special_tokens), self.workers, self.chunk_bytes, self.progress,
-            self.max_memory, self.spill_dir, self.count_backend, scan_bytes=self.scan_bytes,
-        )
+        args = (list(self.special_tokens),)
+        if is_single_plain_text(input_path):
+            path = check_input_file(input_path)
+            stats.input_bytes = path.stat().st_size
+            counts = count_pretokens(path, *args, self.workers, self.chunk_bytes, self.progress, self.max_memory,
+                                     self.spill_dir, self.count_backend, scan_bytes=self.scan_bytes)
+        else:
+            counts, stats.extra["read"], stats.input_bytes = count_corpus_pretokens(
+                input_path, *args, self.read_options, self.workers, self.chunk_bytes, self.progress, self.max_memory,
+                self.spill_dir, self.count_backend, self.scan_bytes)
         stats.count_backend = C if self.count_backend != PYTHON and pretoken_counter() is not None else PYTHON
         words = PackedWords(counts.items_bytes())  # distinct words, streamed from memory (freed as read) or disk runs
         stats.spill_runs = len(counts.runs)
@@ -491,8 +577,16 @@ def train_bpe(
     merge_backend: str = AUTO,
     count_backend: str = AUTO,
     scan_bytes: int = DEFAULT_SCAN_BYTES,
+    read_options=None,
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
-    """Train a byte-level BPE tokenizer on a text file: the course-compatible function.
+    """Train a byte-level BPE tokenizer on a text file or a corpus of shards: the course-compatible function.
+
+    input_path: a text file (documents separated by special tokens), or any corpus tinylm.corpus
+    reads (.jsonl / .parquet shards, compressed .gz/.bz2/.xz/.zst, a folder or glob), whose records
+    are documents: the merges equal those of its conversion to one .txt file with the separator
+    (read_options.separator, <|endoftext|>) between documents. read_options: a
+    tinylm.corpus.ReadOptions (JSON field / Parquet column, skipping bad records); what reading
+    found lands in stats.extra["read"] (a ReadStats).
 
     Returns (vocab id -> token bytes, merges in creation order). Ids: special tokens first, then
     the 256 bytes, then merged tokens; `vocab_size` counts all three. The keywords are
@@ -502,5 +596,6 @@ def train_bpe(
     trainer = BpeTrainer(
         vocab_size, tuple(special_tokens or ()), workers=num_workers, chunk_bytes=chunk_bytes, scan_bytes=scan_bytes,
         max_memory=max_memory, spill_dir=spill_dir, merge_backend=merge_backend, count_backend=count_backend, progress=progress,
+        read_options=read_options,
     )
     return trainer.learn(input_path, stats)
