@@ -12,7 +12,7 @@ tokenizer load), the memory the peak summed PSS of the process and its workers (
 
   count    tinylm.tokenizer.train.train_bpe's counting step: count_pretokens for the .txt (the
            original byte-range path), count_corpus_pretokens for the others
-  encode   tinylm.tokenizer.dataset.encode_file(tok, corpus, out.npy)
+  encode   tinylm.tokenizer.token_arrays.encode_file(tok, corpus, out.npy)
 
 Every result is checked against the .txt's: identical pre-token counts (their digest) and
 identical token arrays; a mismatch fails the benchmark.
@@ -86,7 +86,7 @@ def child(op: str, path: str, workers: int, out: str) -> None:
         import numpy as np
 
         from tinylm import Tokenizer
-        from tinylm.tokenizer.dataset import encode_file
+        from tinylm.tokenizer.token_arrays import encode_file
 
         tok = Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", [EOT])
         tok.encode("warm")

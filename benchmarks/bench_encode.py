@@ -10,7 +10,7 @@ the summed PSS of that process and its workers):
   tinylm      1 process   Tokenizer.from_files(...).encode(text): a fresh Tokenizer each repeat, so
                           the per-pre-token cache starts cold; a second encode of the same text on
                           the same Tokenizer is reported as "warm".
-  tinylm      all cores   tinylm.tokenizer.dataset.encode_file(tok, path, out.npy,
+  tinylm      all cores   tinylm.tokenizer.token_arrays.encode_file(tok, path, out.npy,
                           num_workers=os.cpu_count()) (timed end to end: reads the file, starts the
                           workers, writes the .npy)
   tiktoken    1 thread    encode(text, allowed_special="all")
@@ -217,7 +217,7 @@ def child(name: str, text_path: Path, dump: Path | None, hf_single: str, workdir
         else:
             import numpy as np
 
-            from tinylm.tokenizer.dataset import encode_file
+            from tinylm.tokenizer.token_arrays import encode_file
 
             npy = workdir / f"tinylm-all-{os.getpid()}.npy"
             t0, c0 = time.perf_counter(), time.process_time()

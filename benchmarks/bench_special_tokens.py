@@ -9,7 +9,7 @@ each vocabulary (bytes only, no merges; GPT-2's files from tests/fixtures), in t
   encode       tok.encode(text) on the benchmark text (warm: after one untimed encode).
   iterable     list(tok.encode_iterable(lines)) over the same text as a list of lines (what
                iterating an open file gives).
-  encode_file  tinylm.tokenizer.dataset.encode_file(tok, path, out.npy, num_workers=1).
+  encode_file  tinylm.tokenizer.token_arrays.encode_file(tok, path, out.npy, num_workers=1).
   tiktoken     (GPT-2 vocabulary, when tiktoken is installed) Encoding(..., special_tokens={n
                tokens}) construction and encode(text, allowed_special="all"), for comparison.
 
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tinylm import Tokenizer  # noqa: E402
-from tinylm.tokenizer.dataset import encode_file  # noqa: E402
+from tinylm.tokenizer.token_arrays import encode_file  # noqa: E402
 
 EOT = "<|endoftext|>"
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -76,7 +76,7 @@ def _write_checkpoint(target: Path, data: bytes):
 
 def _write_token_array(target: Path, data: bytes):
     from tinylm import Tokenizer
-    from tinylm.tokenizer.dataset import encode_file
+    from tinylm.tokenizer.token_arrays import encode_file
 
     src = target.with_name("src.txt")
     src.write_bytes(data or b"x")

@@ -268,7 +268,7 @@ def encode_splits(config: QuickstartConfig, out: Path, tokenizer, progress: bool
     """out/train.npy and out/val.npy, both at once: validation in a child process, training spread over
     the workers (processes, not threads: forking worker pools from a threaded process can deadlock)."""
     from tinylm.tokenizer.chunking import pool_context
-    from tinylm.tokenizer.dataset import encode_file, load_info
+    from tinylm.tokenizer.token_arrays import encode_file, load_info
 
     t0 = time.perf_counter()
     val_proc = pool_context().Process(target=_encode_quietly, args=(tokenizer, out / "val.txt", out / "val.npy"))
@@ -298,7 +298,7 @@ def encode_splits(config: QuickstartConfig, out: Path, tokenizer, progress: bool
 
 
 def _encode_quietly(tokenizer, src: Path, dst: Path) -> None:
-    from tinylm.tokenizer.dataset import encode_file
+    from tinylm.tokenizer.token_arrays import encode_file
 
     encode_file(tokenizer, src, dst, num_workers=1, progress=False)
 
@@ -332,7 +332,7 @@ def prepare_corpus(config: QuickstartConfig, out: Path) -> dict:
     from tinylm.corpus import extract_bundled_corpus, is_single_plain_text, split_documents
 
     if config.corpus is None:
-        source = "bundled public-domain prose (tinylm/data/pd_prose.txt.xz)"
+        source = "bundled public-domain prose (tinylm/corpus/pd_prose.txt.xz)"
         path = extract_bundled_corpus(out / "corpus.txt")
     else:
         source = str(config.corpus)
@@ -502,7 +502,7 @@ def evaluate_model(trainer, config: QuickstartConfig, progress: bool) -> dict:
     """The trained model on up to `eval_tokens` of the validation split: evenly spread windows (not
     overlapping while the split is long enough), scored by the library's `evaluate_bpb` (exact bytes
     of each predicted token)."""
-    from tinylm.training.data import eval_starts
+    from tinylm.training.batches import eval_starts
     from tinylm.training.evaluate import evaluate_bpb
 
     tokens, ctx = trainer.val_tokens, trainer.model_config.context_length

@@ -16,7 +16,7 @@ import pytest
 from tinylm import Tokenizer, train_bpe
 from tinylm.corpus import ReadOptions, ReadStats
 from tinylm.errors import CorpusError, InputFileError, InvalidUTF8Error, MissingExtraError
-from tinylm.tokenizer.dataset import encode_file
+from tinylm.tokenizer.token_arrays import encode_file
 from tinylm.tokenizer.stats import sample_documents
 
 _spec = importlib.util.spec_from_file_location("corpus_writers", Path(__file__).parent / "writers.py")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tinylm import Tokenizer, train_bpe
-from tinylm.tokenizer.dataset import encode_file
+from tinylm.tokenizer.token_arrays import encode_file
 from tinylm.tokenizer.stats import sample_documents
 
 _spec = importlib.util.spec_from_file_location("corpus_writers", Path(__file__).parent / "writers.py")

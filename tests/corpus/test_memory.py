@@ -17,7 +17,7 @@ MEASURE = textwrap.dedent(
     from pathlib import Path
     from tinylm import Tokenizer
     from tinylm.peak_memory import peak_rss_mb
-    from tinylm.tokenizer.dataset import encode_file
+    from tinylm.tokenizer.token_arrays import encode_file
     from tinylm.tokenizer.train import count_corpus_pretokens
     fixtures, small, shard = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     tok = Tokenizer.from_files(fixtures / "gpt2_vocab.json", fixtures / "gpt2_merges.txt", ["<|endoftext|>"])

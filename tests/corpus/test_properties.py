@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tinylm import Tokenizer
 from tinylm.tokenizer.chunking import separator_stands_alone
-from tinylm.tokenizer.dataset import encode_file
+from tinylm.tokenizer.token_arrays import encode_file
 from tinylm.tokenizer.train import count_corpus_pretokens, count_pretokens
 
 _spec = importlib.util.spec_from_file_location("corpus_writers", Path(__file__).parent / "writers.py")

@@ -222,7 +222,7 @@ def _out_of_vocab(d: Path) -> list[str]:
 
 def _wrong_bin_dtype(d: Path) -> list[str]:
     """uint16 ids in a raw .bin (as `tinylm encode` writes them, sidecar included) read as uint32."""
-    from tinylm.tokenizer.dataset import encode_file
+    from tinylm.tokenizer.token_arrays import encode_file
 
     encode_file(_load_byte_tok(d), FIXTURES / "address.txt", d / "t.bin", num_workers=1)
     return _train(d, "--train-data", str(d / "t.bin"), "--set", "data.dtype=uint32")

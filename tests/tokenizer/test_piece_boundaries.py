@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tinylm import Tokenizer
 from tinylm.errors import ConfigError, SpecialTokenNotAllowedError
 from tinylm.tokenizer.chunking import chunk_ranges, read_text_range
-from tinylm.tokenizer.dataset import encode_file
+from tinylm.tokenizer.token_arrays import encode_file
 from tinylm.tokenizer._native import c_backend_available
 from tinylm.tokenizer.pretokenize import SpecialTokenMatcher, find_safe_cut, pretokenize, special_matcher
 from tinylm.tokenizer.train import count_pretokens

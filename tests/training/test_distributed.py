@@ -52,7 +52,7 @@ def test_ranks_and_micro_batches_split_one_global_batch():
     whole = draw(8, 1, 0, 1)[0][0]  # one process, batch 8
     parts = [x for rank in range(2) for x, _ in draw(2, 2, rank, 2)]  # 2 processes × 2 micro-batches of 2
     assert torch.equal(torch.cat(parts), whole)
-    from tinylm.training.data import get_batch  # one process, no accumulation: exactly get_batch's draw
+    from tinylm.training.batches import get_batch  # one process, no accumulation: exactly get_batch's draw
 
     assert torch.equal(get_batch(tokens, 8, 8, "cpu", torch.Generator().manual_seed(3))[0], whole)
 
@@ -103,7 +103,7 @@ def test_nan_check_at_log_intervals_keeps_the_last_good_checkpoint(make_config, 
 
 _READS = ("item", "__bool__", "__float__", "__int__", "__index__", "__format__", "__array__", "tolist", "cpu", "numpy")
 _STEP_CODE = ("tinylm/training/loop.py", "tinylm/training/optim.py", "tinylm/training/distributed.py", "tinylm/model/")
-_HOST_BY_DESIGN = ("tinylm/training/data.py", "rank_batches")  # batches are drawn on the host, then sent non-blocking
+_HOST_BY_DESIGN = ("tinylm/training/batches.py", "rank_batches")  # batches are drawn on the host, then sent non-blocking
 
 
 def _read_site(depth: int = 2) -> str | None:
@@ -125,7 +125,7 @@ def test_the_gpu_path_reads_the_device_only_at_log_and_checkpoint_steps(make_con
     On a GPU each such read waits for the device. Counted: .item(), bool(), float(), int(), format(),
     np.asarray(), .tolist(), .cpu(), .numpy() and .to("cpu"), made anywhere below the loop, the model,
     the loss, clipping, AdamW or the process-group helpers (the whole stack is walked, so a read
-    inside torch on their behalf counts too). Batches are drawn on the host by design (training.data)
+    inside torch on their behalf counts too). Batches are drawn on the host by design (training.batches)
     and are not counted. The multi-tensor (foreach) AdamW and clipping and bf16 autocast run as on a GPU.
     """
     from tinylm.training import optim as optim_mod

@@ -207,7 +207,7 @@ def test_val_bits_per_byte_counted_with_the_tokenizer(make_config, tmp_path, byt
 
 
 def test_val_bits_per_byte_from_the_encode_sidecar(make_config, tmp_path, byte_text):
-    from tinylm.tokenizer.dataset import encode_file
+    from tinylm.tokenizer.token_arrays import encode_file
 
     tok, text = byte_text
     info = encode_file(tok, tmp_path / "text.txt", tmp_path / "v.bin", num_workers=1)

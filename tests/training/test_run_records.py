@@ -19,7 +19,7 @@ from tinylm.errors import ConfigError
 from tinylm.training.checkpoint import read_checkpoint
 from tinylm.experiments import batch_sweep
 from tinylm.training.config import TrainConfig, load_config, to_toml
-from tinylm.training.data import eval_starts
+from tinylm.training.batches import eval_starts
 from tinylm.training.loop import Trainer
 from tinylm.training.optim import budget_lr, cosine_lr
 

@@ -134,7 +134,7 @@ def encode_command(input_path, tokenizer_dir, output, workers, chunk_mb, progres
     or not, or a folder or quoted glob of them; the ids are those of the corpus converted to one .txt.
     """
     from tinylm.corpus import ReadStats
-    from tinylm.tokenizer.dataset import encode_file
+    from tinylm.tokenizer.token_arrays import encode_file
 
     tok = _load_tokenizer(tokenizer_dir)
     t0 = time.perf_counter()

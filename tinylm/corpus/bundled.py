@@ -1,4 +1,4 @@
-"""The corpus bundled with tinylm, so the quick start needs no download (tinylm/data/, see its NOTICE)."""
+"""The corpus bundled with tinylm, so the quick start needs no download (tinylm/corpus/, see its NOTICE)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tinylm.io import atomic_write, atomic_write_bytes
 
-BUNDLED_CORPUS = Path(__file__).parent.parent / "data" / "pd_prose.txt.xz"
+BUNDLED_CORPUS = Path(__file__).parent / "pd_prose.txt.xz"
 DOC_SEPARATOR = "<|endoftext|>"
 
 

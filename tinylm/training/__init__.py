@@ -6,7 +6,7 @@ save_checkpoint, load_checkpoint. The loop and its config live in `tinylm.traini
 """
 
 from tinylm.training.checkpoint import load_checkpoint, save_checkpoint
-from tinylm.training.data import get_batch
+from tinylm.training.batches import get_batch
 from tinylm.training.optim import AdamW, clip_grad_norm, cosine_lr, cross_entropy
 
 __all__ = ["AdamW", "cross_entropy", "cosine_lr", "clip_grad_norm", "get_batch", "save_checkpoint", "load_checkpoint"]

@@ -221,7 +221,7 @@ def rank_batches(
 
     On one process with one micro-batch this draws exactly what `data.get_batch` draws.
     """
-    from tinylm.training.data import windows
+    from tinylm.training.batches import windows
 
     n_starts = len(tokens) - context_length
     global_batch = micro_batch * accum_steps * world_size

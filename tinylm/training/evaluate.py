@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tinylm.training.data import windows
+from tinylm.training.batches import windows
 from tinylm.training.optim import cross_entropy
 
 

@@ -31,10 +31,10 @@ import torch
 
 from tinylm.errors import CheckpointError, ConfigError, DataError, DistributedError, TrainingDivergedError
 from tinylm.progress import progress_bar
-from tinylm.tokenizer.dataset import load_info
+from tinylm.tokenizer.token_arrays import load_info
 from tinylm.training.checkpoint import capture_rng_state, read_checkpoint, restore, restore_rng_state, save_checkpoint
 from tinylm.training.config import TrainConfig
-from tinylm.training.data import check_tokens, eval_starts, load_tokens, token_byte_lengths
+from tinylm.training.batches import check_tokens, eval_starts, load_tokens, token_byte_lengths
 from tinylm.training.distributed import Distributed, configure_device, rank_batches
 from tinylm.training.evaluate import evaluate_bpb
 from tinylm.training.optim import AdamW, budget_lr, clip_grad_norm, cosine_lr, cross_entropy

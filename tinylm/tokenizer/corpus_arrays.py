@@ -22,7 +22,7 @@ import numpy as np
 from tinylm.errors import OutputError
 from tinylm.tokenizer.bpe import Tokenizer
 from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, DEFAULT_SCAN_BYTES, corpus_units, map_pieces, text_pieces, unit_disk_bytes, unit_text
-from tinylm.tokenizer.dataset import _NPY_HEADER_BYTES, _WORKER_TOKENIZER, EncodedFileInfo, _init_worker, _npy_header, output_file, sidecar_path, token_dtype
+from tinylm.tokenizer.token_arrays import _NPY_HEADER_BYTES, _WORKER_TOKENIZER, EncodedFileInfo, _init_worker, _npy_header, output_file, sidecar_path, token_dtype
 from tinylm.io import atomic_write, atomic_write_bytes
 
 

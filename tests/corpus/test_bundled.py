@@ -1,6 +1,6 @@
-"""tinylm.data: the bundled corpus and the document split the quick start uses."""
+"""tinylm.corpus.bundled: the bundled corpus and the document split the quick start uses."""
 
-from tinylm.data import BUNDLED_CORPUS, DOC_SEPARATOR, extract_bundled_corpus, hold_out_every, split_documents, write_documents
+from tinylm.corpus.bundled import BUNDLED_CORPUS, DOC_SEPARATOR, extract_bundled_corpus, hold_out_every, split_documents, write_documents
 
 
 def test_documents_round_trip_and_every_nth_is_held_out(tmp_path):

@@ -75,7 +75,7 @@ def encode_file(
     """Encode input_path to output_path (`.npy`, or raw little-endian ids for any other suffix).
 
     input_path: a text file, or any corpus tinylm.corpus reads (JSON Lines / Parquet shards,
-    compressed, a folder or glob; see tokenizer.corpus_dataset.encode_corpus, read_options a
+    compressed, a folder or glob; see tokenizer.corpus_arrays.encode_corpus, read_options a
     tinylm.corpus.ReadOptions), encoded as its conversion to one .txt file would be; what reading
     found is added to read_stats (a tinylm.corpus.ReadStats) when given.
 
@@ -86,7 +86,7 @@ def encode_file(
     from tinylm.corpus import is_single_plain_text
 
     if not is_single_plain_text(input_path):
-        from tinylm.tokenizer.corpus_dataset import encode_corpus
+        from tinylm.tokenizer.corpus_arrays import encode_corpus
 
         return encode_corpus(tokenizer, input_path, output_path, read_options, num_workers=num_workers, chunk_bytes=chunk_bytes,
                              scan_bytes=scan_bytes, progress=progress, read_stats=read_stats)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tinylm.errors import InputFileError, OutputError
-from tinylm.tokenizer.dataset import encode_file, load_info, token_dtype
+from tinylm.tokenizer.token_arrays import encode_file, load_info, token_dtype
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 

@@ -6,7 +6,7 @@ import torch
 
 from tinylm.errors import DataError, InputFileError
 from tinylm.training import get_batch
-from tinylm.training.data import check_tokens, eval_starts, load_tokens, token_byte_lengths
+from tinylm.training.batches import check_tokens, eval_starts, load_tokens, token_byte_lengths
 
 
 def test_get_batch_reaches_every_start_and_shifts_targets():
