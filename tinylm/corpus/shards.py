@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinylm.errors import CorpusError, InputFileError
+from tinylm.io import check_input_file
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 COMPRESSIONS = {".gz": "gz", ".bz2": "bz2", ".xz": "xz", ".zst": "zst"}
@@ -70,19 +71,8 @@ def resolve_shards(spec: str | os.PathLike) -> list[Shard]:
         raise InputFileError(f"input file not found: {p}")
     shards = [Shard(f, *(_lenient_format(f) if f == p else shard_format(f))) for f in files]
     for s in shards:
-        _check_readable(s.path)
+        check_input_file(s.path, "input")
     return shards
-
-
-def _check_readable(path: Path) -> None:
-    try:
-        size = path.stat().st_size
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise InputFileError(f"cannot read input file {path}: {exc.strerror}") from None
-    if size == 0:
-        raise InputFileError(f"input file is empty: {path}")
 
 
 def _lenient_format(path: Path) -> tuple[str, str | None]:
