@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from tinylm.recipes import RECIPES
+
 # flag name -> config key; every one of these is also reachable as --set section.key=value
 _TRAIN_FLAGS = {
     "out": "train.out_dir",
@@ -96,7 +98,7 @@ def _resume_command(result) -> str:
 @click.option("--device", help="cpu, cuda, cuda:N or mps.")
 @click.option("--dtype", type=click.Choice(list(_DTYPES)), help="float32, bfloat16 (autocast), or auto (bf16 on CUDA only).")
 @click.option("--seed", type=int, help="Seed for initialisation and batch sampling.")
-@click.option("--recipe", type=click.Choice(["cs336", "nanogpt", "tinylm"]), default=None,
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=None,
               help="Named set of model/optimiser switches applied before --set (cs336: the default; see docs/EXPERIMENTS.md).")
 @click.option("--wandb/--no-wandb", default=None, help="Also log to Weights & Biases (needs `pip install wandb`).")
 @click.option("--progress/--no-progress", default=None, help="Show the progress bar (default on).")

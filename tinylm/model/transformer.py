@@ -23,6 +23,7 @@ from tinylm.model.layers import (
     Linear,
     RMSNorm,
     RotaryPositionalEmbedding,
+    SiLUFFN,
     SwiGLU,
 )
 
@@ -40,6 +41,8 @@ def make_ffn(config: ModelConfig) -> nn.Module:
     """The feed-forward `config.ffn` names: SwiGLU, or an ungated MLP with SiLU, ReLU² or GELU."""
     if config.ffn == "swiglu":
         return SwiGLU(config.d_model, config.ffn_dim)
+    if config.ffn == "silu":
+        return SiLUFFN(config.d_model, config.ffn_dim)
     return MLP(config.d_model, config.ffn_dim, config.ffn)
 
 

@@ -43,6 +43,7 @@ from tinylm.training.optim import (
     budget_lr,
     clip_grad_norm,
     cosine_lr,
+    cross_entropy,
     cross_entropy_with_z_loss,
     wsd_budget_lr,
     wsd_lr,
@@ -303,10 +304,19 @@ class Trainer:
         n, total, z_loss = len(batches), None, self.config.optim.z_loss
         for i, (inputs, targets) in enumerate(batches):
             with self.dist.sync_gradients(self.ddp, sync=i == n - 1):
-                objective, loss = cross_entropy_with_z_loss(self.ddp(inputs), targets, z_loss)  # loss: the CE alone
+                objective, loss = self.loss(self.ddp(inputs), targets, z_loss)  # loss: the CE alone
                 (objective / n if n > 1 else objective).backward()
             total = loss.detach() if total is None else total + loss.detach()
         return total / n if n > 1 else total
+
+    @staticmethod
+    def loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what is differentiated, the cross-entropy that is logged): the plain cross-entropy twice
+        without a z-loss (today's arithmetic), else CE + z_loss · mean(logsumexp²) and the CE."""
+        if z_loss == 0:
+            loss = cross_entropy(logits, targets)
+            return loss, loss
+        return cross_entropy_with_z_loss(logits, targets, z_loss)
 
     def clip(self) -> torch.Tensor:
         clip = self.config.optim.grad_clip
