@@ -72,20 +72,71 @@ def prepare(work: Path, seed: int = 0) -> QuickstartConfig:
     return config
 
 
-def run_one(base: QuickstartConfig, recipe: str, seed: int, minutes: float, work: Path) -> dict:
-    """One training run of `recipe` at `minutes`, evaluated as the quick start does."""
-    config = QuickstartConfig(**{**base.to_dict(), "recipe": recipe, "seed": seed, "minutes": minutes})
+def run_one(base: QuickstartConfig, recipe: str, seed: int, minutes: float, work: Path, max_steps: int | None = None) -> dict:
+    """One training run of `recipe` at `minutes` (or `max_steps`), evaluated as the quick start does."""
+    config = QuickstartConfig(**{**base.to_dict(), "recipe": recipe, "seed": seed, "minutes": minutes, "max_steps": max_steps})
     load_before = os.getloadavg()[0]
     trainer, summary = train_model(config, work, progress=False)
     ev = evaluate_model(trainer, config, progress=False)
     curve = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
     return {
-        "recipe": recipe, "seed": seed, "minutes": minutes,
+        "recipe": recipe, "seed": seed, "minutes": minutes, "max_steps": max_steps, "seconds": summary["seconds"],
         "val_bpb": ev["val_bpb"], "val_loss": ev["val_loss"],
         "steps": summary["steps"], "tokens_per_s": summary["tokens_per_s"],
         "load_before": load_before, "load_after": os.getloadavg()[0],
         "curve": [{"wall_clock": r["wall_clock"], "val_bpb": r["val_bpb"]} for r in curve if "val_bpb" in r],
     }
+
+
+def measure_speed(repeats: int = 5, steps: int = 4) -> dict:
+    """Seconds per training step (forward, backward, AdamW) of the quick-start model with batch 32 on
+    the CPU: float32, bf16 autocast, and torch.compile (compiled once, before timing). The variants
+    take turns (`repeats` rounds of `steps` steps each), so a changing load hits all of them alike;
+    medians of the per-round means, and the compile time, are reported."""
+    import torch
+
+    from tinylm.model import ModelConfig, TransformerLM
+    from tinylm.training.optim import AdamW
+
+    variants = {"float32": {"autocast": "none"}, "bf16 autocast": {"autocast": "bf16"},
+                "torch.compile": {"autocast": "none", "compile": True}}
+    base = QuickstartConfig().model_config()
+    x = torch.randint(0, base.vocab_size, (32, base.context_length), generator=torch.Generator().manual_seed(0))
+    setups, out = {}, {}
+    for name, changes in variants.items():
+        torch.manual_seed(0)
+        model = TransformerLM(base.replace(**changes))
+        opt = AdamW(model.parameters(), lr=1e-4)
+        t = time.perf_counter()
+        try:
+            _train_steps(model, opt, x, 2)  # warm-up (and compilation)
+        except Exception as exc:  # torch.compile needs a working C++ toolchain
+            out[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+            continue
+        out[name] = {"first_steps_seconds": time.perf_counter() - t, "rounds": []}
+        setups[name] = (model, opt)
+    for _ in range(repeats):
+        for name, (model, opt) in setups.items():
+            t = time.perf_counter()
+            _train_steps(model, opt, x, steps)
+            out[name]["rounds"].append((time.perf_counter() - t) / steps)
+    for name in setups:
+        out[name]["median_step_seconds"] = statistics.median(out[name]["rounds"])
+    ref = out.get("float32", {}).get("median_step_seconds")
+    for name in setups:
+        out[name]["speedup_vs_float32"] = ref / out[name]["median_step_seconds"] if ref else None
+    out["threads"] = torch.get_num_threads()
+    out["load_average"] = os.getloadavg()
+    return out
+
+
+def _train_steps(model, opt, x, steps: int) -> None:
+    from tinylm.training.optim import cross_entropy
+
+    for _ in range(steps):
+        cross_entropy(model(x), x).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -138,6 +189,10 @@ def main(argv=None) -> None:
     parser.add_argument("--ablate", action="store_true", help="also the one-part-changed variants (seed 0)")
     parser.add_argument("--only-ablations", action="store_true",
                         help="only the ablations, with cs336 and tinylm (seed 0) run in the same stream as references")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="train this many steps instead of --minutes (bits/byte at equal steps: independent of the load)")
+    parser.add_argument("--speed", action="store_true",
+                        help="only measure seconds per training step of the quick-start model: float32, bf16 autocast, torch.compile")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a shared, loaded 2-core machine 1 thread ran a step 4x faster than 2)")
     parser.add_argument("--work", default=str(ROOT / "data" / "bench_recipe"))
@@ -148,6 +203,8 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.speed:
+        return print(json.dumps(measure_speed(), indent=1))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     base = prepare(work)
@@ -166,7 +223,7 @@ def main(argv=None) -> None:
     results = json.loads(out.read_text())["runs"] if out.exists() else []
     t0 = time.time()
     for name, seed in schedule:
-        r = run_one(base, name, seed, args.minutes, work)
+        r = run_one(base, name, seed, args.minutes, work, args.max_steps)
         results.append(r)
         print(f"{name:<22} seed {seed}  {r['val_bpb']:.4f} bits/byte  {r['steps']:>5} steps  "
               f"{r['tokens_per_s']:>8,.0f} tok/s  load {r['load_before']:.1f}->{r['load_after']:.1f}", flush=True)

@@ -160,8 +160,8 @@ def test_tied_embeddings_are_one_matrix_used_twice():
 def test_tied_matrix_starts_at_the_output_layers_scale():
     """Tied, the matrix is the output layer too: N(0, 1) rows would give logits of std sqrt(d_model)."""
     tied = build(tie_embeddings=True)
-    assert float(tied.token_embeddings.weight.std()) < 0.05
-    assert float(build().token_embeddings.weight.std()) > 0.5  # untied: the course's N(0, 1), unchanged
+    assert float(tied.token_embeddings.weight.detach().std()) < 0.05
+    assert float(build().token_embeddings.weight.detach().std()) > 0.5  # untied: the course's N(0, 1), unchanged
 
 
 # --- everything together -----------------------------------------------------------------------------
