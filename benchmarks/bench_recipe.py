@@ -189,6 +189,9 @@ def main(argv=None) -> None:
     parser.add_argument("--ablate", action="store_true", help="also the one-part-changed variants (seed 0)")
     parser.add_argument("--only-ablations", action="store_true",
                         help="only the ablations, with cs336 and tinylm (seed 0) run in the same stream as references")
+    parser.add_argument("--no-references", action="store_true",
+                        help="with --only-ablations: leave out the cs336 and tinylm reference runs (already run elsewhere)")
+    parser.add_argument("--removals-only", action="store_true", help="ablations: only 'tinylm-no-<part>'")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="train this many steps instead of --minutes (bits/byte at equal steps: independent of the load)")
     parser.add_argument("--speed", action="store_true",
@@ -213,12 +216,13 @@ def main(argv=None) -> None:
         for i, seed in enumerate(args.seeds):  # rotate the order each round
             k = i % len(args.recipes)
             schedule += [(name, seed) for name in args.recipes[k:] + args.recipes[:k]]
-    if args.only_ablations:
+    if args.only_ablations and not args.no_references:
         schedule += [("cs336", args.seeds[0]), ("tinylm", args.seeds[0])]
     if args.ablate or args.only_ablations:
         for name, overrides in ablation_recipes().items():
             recipes.RECIPES[name] = overrides  # registered for this process only
-            schedule.append((name, args.seeds[0]))
+            if not (args.removals_only and not name.startswith("tinylm-no-")):
+                schedule.append((name, args.seeds[0]))
     out = Path(args.out)
     results = json.loads(out.read_text())["runs"] if out.exists() else []
     t0 = time.time()
