@@ -68,7 +68,13 @@ _NOT_LLAMA = {
     ("norm", "none"): "Llama has an RMSNorm before each sublayer and before the output; this model has none",
     ("position", "none"): "Llama rotates queries and keys with RoPE; a NoPE model (no positions) computes another function",
     ("ffn", "silu"): "Llama's feed-forward is gated (SwiGLU: W2(SiLU(W1 x) * W3 x)); the ungated SiLU feed-forward has no W3",
+    ("ffn", "relu2"): "Llama's feed-forward is gated SwiGLU; a ReLU² feed-forward (W2·ReLU(W1 x)²) computes another function",
+    ("ffn", "gelu"): "Llama's feed-forward is gated SwiGLU; a GELU MLP (W2·GELU(W1 x)) computes another function",
+    ("position", "learned"): "Llama rotates queries and keys with RoPE and has no table of learned position vectors",
+    ("norm_type", "layer"): "Llama's norms are RMSNorms with a gain only; LayerNorm also subtracts the mean and adds a bias",
+    ("qk_norm", True): "Llama has no norm on queries and keys (QK-norm); without it the attention scores differ",
 }
+# tie_embeddings maps to Llama's tie_word_embeddings (config.json), with no lm_head.weight written.
 
 
 def check_llama_compatible(config: ModelConfig) -> None:
@@ -109,7 +115,8 @@ def llama_state_dict(model: torch.nn.Module, dtype: torch.dtype | None = None) -
     tinylm -> HF: token_embeddings -> model.embed_tokens; layers.i.ln1 / ln2 ->
     input_layernorm / post_attention_layernorm; attn.{q,k,v,output}_proj -> self_attn.{q,k,v,o}_proj
     (q and k rows reordered per head, see rope_rows_to_half_split); ffn.w1 / w3 / w2 ->
-    mlp.gate_proj / up_proj / down_proj; ln_final -> model.norm; lm_head -> lm_head.
+    mlp.gate_proj / up_proj / down_proj; ln_final -> model.norm; lm_head -> lm_head (left out when
+    the embeddings are tied: config.json's tie_word_embeddings then shares embed_tokens).
     `dtype` (default: the model's) is the dtype written. Raises ConfigError for a model Llama
     cannot express.
     """
@@ -131,7 +138,8 @@ def llama_state_dict(model: torch.nn.Module, dtype: torch.dtype | None = None) -
         out[h + "mlp.up_proj.weight"] = src[t + "ffn.w3.weight"]
         out[h + "mlp.down_proj.weight"] = src[t + "ffn.w2.weight"]
     out["model.norm.weight"] = src["ln_final.weight"]
-    out["lm_head.weight"] = src["lm_head.weight"]
+    if not config.tie_embeddings:  # tied: HF's tie_word_embeddings reuses model.embed_tokens.weight
+        out["lm_head.weight"] = src["lm_head.weight"]
     return {k: (v if dtype is None else v.to(dtype)).contiguous() for k, v in out.items()}
 
 
@@ -164,7 +172,7 @@ def llama_config(config: ModelConfig, tokenizer=None, dtype: torch.dtype = torch
         "attention_dropout": 0.0,
         "mlp_bias": False,
         "pretraining_tp": 1,
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": config.tie_embeddings,
         "initializer_range": 0.02,
         "use_cache": True,
         "bos_token_id": eot,

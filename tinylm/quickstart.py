@@ -73,6 +73,7 @@ class QuickstartConfig:
     warmup_fraction: float = 0.05
     weight_decay: float = 0.1
     max_steps: int | None = None  # set to train a fixed number of steps instead of a time budget
+    recipe: str = "cs336"  # a named set of model/optimiser switches (tinylm.recipes): cs336, nanogpt, tinylm
     # evaluation and sampling
     eval_tokens: int = 131_072
     prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
@@ -118,10 +119,15 @@ class QuickstartConfig:
         from tinylm.generate import check_sampling
 
         check_sampling(self.temperature, self.top_p)  # before training, not after it at the samples
+        from tinylm.recipes import recipe_overrides
+
+        recipe_overrides(self.recipe)  # an unknown recipe is a ConfigError naming the known ones
         self.model_config()  # shape checks (d_model % num_heads, ...) with ModelConfig's messages
 
     def model_config(self):
         from tinylm.model.config import ModelConfig
+
+        from tinylm.recipes import model_overrides
 
         return ModelConfig(
             vocab_size=self.vocab_size,
@@ -130,7 +136,14 @@ class QuickstartConfig:
             num_layers=self.num_layers,
             num_heads=self.num_heads,
             d_ff=self.d_ff,
+            **model_overrides(self.recipe),
         )
+
+    def optim_overrides(self) -> dict:
+        """The recipe's [optim] settings (`optim.key -> value`), applied over the quick start's own."""
+        from tinylm.recipes import recipe_overrides
+
+        return {k: v for k, v in recipe_overrides(self.recipe).items() if k.startswith("optim.")}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -472,7 +485,7 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool):
             progress=progress,
         ),
     )
-    trainer = Trainer(train_config)
+    trainer = Trainer(train_config.with_overrides(config.optim_overrides()))
     t0 = time.perf_counter()
     result = trainer.run()
     seconds = time.perf_counter() - t0

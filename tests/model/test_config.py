@@ -47,7 +47,7 @@ def test_unknown_keys_are_an_error():
         (dict(rope_theta=0), "rope_theta"),
         (dict(norm="layer"), "norm must be one of pre, post, none"),
         (dict(position="alibi"), "position"),
-        (dict(ffn="gelu"), "ffn"),
+        (dict(ffn="geglu"), "ffn"),
         (dict(autocast="fp8"), "autocast"),
         (dict(fused_attention="yes"), "fused_attention"),
     ],

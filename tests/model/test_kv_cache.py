@@ -25,6 +25,8 @@ VARIANTS = {
     "post-norm": {"norm": "post"},
     "no-norm-silu": {"norm": "none", "ffn": "silu", "d_ff": None},
     "bf16": {"autocast": "bf16"},
+    "qk-norm-relu2": {"qk_norm": True, "ffn": "relu2", "d_ff": None},
+    "gpt2-layernorm-learned-tied": {"norm_type": "layer", "ffn": "gelu", "position": "learned", "tie_embeddings": True},
 }
 
 

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from tinylm.recipes import RECIPES
+
 
 @click.command()
 @click.option("--corpus", default=None, help="Your own corpus: a text file (documents separated by <|endoftext|>, e.g. TinyStories), .jsonl / .parquet shards (.gz/.bz2/.xz/.zst), a folder or quoted glob; default: the bundled public-domain corpus.")
@@ -27,6 +29,7 @@ import click
 @click.option("--eval-tokens", type=click.IntRange(min=1), default=None, help="Validation tokens scored in the final evaluation (default 131072).")
 @click.option("--prompt", "prompts", multiple=True, help="Prompt for the samples (repeatable; default: five fixed prompts).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None, help="Tokens per sample (default 60).")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=None, help="Named set of model and optimiser switches (default cs336; see docs/EXPERIMENTS.md).")
 @click.option("--device", default=None, help="cpu (default), cuda, cuda:N or mps.")
 @click.option("--seed", type=int, default=None, help="Seed for initialisation, batches and sampling (default 0).")
 @click.option("--workers", "-j", type=int, default=None, help="Processes for tokenizer training and encoding (default: all cores).")
@@ -48,7 +51,7 @@ def quickstart(prompts, **flags):
         "corpus": "corpus", "text_field": "text_field", "skip_bad_records": "skip_bad_records", "out_dir": "out_dir", "minutes": "minutes", "max_steps": "max_steps",
         "max_corpus_mb": "max_corpus_mb", "vocab_size": "vocab_size", "d_model": "d_model",
         "num_layers": "num_layers", "num_heads": "num_heads", "context_length": "context_length",
-        "batch_size": "batch_size", "lr": "lr", "eval_tokens": "eval_tokens", "max_new_tokens": "max_new_tokens", "device": "device",
+        "batch_size": "batch_size", "lr": "lr", "eval_tokens": "eval_tokens", "max_new_tokens": "max_new_tokens", "device": "device", "recipe": "recipe",
         "seed": "seed", "workers": "workers", "progress": "progress",
     }
     kwargs = {field: flags[flag] for flag, field in names.items() if flags.get(flag) is not None}

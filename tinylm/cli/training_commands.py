@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from tinylm.recipes import RECIPES
+
 # flag name -> config key; every one of these is also reachable as --set section.key=value
 _TRAIN_FLAGS = {
     "out": "train.out_dir",
@@ -46,9 +48,11 @@ def _config_options(func):
 
 
 def _load(config_path, settings, flags: dict):
+    """The config file, then the --recipe's settings, then the flags and --set (later ones win)."""
+    from tinylm.recipes import recipe_overrides
     from tinylm.training.config import load_config, split_override
 
-    overrides = {}
+    overrides = recipe_overrides(flags["recipe"]) if flags.get("recipe") else {}
     for name, key in _TRAIN_FLAGS.items():
         if flags.get(name) is not None:
             overrides[key] = flags[name]
@@ -94,6 +98,8 @@ def _resume_command(result) -> str:
 @click.option("--device", help="cpu, cuda, cuda:N or mps.")
 @click.option("--dtype", type=click.Choice(list(_DTYPES)), help="float32, bfloat16 (autocast), or auto (bf16 on CUDA only).")
 @click.option("--seed", type=int, help="Seed for initialisation and batch sampling.")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=None,
+              help="Named set of model/optimiser switches applied before --set (cs336: the default; see docs/EXPERIMENTS.md).")
 @click.option("--wandb/--no-wandb", default=None, help="Also log to Weights & Biases (needs `pip install wandb`).")
 @click.option("--progress/--no-progress", default=None, help="Show the progress bar (default on).")
 def train(config_path, settings, resume_dir, **flags):

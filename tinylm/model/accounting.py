@@ -54,12 +54,19 @@ def param_rows(config: ModelConfig) -> list[Row]:
         Row("attention Q,K,V,O", "L·4·d²", L * 4 * d * d, "attention"),
         Row(f"feed-forward ({config.ffn})", f"L·{n_ffn}·d·f", L * n_ffn * d * f, "feed-forward"),
     ]
+    if config.position == "learned":
+        rows.insert(1, Row("position embeddings", "T·d", config.context_length * d, "embedding"))
     if config.norm != "none":
+        name, per = ("LayerNorms", 2) if config.norm_type == "layer" else ("RMSNorms", 1)  # LayerNorm: gain and bias
+        times = "2·" if per == 2 else ""
         rows += [
-            Row("block RMSNorms", "L·2·d", L * 2 * d, "norm"),
-            Row("final RMSNorm", "d", d, "norm"),
+            Row(f"block {name}", f"L·2·{times}d", L * 2 * per * d, "norm"),
+            Row(f"final {name[:-1]}", f"{times}d", per * d, "norm"),
         ]
-    rows.append(Row("output projection", "d·V", d * V, "output"))
+    if config.qk_norm:
+        rows.append(Row("QK-norm gains", "L·2·d_head", L * 2 * config.head_dim, "norm"))
+    if not config.tie_embeddings:
+        rows.append(Row("output projection", "d·V", d * V, "output"))
     return rows
 
 

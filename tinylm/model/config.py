@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from tinylm.errors import ConfigError
 
 NORMS = ("pre", "post", "none")
-POSITIONS = ("rope", "none")
-FFNS = ("swiglu", "silu")
+POSITIONS = ("rope", "none", "learned")
+FFNS = ("swiglu", "silu", "relu2", "gelu")
+NORM_TYPES = ("rms", "layer")
 AUTOCASTS = ("auto", "bf16", "none")
 
 
 def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
-    """SwiGLU: 8/3·d_model rounded to a multiple of 64; SiLU: 4·d_model (same parameter count)."""
-    if ffn == "silu":
+    """SwiGLU: 8/3·d_model rounded to a multiple of 64; the ungated ones (SiLU, ReLU², GELU): 4·d_model
+    (two matrices of 4·d_model have about the parameters of SwiGLU's three of 8/3·d_model)."""
+    if ffn != "swiglu":
         return 4 * d_model
     return max(64, round(8 * d_model / 3 / 64) * 64)
 
@@ -31,8 +33,16 @@ class ModelConfig:
     """Shape, ablations and fast paths of a TransformerLM (defaults: the TinyStories model).
 
     Ablations: `norm` "pre" (default) | "post" (norm after the residual add) | "none";
-    `position` "rope" | "none" (NoPE); `ffn` "swiglu" | "silu" (W2·SiLU(W1 x), d_ff = 4·d_model).
+    `position` "rope" | "none" (NoPE) | "learned" (GPT-2's table of context_length position vectors
+    added to the token embeddings); `ffn` "swiglu" | "silu" (W2·SiLU(W1 x)) | "relu2" (W2·ReLU(W1 x)²,
+    modded-nanogpt) | "gelu" (W2·GELU(W1 x), GPT-2), the ungated ones with d_ff = 4·d_model.
     `d_ff=None` means the default for the chosen `ffn` (see `ffn_dim`).
+    `norm_type` "rms" (RMSNorm, default) | "layer" (LayerNorm with gain and bias, GPT-2);
+    `qk_norm` RMSNorm (a gain per head dimension, shared by the heads) on each head's queries and keys
+    before RoPE (OLMo 2, modded-nanogpt); `tie_embeddings` one (vocab_size, d_model) matrix both embeds
+    tokens and projects to logits (GPT-2; the state dict then has no lm_head.weight).
+    The defaults of all of these are the course's model, so configs saved before they existed
+    rebuild the same model.
 
     Fast paths (same numbers within tested tolerances, see tests/model/test_fast_paths.py):
     `fused_attention` uses F.scaled_dot_product_attention(is_causal=True); `autocast` "auto" runs
@@ -54,6 +64,9 @@ class ModelConfig:
     fused_attention: bool = True
     autocast: str = "auto"
     compile: bool = False
+    norm_type: str = "rms"
+    qk_norm: bool = False
+    tie_embeddings: bool = False
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
@@ -65,10 +78,11 @@ class ModelConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"model config: {name} must be a positive number, got {value!r}")
             setattr(self, name, float(value))
-        for name, allowed in (("norm", NORMS), ("position", POSITIONS), ("ffn", FFNS), ("autocast", AUTOCASTS)):
+        for name, allowed in (("norm", NORMS), ("position", POSITIONS), ("ffn", FFNS), ("autocast", AUTOCASTS),
+                              ("norm_type", NORM_TYPES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"model config: {name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-        for name in ("fused_attention", "compile"):
+        for name in ("fused_attention", "compile", "qk_norm", "tie_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model config: {name} must be true or false, got {getattr(self, name)!r}")
         if self.d_model % self.num_heads:
@@ -99,6 +113,11 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def field_defaults(cls) -> dict:
+        """Every field's default: what a config (or checkpoint) saved before the field existed meant."""
+        return {f.name: f.default for f in dataclasses.fields(cls)}
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:

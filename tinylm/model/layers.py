@@ -35,12 +35,12 @@ class Linear(nn.Module):
 
 
 class Embedding(nn.Module):
-    """A lookup table (num, d): row i is token i's vector. Init N(0, 1) cut at ±3."""
+    """A lookup table (num, d): row i is token i's vector. Init N(0, std²) cut at ±3·std (std 1 by default)."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None, std: float = 1.0):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_embeddings, embedding_dim, device=device, dtype=dtype))
-        _trunc_normal_(self.weight, 1.0)
+        _trunc_normal_(self.weight, std)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.weight[ids]
@@ -61,8 +61,39 @@ class RMSNorm(nn.Module):
         return (x * inv_rms * self.weight.float()).to(in_dtype)
 
 
+class LayerNorm(nn.Module):
+    """(x - mean(x)) / sqrt(var(x) + eps) · g + b over the last dim (biased variance, as torch's and
+    GPT-2's), in float32 and cast back to x's dtype. g starts at 1, b at 0."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(d_model, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        in_dtype = x.dtype
+        x = x.float()
+        centred = x - x.mean(dim=-1, keepdim=True)
+        inv_std = torch.rsqrt(centred.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return (centred * inv_std * self.weight.float() + self.bias.float()).to(in_dtype)
+
+
 def silu(x: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(x)
+
+
+def relu_squared(x: torch.Tensor) -> torch.Tensor:
+    """max(x, 0)²: the feed-forward activation of Primer (So et al., 2021) and modded-nanogpt."""
+    return torch.clamp_min(x, 0).square()
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """x·Φ(x) with Φ the standard normal CDF, 0.5·(1 + erf(x/√2)): the exact GELU (torch's default)."""
+    return 0.5 * x * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
+
+
+ACTIVATIONS = {"silu": silu, "relu2": relu_squared, "gelu": gelu}
 
 
 class SwiGLU(nn.Module):
@@ -78,16 +109,30 @@ class SwiGLU(nn.Module):
         return self.w2(silu(self.w1(x)) * self.w3(x))
 
 
-class SiLUFFN(nn.Module):
-    """W2·SiLU(W1 x): the ungated ablation; with d_ff = 4·d_model it has SwiGLU's parameter count."""
+class MLP(nn.Module):
+    """W2·act(W1 x), ungated; act one of ACTIVATIONS ("silu", "relu2", "gelu"). With d_ff = 4·d_model it
+    has about SwiGLU's parameter count."""
 
-    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "silu", device=None, dtype=None):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r} (known: {', '.join(ACTIVATIONS)})")
+        self.activation = activation
         self.w1 = Linear(d_model, d_ff, device, dtype)
         self.w2 = Linear(d_ff, d_model, device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(silu(self.w1(x)))
+        return self.w2(ACTIVATIONS[self.activation](self.w1(x)))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation}"
+
+
+class SiLUFFN(MLP):
+    """W2·SiLU(W1 x): the ungated ablation; with d_ff = 4·d_model it has SwiGLU's parameter count."""
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+        super().__init__(d_model, d_ff, "silu", device, dtype)
 
 
 class RotaryPositionalEmbedding(nn.Module):
@@ -136,7 +181,9 @@ class CausalMultiHeadSelfAttention(nn.Module):
     """Q, K, V and output projections; heads split from d_model; RoPE on Q and K (not V); causal.
 
     `fused=True` computes the same attention with F.scaled_dot_product_attention(is_causal=True),
-    which never materialises the T×T score matrix.
+    which never materialises the T×T score matrix. `qk_norm=True` puts an RMSNorm over each head's
+    dimension (gain of shape (head_dim,), shared by the heads) on queries and keys before RoPE, so
+    the scores no longer grow with the size of W_q and W_k.
     """
 
     def __init__(
@@ -147,6 +194,8 @@ class CausalMultiHeadSelfAttention(nn.Module):
         fused: bool = False,
         device=None,
         dtype=None,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-5,
     ):
         super().__init__()
         if d_model % num_heads:
@@ -158,6 +207,10 @@ class CausalMultiHeadSelfAttention(nn.Module):
         self.v_proj = Linear(d_model, d_model, device, dtype)
         self.output_proj = Linear(d_model, d_model, device, dtype)
         self.rope = rope  # shared with the other layers; its buffers are not saved
+        if qk_norm:
+            self.q_norm = RMSNorm(self.head_dim, norm_eps, device, dtype)
+            self.k_norm = RMSNorm(self.head_dim, norm_eps, device, dtype)
+        self.qk_norm = qk_norm
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None, kv_cache=None) -> torch.Tensor:
         """x: (..., T, d_model) -> (..., T, d_model).
@@ -169,6 +222,8 @@ class CausalMultiHeadSelfAttention(nn.Module):
         *lead, T, d_model = x.shape
         past = 0 if kv_cache is None else kv_cache.length
         q, k, v = (self._heads(proj(x), T) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
             if positions is None:
                 positions = torch.arange(past, past + T, device=x.device)

@@ -16,14 +16,34 @@ from tinylm.errors import ConfigError
 from tinylm.model.config import ModelConfig
 from tinylm.model.kv_cache import KVCache
 from tinylm.model.layers import (
+    MLP,
     CausalMultiHeadSelfAttention,
     Embedding,
+    LayerNorm,
     Linear,
     RMSNorm,
     RotaryPositionalEmbedding,
     SiLUFFN,
     SwiGLU,
 )
+
+# GPT-2's init std for the position table, and for a tied token matrix (it is the output layer too)
+_GPT2_EMBEDDING_STD = 0.02
+
+
+def make_norm(config: ModelConfig, dim: int | None = None) -> nn.Module:
+    """The normalisation layer `config.norm_type` names ("rms" or "layer") over `dim` (default d_model)."""
+    cls = LayerNorm if config.norm_type == "layer" else RMSNorm
+    return cls(config.d_model if dim is None else dim, config.norm_eps)
+
+
+def make_ffn(config: ModelConfig) -> nn.Module:
+    """The feed-forward `config.ffn` names: SwiGLU, or an ungated MLP with SiLU, ReLU² or GELU."""
+    if config.ffn == "swiglu":
+        return SwiGLU(config.d_model, config.ffn_dim)
+    if config.ffn == "silu":
+        return SiLUFFN(config.d_model, config.ffn_dim)
+    return MLP(config.d_model, config.ffn_dim, config.ffn)
 
 
 class Block(nn.Module):
@@ -33,14 +53,14 @@ class Block(nn.Module):
         super().__init__()
         self.norm = config.norm
         if config.norm != "none":
-            self.ln1 = RMSNorm(config.d_model, config.norm_eps)
+            self.ln1 = make_norm(config)
         self.attn = CausalMultiHeadSelfAttention(
-            config.d_model, config.num_heads, rope=rope, fused=config.fused_attention
+            config.d_model, config.num_heads, rope=rope, fused=config.fused_attention,
+            qk_norm=config.qk_norm, norm_eps=config.norm_eps,
         )
         if config.norm != "none":
-            self.ln2 = RMSNorm(config.d_model, config.norm_eps)
-        ffn = SwiGLU if config.ffn == "swiglu" else SiLUFFN
-        self.ffn = ffn(config.d_model, config.ffn_dim)
+            self.ln2 = make_norm(config)
+        self.ffn = make_ffn(config)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None, kv_cache=None) -> torch.Tensor:
         if self.norm == "pre":
@@ -68,14 +88,19 @@ class TransformerLM(nn.Module):
         if not isinstance(config, ModelConfig):
             raise ConfigError(f"TransformerLM needs a ModelConfig, got {type(config).__name__}")
         self.config = config
-        self.token_embeddings = Embedding(config.vocab_size, config.d_model)
+        # tied: the matrix is the output layer too, so it starts at the output layer's small scale
+        embedding_std = _GPT2_EMBEDDING_STD if config.tie_embeddings else 1.0
+        self.token_embeddings = Embedding(config.vocab_size, config.d_model, std=embedding_std)
         rope = None
         if config.position == "rope":
             rope = RotaryPositionalEmbedding(config.rope_theta, config.head_dim, config.context_length)
+        elif config.position == "learned":
+            self.position_embeddings = Embedding(config.context_length, config.d_model, std=_GPT2_EMBEDDING_STD)
         self.layers = nn.ModuleList(Block(config, rope) for _ in range(config.num_layers))
         if config.norm != "none":
-            self.ln_final = RMSNorm(config.d_model, config.norm_eps)
-        self.lm_head = Linear(config.d_model, config.vocab_size)
+            self.ln_final = make_norm(config)
+        if not config.tie_embeddings:  # tied: logits = x Eᵀ with E = token_embeddings.weight
+            self.lm_head = Linear(config.d_model, config.vocab_size)
         if config.compile:
             self.compile()  # nn.Module.compile: in place and lazy, state-dict keys unchanged
 
@@ -96,23 +121,32 @@ class TransformerLM(nn.Module):
         lead = ids.shape[:-1]
         ids = ids.reshape(-1, T)
         layer_caches = self._layer_caches(kv_cache, T)
-        if positions is not None and self.config.position == "rope":
+        if positions is not None and self.config.position != "none":
             if positions.numel() and int(positions.max()) >= self.config.context_length:
                 raise ConfigError(
                     f"position {int(positions.max())} is beyond the model's context_length "
                     f"{self.config.context_length}"
                 )
             positions = positions.expand(*lead, T).reshape(-1, T)
-        elif kv_cache is not None:  # the positions after the cached ones (checked to fit above)
-            positions = torch.arange(kv_cache.length, kv_cache.length + T, device=ids.device)
+        elif kv_cache is not None or self.config.position == "learned":  # after the cached ones (checked to fit above)
+            past = 0 if kv_cache is None else kv_cache.length
+            positions = torch.arange(past, past + T, device=ids.device)
         with self._autocast(ids.device):
             x = self.token_embeddings(ids)
+            if self.config.position == "learned":
+                x = x + self.position_embeddings(positions)
             for layer, layer_cache in zip(self.layers, layer_caches):
                 x = layer(x, positions, layer_cache)
             if self.config.norm != "none":
                 x = self.ln_final(x)
-            logits = self.lm_head(x)
+            logits = self.output_logits(x)
         return logits.float().reshape(*lead, T, self.config.vocab_size)
+
+    def output_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., d_model) -> (..., vocab_size): the LM head, or x Eᵀ with the token embeddings E when tied."""
+        if self.config.tie_embeddings:
+            return x @ self.token_embeddings.weight.T
+        return self.lm_head(x)
 
     def _layer_caches(self, kv_cache: KVCache | None, T: int) -> list:
         """One LayerKVCache per block (None each without a cache), checked to fit T more positions."""

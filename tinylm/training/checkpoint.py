@@ -137,6 +137,12 @@ _RUNTIME_FIELDS = {"fused_attention", "autocast", "compile"}
 
 
 def _config_diff(saved: dict, own: dict) -> str:
+    """The model settings that differ; a key a checkpoint lacks (saved before that field existed)
+    counts as the field's default, which is what those models computed."""
+    from tinylm.model.config import ModelConfig
+
+    defaults = ModelConfig.field_defaults()
+    saved = {**{k: v for k, v in defaults.items() if k in own}, **saved}
     keys = sorted((set(saved) | set(own)) - _RUNTIME_FIELDS)
     return ", ".join(f"{k}={saved.get(k)!r} in checkpoint vs {own.get(k)!r}" for k in keys if saved.get(k) != own.get(k))
 

@@ -8,7 +8,9 @@ impossible setting is a ConfigError naming the key, before any data is read.
     [data]        train, val (token files), dtype of raw .bin files, val_bytes_per_token
     [tokenizer]   dir (a `tinylm train-bpe` folder) or vocab + merges, special_tokens
                   (saved into the run folder, which `tinylm generate` then loads as a tokenizer folder)
-    [optim]       lr_max, lr_min, warmup_iters, cosine_iters, weight_decay, beta1, beta2, eps, grad_clip
+    [optim]       lr_max, lr_min, warmup_iters, cosine_iters, weight_decay, beta1, beta2, eps, grad_clip,
+                  name (adamw | muon), muon_lr, muon_momentum, muon_weight_decay, muon_ns_steps,
+                  schedule (cosine | wsd), decay_fraction, z_loss
     [train]       batch_size, grad_accum_steps | global_batch_size, max_steps | max_tokens | max_minutes,
                   eval_interval, eval_windows, log_interval, checkpoint_interval, device, tf32, seed,
                   out_dir, progress, wandb, wandb_project, wandb_mode
@@ -81,6 +83,14 @@ class OptimConfig:
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0  # 0 turns clipping off
+    name: str = "adamw"  # "adamw", or "muon": Muon for the blocks' 2-D weights, AdamW for the rest
+    muon_lr: float = 0.02  # Muon's peak learning rate (follows the schedule: lr × muon_lr / lr_max)
+    muon_momentum: float = 0.95
+    muon_weight_decay: float = 0.0
+    muon_ns_steps: int = 5
+    schedule: str = "cosine"  # "cosine", or "wsd" (warm-up, stable at lr_max, linear decay to lr_min)
+    decay_fraction: float = 0.2  # wsd: the share of the run (steps or wall-clock) spent decaying
+    z_loss: float = 0.0  # coefficient of mean(logsumexp(logits)²) added to the loss (PaLM: 1e-4)
 
 
 @dataclass
@@ -226,6 +236,7 @@ class TrainConfig:
                 raise ConfigError(
                     f"train.global_batch_size ({t.global_batch_size}) is not a multiple of train.batch_size ({t.batch_size})"
                 )
+        _validate_optim_choices(o)
         if o.lr_min > o.lr_max:
             raise ConfigError(f"optim.lr_min ({o.lr_min}) is larger than optim.lr_max ({o.lr_max})")
         for name in ("beta1", "beta2"):
@@ -252,6 +263,30 @@ class TrainConfig:
     def with_overrides(self, overrides: list[str] | dict[str, Any]) -> TrainConfig:
         """A copy with `section.key=value` settings applied (values parsed as TOML, else a string)."""
         return TrainConfig.from_dict(apply_overrides(self.to_dict(), overrides))
+
+
+OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
+
+
+def _validate_optim_choices(o: OptimConfig) -> None:
+    """The optimizer, schedule and z-loss settings of [optim] (ConfigError naming the key)."""
+    if o.name not in OPTIMIZERS:
+        raise ConfigError(f"optim.name must be one of {', '.join(OPTIMIZERS)}; got {o.name!r}")
+    if o.schedule not in SCHEDULES:
+        raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}; got {o.schedule!r}")
+    for name in ("muon_lr", "muon_weight_decay", "z_loss"):
+        value = getattr(o, name)
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"optim.{name} must be a finite number >= 0, got {value}")
+    if not 0 <= o.muon_momentum < 1:
+        raise ConfigError(f"optim.muon_momentum must be in [0, 1), got {o.muon_momentum}")
+    if o.muon_ns_steps < 1:
+        raise ConfigError(f"optim.muon_ns_steps must be at least 1, got {o.muon_ns_steps}")
+    if not 0 < o.decay_fraction <= 1:
+        raise ConfigError(f"optim.decay_fraction must be in (0, 1], got {o.decay_fraction}")
+    if o.name == "muon" and o.lr_max <= 0:
+        raise ConfigError("optim.name = muon scales its rate by lr / lr_max: optim.lr_max must be > 0")
 
 
 def apply_overrides(data: dict, overrides: list[str] | dict[str, Any]) -> dict:

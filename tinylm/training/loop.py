@@ -37,7 +37,17 @@ from tinylm.training.config import TrainConfig
 from tinylm.training.batches import check_tokens, eval_starts, load_tokens, token_byte_lengths
 from tinylm.training.distributed import Distributed, configure_device, rank_batches
 from tinylm.training.evaluate import evaluate_bpb
-from tinylm.training.optim import AdamW, budget_lr, clip_grad_norm, cosine_lr, cross_entropy
+from tinylm.training.optim import (
+    AdamW,
+    Muon,
+    budget_lr,
+    clip_grad_norm,
+    cosine_lr,
+    cross_entropy,
+    cross_entropy_with_z_loss,
+    wsd_budget_lr,
+    wsd_lr,
+)
 from tinylm.training.run_dir import RunDir
 
 
@@ -153,14 +163,22 @@ class Trainer:
             self.run_dir.save_tokenizer(self.tokenizer)
 
     def _make_optimizer(self) -> AdamW:
-        """Weight decay on matrices only; gains of the norms are left undecayed."""
+        """AdamW with weight decay on matrices only (gains left undecayed); with optim.name = "muon",
+        the blocks' 2-D weights (attention and feed-forward projections) go to Muon instead, and the
+        embeddings, LM head and gains stay with AdamW."""
         o = self.config.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
+        muon = set(map(id, _muon_params(self.model))) if o.name == "muon" else set()
         groups = [
-            {"params": [p for p in params if _decayed(p)], "weight_decay": o.weight_decay},
+            {"params": [p for p in params if _decayed(p) and id(p) not in muon], "weight_decay": o.weight_decay},
             {"params": [p for p in params if not _decayed(p)], "weight_decay": 0.0},
         ]
+        if muon:
+            groups.append({"params": [p for p in params if id(p) in muon], "use_muon": True, "lr": o.muon_lr,
+                           "weight_decay": o.muon_weight_decay, "momentum": o.muon_momentum, "ns_steps": o.muon_ns_steps})
         groups = [g for g in groups if g["params"]]
+        if o.name == "muon":
+            return Muon(groups, lr=o.lr_max, betas=(o.beta1, o.beta2), eps=o.eps)
         return AdamW(groups, lr=o.lr_max, betas=(o.beta1, o.beta2), eps=o.eps)
 
     def _apply_optim_settings(self) -> None:
@@ -175,6 +193,8 @@ class Trainer:
             group["betas"] = (o.beta1, o.beta2)
             group["eps"] = o.eps
             group["weight_decay"] = o.weight_decay if all(_decayed(p) for p in group["params"]) else 0.0
+            if group.get("use_muon"):
+                group.update(weight_decay=o.muon_weight_decay, momentum=o.muon_momentum, ns_steps=o.muon_ns_steps)
 
     def _load_tokenizer(self, resume: bool):
         """The run's tokenizer: the copy in the run folder when resuming, else the configured one."""
@@ -247,16 +267,26 @@ class Trainer:
         """
         o = self.config.optim
         step = self.step + 1
+        wsd = o.schedule == "wsd"
         if self.budget_seconds is None:
             cosine_iters = o.cosine_iters if o.cosine_iters is not None else self.total_steps
-            lr = cosine_lr(step, o.lr_max, o.lr_min, o.warmup_iters, cosine_iters)
-        else:
+            if wsd:
+                lr = wsd_lr(step, o.lr_max, o.lr_min, o.warmup_iters, cosine_iters, o.decay_fraction)
+            else:
+                lr = cosine_lr(step, o.lr_max, o.lr_min, o.warmup_iters, cosine_iters)
+        else:  # a wall-clock budget: the decay runs over the rest of the budget from the end of warm-up
             fraction = self.budget_fraction()
-            if self.warmup_end is None and step >= o.warmup_iters:  # the cosine starts here (saved: resumes keep it)
+            if self.warmup_end is None and step >= o.warmup_iters:  # saved in the checkpoint: resumes keep it
                 self.warmup_end = fraction
-            lr = budget_lr(step, fraction, o.lr_max, o.lr_min, o.warmup_iters, self.warmup_end or 0.0)
+            start = self.warmup_end or 0.0
+            if wsd:
+                progress = (fraction - start) / (1.0 - start) if start < 1.0 else 1.0
+                lr = wsd_budget_lr(step, progress, o.lr_max, o.lr_min, o.warmup_iters, o.decay_fraction)
+            else:
+                lr = budget_lr(step, fraction, o.lr_max, o.lr_min, o.warmup_iters, start)
+        muon_lr = lr * o.muon_lr / o.lr_max if o.lr_max > 0 else 0.0  # Muon follows the same schedule
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = muon_lr if group.get("use_muon") else lr
         return lr
 
     def budget_fraction(self) -> float:
@@ -279,13 +309,22 @@ class Trainer:
 
     def forward_backward(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """Gradients of the mean loss over the micro-batches; DDP averages them over processes on the last one."""
-        n, total = len(batches), None
+        n, total, z_loss = len(batches), None, self.config.optim.z_loss
         for i, (inputs, targets) in enumerate(batches):
             with self.dist.sync_gradients(self.ddp, sync=i == n - 1):
-                loss = cross_entropy(self.ddp(inputs), targets)
-                (loss / n if n > 1 else loss).backward()
+                objective, loss = self.loss(self.ddp(inputs), targets, z_loss)  # loss: the CE alone
+                (objective / n if n > 1 else objective).backward()
             total = loss.detach() if total is None else total + loss.detach()
         return total / n if n > 1 else total
+
+    @staticmethod
+    def loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what is differentiated, the cross-entropy that is logged): the plain cross-entropy twice
+        without a z-loss (today's arithmetic), else CE + z_loss · mean(logsumexp²) and the CE."""
+        if z_loss == 0:
+            loss = cross_entropy(logits, targets)
+            return loss, loss
+        return cross_entropy_with_z_loss(logits, targets, z_loss)
 
     def clip(self) -> torch.Tensor:
         clip = self.config.optim.grad_clip
@@ -509,6 +548,13 @@ class MetricWindow:
         self.finite &= torch.isfinite(loss) & torch.isfinite(grad_norm)
         self.steps += 1
         self.grad_norm = grad_norm
+
+
+def _muon_params(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The 2-D weights inside the blocks (attention and feed-forward projections): what Muon trains.
+    Embeddings, positions, the LM head and every gain or bias stay with AdamW."""
+    blocks = getattr(model, "layers", [])
+    return [p for p in blocks.parameters() if p.ndim == 2 and p.requires_grad] if len(blocks) else []
 
 
 def _decayed(p: torch.Tensor) -> bool:

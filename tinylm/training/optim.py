@@ -20,6 +20,23 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (torch.logsumexp(logits, dim=-1) - target_logit).mean()
 
 
+def cross_entropy_with_z_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy + z_loss · mean(logsumexp(logits)²), the cross-entropy alone), both float32 scalars.
+
+    The z-loss (PaLM, Chowdhery et al. 2022, §5; coefficient 1e-4 there) pulls log Z = logsumexp
+    of each position's logits towards 0, which keeps the softmax's normaliser from drifting and the
+    logits from growing without changing which token is likely. logsumexp is computed once and
+    shared by both terms; `z_loss = 0` gives exactly `cross_entropy`.
+    """
+    logits = logits.float()
+    target_logit = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    log_z = torch.logsumexp(logits, dim=-1)
+    ce = (log_z - target_logit).mean()
+    if z_loss == 0:
+        return ce, ce
+    return ce + z_loss * log_z.square().mean(), ce
+
+
 class AdamW(torch.optim.Optimizer):
     """Adam with decoupled weight decay and bias correction (Loshchilov & Hutter).
 
@@ -48,25 +65,29 @@ class AdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-            if _use_foreach(self.foreach, group["params"]):
-                self._step_foreach(group["params"], lr, beta1, beta2, eps, wd)
-                continue
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                state = self._advance(p)
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                p.mul_(1 - lr * wd)
-                m.lerp_(grad, 1 - beta1)
-                v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                bias_correction1 = 1 - beta1**t
-                bias_correction2_sqrt = math.sqrt(1 - beta2**t)
-                denom = (v.sqrt() / bias_correction2_sqrt).add_(eps)
-                p.addcdiv_(m, denom, value=-lr / bias_correction1)
+            self._adamw_group(group)
         return loss
+
+    def _adamw_group(self, group: dict) -> None:
+        """The AdamW update of one parameter group."""
+        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if _use_foreach(self.foreach, group["params"]):
+            self._step_foreach(group["params"], lr, beta1, beta2, eps, wd)
+            return
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            grad = p.grad
+            state = self._advance(p)
+            t = state["step"]
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            p.mul_(1 - lr * wd)
+            m.lerp_(grad, 1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            bias_correction1 = 1 - beta1**t
+            bias_correction2_sqrt = math.sqrt(1 - beta2**t)
+            denom = (v.sqrt() / bias_correction2_sqrt).add_(eps)
+            p.addcdiv_(m, denom, value=-lr / bias_correction1)
 
     def _advance(self, p: torch.Tensor) -> dict:
         """p's state (step count and both moments, created at zero on first use), its step counted."""
@@ -97,6 +118,92 @@ class AdamW(torch.optim.Optimizer):
             torch._foreach_div_(denom, math.sqrt(1 - beta2**t))
             torch._foreach_add_(denom, eps)
             torch._foreach_addcdiv_(params, ms, denom, value=-lr / (1 - beta1**t))
+
+
+# Keller Jordan's quintic Newton–Schulz coefficients (github.com/KellerJordan/Muon, muon.py): chosen so
+# that p(x) = a·x + b·x³ + c·x⁵ has a large slope at 0 and maps (0, 1] into about [0.68, 1.13] in 5 steps,
+# i.e. orthogonal only approximately, which trains as well as the exact polar factor and costs 5 steps.
+MUON_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+# The classic cubic Newton–Schulz iteration (1.5·x - 0.5·x³): converges to the exact polar factor.
+CUBIC_NS_COEFFICIENTS = (1.5, -0.5, 0.0)
+
+
+def newton_schulz_orthogonalize(g: torch.Tensor, steps: int = 5,
+                                coefficients: tuple[float, float, float] = MUON_NS_COEFFICIENTS,
+                                eps: float = 1e-7) -> torch.Tensor:
+    """Approximately the polar factor U Vᵀ of g = U S Vᵀ (shape (m, n), float32 out), by Newton–Schulz.
+
+    g is scaled to Frobenius norm 1 (so every singular value is in (0, 1]), then `steps` times
+    X <- a·X + (b·A + c·A²)·X with A = X Xᵀ, which maps each singular value x to p(x) = a·x + b·x³ + c·x⁵
+    and leaves the singular vectors alone. The work is done on the wide orientation (m <= n), so A
+    is the smaller Gram matrix. Computed in float32 (Keller Jordan's reference uses bf16 on GPU).
+    """
+    a, b, c = coefficients
+    x = g.float()
+    tall = x.shape[-2] > x.shape[-1]
+    if tall:
+        x = x.mT
+    x = x / (torch.linalg.matrix_norm(x) + eps)
+    for _ in range(steps):
+        gram = x @ x.mT
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.mT if tall else x
+
+
+class Muon(AdamW):
+    """Muon for the groups marked `use_muon=True`, AdamW (this module's) for every other group.
+
+    Muon (Keller Jordan, 2024; github.com/KellerJordan/Muon `muon_update`): for each 2-D weight W with
+    gradient G, momentum M <- β·M + (1-β)·G; the update direction is the Nesterov blend
+    U = (1-β)·G + β·M (`nesterov`, default) or M, orthogonalised by `ns_steps` quintic Newton–Schulz
+    steps and scaled by sqrt(max(1, rows/cols)); then W <- W·(1 - lr·wd) - lr·orth(U). Muon groups
+    carry `momentum`, `nesterov`, `ns_steps`, `lr`, `weight_decay`; their state is one
+    `momentum_buffer` per weight (in the checkpoint like AdamW's moments). Only matrices belong in
+    Muon groups: embeddings, the LM head and gains go to the AdamW groups (Muon's own advice).
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
+                 foreach: bool | None = None):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
+        for group in self.param_groups:
+            group.setdefault("use_muon", False)
+            if group["use_muon"]:
+                for key, default in (("momentum", 0.95), ("nesterov", True), ("ns_steps", 5)):
+                    group.setdefault(key, default)
+                if not 0 <= group["momentum"] < 1:
+                    raise ValueError(f"invalid Muon momentum {group['momentum']}")
+                if any(p.ndim != 2 for p in group["params"]):
+                    raise ValueError("Muon groups take 2-D weight matrices only")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            if group.get("use_muon"):
+                self._muon_group(group)
+            else:
+                self._adamw_group(group)
+        return loss
+
+    def _muon_group(self, group: dict) -> None:
+        lr, wd, beta = group["lr"], group["weight_decay"], group["momentum"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            grad = p.grad
+            state = self.state[p]
+            if not state:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            m = state["momentum_buffer"]
+            m.lerp_(grad, 1 - beta)
+            direction = grad.lerp(m, beta) if group["nesterov"] else m
+            update = newton_schulz_orthogonalize(direction, group["ns_steps"])
+            update *= max(1.0, p.shape[-2] / p.shape[-1]) ** 0.5
+            p.mul_(1 - lr * wd)
+            p.add_(update.to(p.dtype), alpha=-lr)
 
 
 def _use_foreach(foreach: bool | None, params) -> bool:
@@ -131,6 +238,35 @@ def budget_lr(step: int, fraction: float, lr_max: float, lr_min: float, warmup_i
     span = 1.0 - warmup_end
     progress = min(max((fraction - warmup_end) / span, 0.0), 1.0) if span > 0 else 1.0
     return lr_min + 0.5 * (1 + math.cos(math.pi * progress)) * (lr_max - lr_min)
+
+
+def wsd_lr(it: int, lr_max: float, lr_min: float, warmup_iters: int, total_iters: int, decay_fraction: float) -> float:
+    """Warm-up–stable–decay at step `it` (numbered from 1, as in `cosine_lr`): linear warm-up to lr_max
+    over `warmup_iters`, lr_max until the last `decay_fraction` of `total_iters`, then a linear decay to
+    lr_min at `total_iters`, and lr_min after (Hägele et al. 2024, "Scaling Laws and Compute-Optimal
+    Training Beyond Fixed Training Durations"; MiniCPM's WSD)."""
+    if it < warmup_iters:
+        return lr_max * it / warmup_iters
+    return _wsd_after_warmup(it / total_iters if total_iters > 0 else 1.0, lr_max, lr_min, decay_fraction)
+
+
+def wsd_budget_lr(step: int, fraction: float, lr_max: float, lr_min: float, warmup_iters: int, decay_fraction: float) -> float:
+    """`wsd_lr` for a wall-clock budget: warm-up over the first steps, then stable and decay over
+    `fraction`, the elapsed share of the budget after warm-up (clamped to [0, 1]; the Trainer measures
+    it from the end of warm-up, as `budget_lr` does for the cosine)."""
+    if step < warmup_iters:
+        return lr_max * step / warmup_iters
+    return _wsd_after_warmup(fraction, lr_max, lr_min, decay_fraction)
+
+
+def _wsd_after_warmup(progress: float, lr_max: float, lr_min: float, decay_fraction: float) -> float:
+    """lr_max until progress 1 - decay_fraction, then linear to lr_min at progress 1 (progress clamped;
+    decay_fraction in (0, 1], checked by TrainConfig.validate)."""
+    progress = min(max(progress, 0.0), 1.0)
+    decay_start = 1.0 - decay_fraction
+    if progress <= decay_start:
+        return lr_max
+    return lr_max + (lr_min - lr_max) * (progress - decay_start) / decay_fraction
 
 
 def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float, eps: float = 1e-6,

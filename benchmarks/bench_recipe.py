@@ -1,0 +1,245 @@
+"""The benchmark that chooses the default recipe: cs336 vs nanogpt vs tinylm at the same wall-clock.
+
+Each run is the quick start's training stage (tinylm.quickstart.train_model: the quick-start model,
+d_model 128, 4 layers, 4 heads, context 128, batch 32, on the bundled corpus's BPE-4096 tokens) for
+`--minutes` of wall-clock, scored by the quick start's own evaluation (evaluate_model: validation bits
+per byte over up to 131,072 validation tokens). The corpus, tokenizer and token arrays are prepared
+once and shared by every run. Runs are interleaved (round r runs every recipe once with seed r, the
+order rotated each round) so that a machine shared with others loads every recipe alike; the 1-minute
+load average is recorded before and after each run.
+
+`--ablate` adds, for seed 0 only, the tinylm recipe with one part reverted at a time (back to the
+cs336 setting), and cs336 with one part added, to show what each part buys.
+
+    .venv/bin/python benchmarks/bench_recipe.py --minutes 1.5 --seeds 0 1 --ablate \
+        --out docs/results/bench_recipe_1.5min.json --plot docs/img/recipe_bpb_vs_time_1.5min.png
+
+Prints one line per run and a table; writes every figure (and each run's validation curve) as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tinylm import recipes  # noqa: E402
+from tinylm.quickstart import (  # noqa: E402
+    QuickstartConfig,
+    encode_splits,
+    evaluate_model,
+    prepare_corpus,
+    train_model,
+    train_tokenizer,
+)
+
+MAIN_RECIPES = ("cs336", "nanogpt", "tinylm")
+# one part of tinylm reverted to cs336's setting at a time (name -> the overrides that stay)
+_TINYLM = recipes.RECIPES["tinylm"]
+_PARTS = {
+    "muon": ("optim.name", "optim.muon_lr", "optim.muon_momentum"),
+    "qk_norm": ("model.qk_norm",),
+    "relu2": ("model.ffn",),
+    "wsd": ("optim.schedule", "optim.decay_fraction"),
+    "z_loss": ("optim.z_loss",),
+}
+
+
+def ablation_recipes() -> dict[str, dict]:
+    """'tinylm - part' (the part reverted) and 'cs336 + part' (only that part) for each part."""
+    out = {}
+    for part, keys in _PARTS.items():
+        out[f"tinylm-no-{part}"] = {k: v for k, v in _TINYLM.items() if k not in keys}
+        out[f"cs336+{part}"] = {k: v for k, v in _TINYLM.items() if k in keys}
+    return out
+
+
+def prepare(work: Path, seed: int = 0) -> QuickstartConfig:
+    """Corpus split, tokenizer and token arrays in `work` (once for all runs)."""
+    config = QuickstartConfig(out_dir=str(work), seed=seed, progress=False)
+    if not (work / "train.npy").exists():
+        prepare_corpus(config, work)
+        tokenizer, _ = train_tokenizer(config, work, progress=False)
+        encode_splits(config, work, tokenizer, progress=False)
+    return config
+
+
+def run_one(base: QuickstartConfig, recipe: str, seed: int, minutes: float, work: Path, max_steps: int | None = None) -> dict:
+    """One training run of `recipe` at `minutes` (or `max_steps`), evaluated as the quick start does."""
+    config = QuickstartConfig(**{**base.to_dict(), "recipe": recipe, "seed": seed, "minutes": minutes, "max_steps": max_steps})
+    load_before = os.getloadavg()[0]
+    trainer, summary = train_model(config, work, progress=False)
+    ev = evaluate_model(trainer, config, progress=False)
+    curve = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
+    return {
+        "recipe": recipe, "seed": seed, "minutes": minutes, "max_steps": max_steps, "seconds": summary["seconds"],
+        "val_bpb": ev["val_bpb"], "val_loss": ev["val_loss"],
+        "steps": summary["steps"], "tokens_per_s": summary["tokens_per_s"],
+        "load_before": load_before, "load_after": os.getloadavg()[0],
+        "curve": [{"wall_clock": r["wall_clock"], "val_bpb": r["val_bpb"]} for r in curve if "val_bpb" in r],
+    }
+
+
+def measure_speed(repeats: int = 5, steps: int = 4) -> dict:
+    """Seconds per training step (forward, backward, AdamW) of the quick-start model with batch 32 on
+    the CPU: float32, bf16 autocast, and torch.compile (compiled once, before timing). The variants
+    take turns (`repeats` rounds of `steps` steps each), so a changing load hits all of them alike;
+    medians of the per-round means, and the compile time, are reported."""
+    import torch
+
+    from tinylm.model import ModelConfig, TransformerLM
+    from tinylm.training.optim import AdamW
+
+    variants = {"float32": {"autocast": "none"}, "bf16 autocast": {"autocast": "bf16"},
+                "torch.compile": {"autocast": "none", "compile": True}}
+    base = QuickstartConfig().model_config()
+    x = torch.randint(0, base.vocab_size, (32, base.context_length), generator=torch.Generator().manual_seed(0))
+    setups, out = {}, {}
+    for name, changes in variants.items():
+        torch.manual_seed(0)
+        model = TransformerLM(base.replace(**changes))
+        opt = AdamW(model.parameters(), lr=1e-4)
+        t = time.perf_counter()
+        try:
+            _train_steps(model, opt, x, 2)  # warm-up (and compilation)
+        except Exception as exc:  # torch.compile needs a working C++ toolchain
+            out[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+            continue
+        out[name] = {"first_steps_seconds": time.perf_counter() - t, "rounds": []}
+        setups[name] = (model, opt)
+    for _ in range(repeats):
+        for name, (model, opt) in setups.items():
+            t = time.perf_counter()
+            _train_steps(model, opt, x, steps)
+            out[name]["rounds"].append((time.perf_counter() - t) / steps)
+    for name in setups:
+        out[name]["median_step_seconds"] = statistics.median(out[name]["rounds"])
+    ref = out.get("float32", {}).get("median_step_seconds")
+    for name in setups:
+        out[name]["speedup_vs_float32"] = ref / out[name]["median_step_seconds"] if ref else None
+    out["threads"] = torch.get_num_threads()
+    out["load_average"] = os.getloadavg()
+    return out
+
+
+def _train_steps(model, opt, x, steps: int) -> None:
+    from tinylm.training.optim import cross_entropy
+
+    for _ in range(steps):
+        cross_entropy(model(x), x).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"cs336": "tab:blue", "nanogpt": "tab:orange", "tinylm": "tab:green"}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        if r["recipe"] not in colours or not r["curve"]:
+            continue
+        xs = [p["wall_clock"] / 60 for p in r["curve"]]
+        ys = [p["val_bpb"] for p in r["curve"]]
+        ax.plot(xs, ys, color=colours[r["recipe"]], linestyle="-" if r["seed"] == 0 else "--",
+                label=f"{r['recipe']} seed {r['seed']}")
+    ax.set_xlabel("training wall-clock (minutes)")
+    ax.set_ylabel("validation bits per byte")
+    ax.set_ylim(top=min(ax.get_ylim()[1], 4.0))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("quick-start model on the bundled corpus, same wall-clock budget")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def table(results: list[dict]) -> str:
+    """Median over seeds of bits/byte and tokens/s per recipe, with the change against cs336."""
+    by = {}
+    for r in results:
+        by.setdefault(r["recipe"], []).append(r)
+    base = statistics.median(r["val_bpb"] for r in by.get("cs336", [])) if "cs336" in by else None
+    lines = ["| recipe | seeds | val bits/byte (per seed) | median | vs cs336 | tokens/s (median) |", "|---|---|---|---|---|---|"]
+    for name, rs in by.items():
+        med = statistics.median(r["val_bpb"] for r in rs)
+        change = f"{(med / base - 1) * 100:+.1f}%" if base else ""
+        per_seed = ", ".join(f"{r['val_bpb']:.4f}" for r in sorted(rs, key=lambda r: r["seed"]))
+        tps = statistics.median(r["tokens_per_s"] for r in rs)
+        lines.append(f"| {name} | {len(rs)} | {per_seed} | {med:.4f} | {change} | {tps:,.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=1.5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--recipes", nargs="+", default=list(MAIN_RECIPES))
+    parser.add_argument("--ablate", action="store_true", help="also the one-part-changed variants (seed 0)")
+    parser.add_argument("--only-ablations", action="store_true",
+                        help="only the ablations, with cs336 and tinylm (seed 0) run in the same stream as references")
+    parser.add_argument("--no-references", action="store_true",
+                        help="with --only-ablations: leave out the cs336 and tinylm reference runs (already run elsewhere)")
+    parser.add_argument("--removals-only", action="store_true", help="ablations: only 'tinylm-no-<part>'")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="train this many steps instead of --minutes (bits/byte at equal steps: independent of the load)")
+    parser.add_argument("--speed", action="store_true",
+                        help="only measure seconds per training step of the quick-start model: float32, bf16 autocast, torch.compile")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared, loaded 2-core machine 1 thread ran a step 4x faster than 2)")
+    parser.add_argument("--work", default=str(ROOT / "data" / "bench_recipe"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "bench_recipe.json"))
+    parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "recipe_bpb_vs_time.png"))
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.speed:
+        return print(json.dumps(measure_speed(), indent=1))
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    base = prepare(work)
+    schedule = []
+    if not args.only_ablations:
+        for i, seed in enumerate(args.seeds):  # rotate the order each round
+            k = i % len(args.recipes)
+            schedule += [(name, seed) for name in args.recipes[k:] + args.recipes[:k]]
+    if args.only_ablations and not args.no_references:
+        schedule += [("cs336", args.seeds[0]), ("tinylm", args.seeds[0])]
+    if args.ablate or args.only_ablations:
+        for name, overrides in ablation_recipes().items():
+            recipes.RECIPES[name] = overrides  # registered for this process only
+            if not (args.removals_only and not name.startswith("tinylm-no-")):
+                schedule.append((name, args.seeds[0]))
+    out = Path(args.out)
+    results = json.loads(out.read_text())["runs"] if out.exists() else []
+    t0 = time.time()
+    for name, seed in schedule:
+        r = run_one(base, name, seed, args.minutes, work, args.max_steps)
+        results.append(r)
+        print(f"{name:<22} seed {seed}  {r['val_bpb']:.4f} bits/byte  {r['steps']:>5} steps  "
+              f"{r['tokens_per_s']:>8,.0f} tok/s  load {r['load_before']:.1f}->{r['load_after']:.1f}", flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"command": " ".join(sys.argv), "cpus": os.cpu_count(), "threads": args.threads,
+                                   "runs": results}, indent=1))
+    shutil.rmtree(work / "run", ignore_errors=True)
+    print(table(results))
+    print(f"({(time.time() - t0) / 60:.1f} min in all)")
+    if args.plot:
+        plot(results, Path(args.plot))
+
+
+if __name__ == "__main__":
+    main()
