@@ -289,13 +289,13 @@ def test_encode_file_spawn_workers(c_tok, tmp_path, monkeypatch):
 
     import numpy as np
 
-    from tinylm.tokenizer import chunking, dataset
+    from tinylm.tokenizer import chunking, token_arrays
 
     text = ((FIXTURES / "tinystories_sample.txt").read_text() + (FIXTURES / "german.txt").read_text()) * 30
     path = tmp_path / "c.txt"
     path.write_text(text)
     monkeypatch.setattr(chunking, "pool_context", lambda: multiprocessing.get_context("spawn"))
-    dataset.encode_file(c_tok, path, tmp_path / "t.npy", num_workers=2, chunk_bytes=20_000)
+    token_arrays.encode_file(c_tok, path, tmp_path / "t.npy", num_workers=2, chunk_bytes=20_000)
     assert np.load(tmp_path / "t.npy").tolist() == c_tok.encode(text)
 
 
