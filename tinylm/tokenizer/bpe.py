@@ -30,7 +30,7 @@ from tinylm.tokenizer.files import (
 )
 from tinylm.io import atomic_write_files, ensure_output_dir
 from tinylm.tokenizer._native import AUTO, check_backend, make_encoder
-from tinylm.tokenizer.pretokenize import SpecialTokenMatcher, find_safe_cut, pretokenize, special_matcher, validate_special_tokens
+from tinylm.tokenizer.pretokenize import SpecialTokenMatcher, pretokenize, safe_pieces, special_matcher, validate_special_tokens
 from tinylm.tokenizer.token_dtypes import token_dtype
 
 _CACHE_LIMIT = 200_000  # pre-tokens; bounds the cache to a few tens of MB
@@ -40,6 +40,14 @@ STREAM_PIECE_CHARS = 1 << 16  # encode_iterable's default piece size (characters
 def _replace_lone_surrogates(text: str) -> str:
     """U+D800..U+DFFF on their own have no UTF-8 form: make them U+FFFD (tiktoken does the same)."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _only_str(iterable: Iterable[str]) -> Iterator[str]:
+    """The items, checked: encode_iterable takes str only (TypeError when such an item is reached)."""
+    for chunk in iterable:
+        if not isinstance(chunk, str):
+            raise TypeError(f"encode_iterable expects an iterable of str, got {type(chunk).__name__}")
+        yield chunk
 
 
 class _SpecialPlan(NamedTuple):
@@ -353,33 +361,8 @@ class Tokenizer:
 
     def _encode_pieces(self, iterable: Iterable[str], piece_chars: int, plan: _SpecialPlan) -> Iterator[list[int]]:
         """The ids of each safe piece of the streamed text, in order (see encode_iterable)."""
-        context = max(plan.boundaries.max_chars, 2)  # characters past a cut that decide whether it is safe
-        ready = piece_chars + context  # buffer length worth looking for a cut in
-        buf, pending, pending_chars, scanned = "", [], 0, 0  # buf[:scanned] holds no cut
-        for chunk in iterable:
-            if not isinstance(chunk, str):
-                raise TypeError(f"encode_iterable expects an iterable of str, got {type(chunk).__name__}")
-            pending.append(chunk)
-            pending_chars += len(chunk)
-            if len(buf) + pending_chars < ready:
-                continue
-            buf += "".join(pending)
-            pending, pending_chars = [], 0
-            start = 0  # buf[:start] is encoded; sliced off once, after the loop (a 1 GB chunk is not copied per piece)
-            while len(buf) - start >= piece_chars + context:
-                last = len(buf) - context
-                cut = find_safe_cut(buf, plan.allowed, max(start + piece_chars, scanned), last, plan.boundaries)
-                if cut == -1:
-                    scanned = last + 1
-                    break
-                yield self._encode_planned(buf[start:cut], plan)
-                start = scanned = cut
-            buf, scanned = buf[start:], scanned - start
-            # Without a cut, wait for the buffer to double: each character is joined and scanned O(1) times.
-            ready = max(piece_chars + context, 2 * len(buf)) if scanned else piece_chars + context
-        buf += "".join(pending)
-        if buf:
-            yield self._encode_planned(buf, plan)
+        for piece in safe_pieces(_only_str(iterable), piece_chars, plan.allowed, plan.boundaries):
+            yield self._encode_planned(piece, plan)
 
     # --- decoding --------------------------------------------------------------------------
     def decode_bytes(self, ids: Iterable[int]) -> bytes:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from tinylm.errors import ConfigError, InvalidUTF8Error
 from tinylm.io import check_input_file  # noqa: F401 (re-exported: readers of file pieces check them here)
-from tinylm.tokenizer.pretokenize import find_safe_cut, special_matcher
+from tinylm.tokenizer.pretokenize import find_safe_cut, safe_pieces, special_matcher
 
 DEFAULT_CHUNK_BYTES = 4 << 20
 DEFAULT_SCAN_BYTES = 1 << 20
@@ -133,32 +133,7 @@ def text_pieces(blocks: Iterable[str], special_tokens: Iterable[str], piece_char
     """
     if piece_chars < 1:
         raise ConfigError(f"piece_chars must be positive, got {piece_chars}")
-    matcher = special_matcher(special_tokens)
-    context = max(matcher.max_chars, 2)  # characters past a cut that decide whether it is safe
-    ready = piece_chars + context  # buffer length worth looking for a cut in
-    buf, pending, pending_chars, scanned = "", [], 0, 0  # buf[:scanned] holds no cut
-    for block in blocks:
-        pending.append(block)
-        pending_chars += len(block)
-        if len(buf) + pending_chars < ready:
-            continue
-        buf += "".join(pending)
-        pending, pending_chars = [], 0
-        start = 0
-        while len(buf) - start >= piece_chars + context:
-            last = len(buf) - context
-            cut = find_safe_cut(buf, matcher, max(start + piece_chars, scanned), last)
-            if cut == -1:
-                scanned = last + 1
-                break
-            yield buf[start:cut]
-            start = scanned = cut
-        buf, scanned = buf[start:], scanned - start
-        # Without a cut, wait for the buffer to double: each character is joined and scanned O(1) times.
-        ready = max(piece_chars + context, 2 * len(buf)) if scanned else piece_chars + context
-    buf += "".join(pending)
-    if buf:
-        yield buf
+    yield from safe_pieces(blocks, piece_chars, special_matcher(special_tokens))
 
 
 def separator_stands_alone(separator: str, special_tokens: Iterable[str]) -> bool:

@@ -408,3 +408,38 @@ def find_safe_cut(
     special = _first_cut_before_special(buf, taken, guard, lo, hi) if taken else -1
     text = _first_cut_in_text(buf, guard, lo, hi if special == -1 else special - 1)
     return text if text != -1 else special
+
+
+def safe_pieces(blocks: Iterable[str], piece_chars: int, taken: SpecialTokenMatcher,
+                guard: SpecialTokenMatcher | None = None) -> Iterator[str]:
+    """The text given in blocks, re-cut into pieces of at least piece_chars characters (but the last)
+    that end at safe cuts (find_safe_cut with taken and guard), so processing the pieces apart gives
+    what processing the whole text gives. Memory: about one piece plus one block (text with no safe
+    cut for a long stretch is held whole, and the buffer waits to double before it is scanned again:
+    each character is joined and scanned O(1) times). Streaming encode and corpus reading share it.
+    """
+    guard = taken if guard is None else guard
+    context = max(guard.max_chars, 2)  # characters past a cut that decide whether it is safe
+    ready = piece_chars + context  # buffer length worth looking for a cut in
+    buf, pending, pending_chars, scanned = "", [], 0, 0  # buf[:scanned] holds no cut
+    for block in blocks:
+        pending.append(block)
+        pending_chars += len(block)
+        if len(buf) + pending_chars < ready:
+            continue
+        buf += "".join(pending)
+        pending, pending_chars = [], 0
+        start = 0  # buf[:start] is yielded; sliced off once, after the loop (a 1 GB block is not copied per piece)
+        while len(buf) - start >= piece_chars + context:
+            last = len(buf) - context
+            cut = find_safe_cut(buf, taken, max(start + piece_chars, scanned), last, guard)
+            if cut == -1:
+                scanned = last + 1
+                break
+            yield buf[start:cut]
+            start = scanned = cut
+        buf, scanned = buf[start:], scanned - start
+        ready = max(piece_chars + context, 2 * len(buf)) if scanned else piece_chars + context
+    buf += "".join(pending)
+    if buf:
+        yield buf
