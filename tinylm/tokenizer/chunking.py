@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from tinylm.errors import ConfigError, InvalidUTF8Error
-from tinylm.io import check_input_file  # noqa: F401 (re-exported: readers of file pieces check them here)
 from tinylm.tokenizer.pretokenize import find_safe_cut, safe_pieces, special_matcher
 
 DEFAULT_CHUNK_BYTES = 4 << 20

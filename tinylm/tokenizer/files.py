@@ -15,7 +15,7 @@ from itertools import chain, repeat
 from pathlib import Path
 
 from tinylm.errors import InputFileError, TokenizerFileError
-from tinylm.io import atomic_write_bytes, atomic_write_files, check_input_file, ensure_output_dir  # noqa: F401 (the last three re-exported for branches that import them from here)
+from tinylm.io import atomic_write_bytes, check_input_file
 
 
 VOCAB_FILE = "vocab.json"

@@ -45,7 +45,6 @@ from tinylm.tokenizer.pretokenize import (
     SpecialTokenMatcher,
     pretokenize,
     special_matcher,
-    special_token_regex,
     split_on_special,
     validate_special_tokens,
 )
