@@ -388,6 +388,7 @@ def test_count_text_leaves_nothing_behind_and_threads_do_not_mix(monkeypatch):
     and threads counting at once must each get their own text's counts."""
     from tinylm.tokenizer import train as train_mod
     from tinylm.tokenizer._native import pretoken_counter as _c_counter
+    from tinylm.tokenizer.pretokenize import special_token_regex
     from tinylm.tokenizer.train import count_text
 
     _c_counter().count_pretokens("stale words here")  # as if an earlier call died between count and take
@@ -401,7 +402,7 @@ def test_count_text_leaves_nothing_behind_and_threads_do_not_mix(monkeypatch):
 
     monkeypatch.setattr(train_mod, "split_on_special", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        count_text(f"one two{EOT}three", train_mod.special_token_regex([EOT]))
+        count_text(f"one two{EOT}three", special_token_regex([EOT]))
     monkeypatch.undo()
     assert count_text("y", None) == {b"y": 1}
 
