@@ -88,6 +88,53 @@ def run_one(base: QuickstartConfig, recipe: str, seed: int, minutes: float, work
     }
 
 
+def parse_cpus(spec: str | None) -> list[int]:
+    """'8-15' or '2,3,5' (or None: every CPU this process may use) -> sorted CPU numbers."""
+    if spec is None:
+        return sorted(os.sched_getaffinity(0))
+    cpus = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return sorted(cpus)
+
+
+def run_parallel(schedule: list[tuple[str, int]], args, work: Path):
+    """Yield run_one's result of each (recipe, seed), `args.parallel` at a time, each in a child process
+    pinned to one CPU of `args.cpus` and working in its own folder (the prepared files linked in)."""
+    import subprocess
+
+    cpus = parse_cpus(args.cpus)
+    if len(cpus) < args.parallel:
+        raise SystemExit(f"--parallel {args.parallel} needs as many CPUs, --cpus gives {len(cpus)}")
+    shared = [p for p in work.iterdir() if p.name != "run" and not p.name.startswith("job-")]
+    pending, running, free = list(schedule), [], cpus[: args.parallel]
+    while pending or running:
+        while pending and free:
+            name, seed = pending.pop(0)
+            job = work / f"job-{name}-{seed}"
+            shutil.rmtree(job, ignore_errors=True)
+            job.mkdir()
+            for p in shared:
+                (job / p.name).symlink_to(p.resolve())
+            cpu = free.pop(0)
+            cmd = [sys.executable, __file__, "--child", name, str(seed), "--work", str(job), "--minutes", str(args.minutes),
+                   "--threads", str(args.threads)] + (["--max-steps", str(args.max_steps)] if args.max_steps else [])
+            proc = subprocess.Popen(cmd, preexec_fn=lambda cpu=cpu: os.sched_setaffinity(0, {cpu}))
+            running.append((proc, job, cpu))
+        time.sleep(1)
+        for item in [x for x in running if x[0].poll() is not None]:
+            proc, job, cpu = item
+            running.remove(item)
+            free.append(cpu)
+            if proc.returncode != 0:
+                raise SystemExit(f"run {job.name} failed (exit {proc.returncode})")
+            r = json.loads((job / "result.json").read_text())
+            r["cpu"] = cpu
+            shutil.rmtree(job, ignore_errors=True)
+            yield r
+
+
 def measure_speed(repeats: int = 5, steps: int = 4) -> dict:
     """Seconds per training step (forward, backward, AdamW) of the quick-start model with batch 32 on
     the CPU: float32, bf16 autocast, and torch.compile (compiled once, before timing). The variants
@@ -198,6 +245,11 @@ def main(argv=None) -> None:
                         help="only measure seconds per training step of the quick-start model: float32, bf16 autocast, torch.compile")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a shared, loaded 2-core machine 1 thread ran a step 4x faster than 2)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="runs at once, each a process pinned to its own CPU (of --cpus) with --threads threads: "
+                             "every run sees the same machine at the same time (use on a machine with cores to spare)")
+    parser.add_argument("--cpus", default=None, help="CPUs for --parallel runs, e.g. 8-15 or 2,3,5 (default: all)")
+    parser.add_argument("--child", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--work", default=str(ROOT / "data" / "bench_recipe"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "bench_recipe.json"))
     parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "recipe_bpb_vs_time.png"))
@@ -208,9 +260,15 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     if args.speed:
         return print(json.dumps(measure_speed(), indent=1))
+    for name, overrides in ablation_recipes().items():
+        recipes.RECIPES.setdefault(name, overrides)  # registered for this process (and its --parallel children) only
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     base = prepare(work)
+    if args.child:  # one run of a --parallel benchmark, in its own process and folder
+        r = run_one(base, args.child[0], int(args.child[1]), args.minutes, work, args.max_steps)
+        (work / "result.json").write_text(json.dumps(r))
+        return
     schedule = []
     if not args.only_ablations:
         for i, seed in enumerate(args.seeds):  # rotate the order each round
@@ -219,21 +277,21 @@ def main(argv=None) -> None:
     if args.only_ablations and not args.no_references:
         schedule += [("cs336", args.seeds[0]), ("tinylm", args.seeds[0])]
     if args.ablate or args.only_ablations:
-        for name, overrides in ablation_recipes().items():
-            recipes.RECIPES[name] = overrides  # registered for this process only
+        for name in ablation_recipes():
             if not (args.removals_only and not name.startswith("tinylm-no-")):
                 schedule.append((name, args.seeds[0]))
     out = Path(args.out)
     results = json.loads(out.read_text())["runs"] if out.exists() else []
     t0 = time.time()
-    for name, seed in schedule:
-        r = run_one(base, name, seed, args.minutes, work, args.max_steps)
+    runs = run_parallel(schedule, args, work) if args.parallel > 1 else (
+        run_one(base, name, seed, args.minutes, work, args.max_steps) for name, seed in schedule)
+    for r in runs:
         results.append(r)
-        print(f"{name:<22} seed {seed}  {r['val_bpb']:.4f} bits/byte  {r['steps']:>5} steps  "
+        print(f"{r['recipe']:<22} seed {r['seed']}  {r['val_bpb']:.4f} bits/byte  {r['steps']:>5} steps  "
               f"{r['tokens_per_s']:>8,.0f} tok/s  load {r['load_before']:.1f}->{r['load_after']:.1f}", flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"command": " ".join(sys.argv), "cpus": os.cpu_count(), "threads": args.threads,
-                                   "runs": results}, indent=1))
+                                   "parallel": args.parallel, "runs": results}, indent=1))
     shutil.rmtree(work / "run", ignore_errors=True)
     print(table(results))
     print(f"({(time.time() - t0) / 60:.1f} min in all)")
