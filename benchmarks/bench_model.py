@@ -119,6 +119,18 @@ def build_variants(config: ModelConfig, device: str, bf16: bool, compile_: bool)
     return variants
 
 
+def agreement_bound(model: nn.Module, ref_logits: torch.Tensor) -> float:
+    """How far a variant's logits may be from the float32 from-scratch model's: 1e-3 in float32 (reordered
+    sums), and under bf16 autocast (the fast path's default on CUDA) tests/conftest.py's bf16 rule, 4 bf16
+    ulps per layer of the largest logit, plus the fast-path tests' 0.06 floor (bf16 vs float32 weights)."""
+    config = getattr(model, "config", None)
+    bf16 = config is not None and (config.autocast == "bf16" or (config.autocast == "auto" and ref_logits.is_cuda))
+    if not bf16:
+        return 1e-3
+    scale = max(1.0, float(ref_logits.abs().max()))
+    return 0.06 + 4 * torch.finfo(torch.bfloat16).eps * config.num_layers * scale
+
+
 def train_step(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor) -> None:
     model.zero_grad(set_to_none=True)
     logits = model(ids)
@@ -149,7 +161,8 @@ def main() -> None:
         ref = variants["from-scratch"](inputs)
         for name in ("fast path", "built-in"):
             err = (variants[name](inputs) - ref).abs().max().item()
-            assert err < 1e-3, f"{name} differs from the from-scratch model by {err}"
+            bound = agreement_bound(variants[name], ref)
+            assert err < bound, f"{name} differs from the from-scratch model by {err} (allowed {bound:.3g})"
 
     def sync():
         if args.device.startswith("cuda"):

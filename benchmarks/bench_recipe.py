@@ -119,7 +119,7 @@ def run_parallel(schedule: list[tuple[str, int]], args, work: Path):
                 (job / p.name).symlink_to(p.resolve())
             cpu = free.pop(0)
             cmd = [sys.executable, __file__, "--child", name, str(seed), "--work", str(job), "--minutes", str(args.minutes),
-                   "--threads", str(args.threads)] + (["--max-steps", str(args.max_steps)] if args.max_steps else [])
+                   "--threads", str(args.threads)] + [f"--variant={v}" for v in args.variant] + (["--max-steps", str(args.max_steps)] if args.max_steps else [])
             proc = subprocess.Popen(cmd, preexec_fn=lambda cpu=cpu: os.sched_setaffinity(0, {cpu}))
             running.append((proc, job, cpu))
         time.sleep(1)
@@ -133,6 +133,40 @@ def run_parallel(schedule: list[tuple[str, int]], args, work: Path):
             r["cpu"] = cpu
             shutil.rmtree(job, ignore_errors=True)
             yield r
+
+
+def recipe_step_seconds(names: list[str], base: QuickstartConfig, rounds: int = 3, steps: int = 8) -> dict:
+    """Median seconds per training step (forward, backward, clipping, the recipe's optimizer) of the
+    quick-start model under each recipe, on random tokens; the recipes take turns each round, so a
+    changing load hits them alike, and the ratios to cs336 hold on a loaded machine (equal-step runs of
+    `steps_for_equal_time` then stand in for equal wall-clock runs, whatever the load)."""
+    import tempfile
+
+    import numpy as np
+
+    from tinylm.training.config import TrainConfig
+    from tinylm.training.loop import MetricWindow, Trainer
+
+    tmp = Path(tempfile.mkdtemp())
+    np.save(tmp / "t.npy", np.random.default_rng(0).integers(0, base.vocab_size, 200_000, dtype=np.uint16))
+    trainers, times = {}, {n: [] for n in names}
+    for name in names:
+        qc = QuickstartConfig(**{**base.to_dict(), "recipe": name})
+        cfg = TrainConfig(model=qc.model_config()).to_dict()
+        cfg["data"] = {"train": str(tmp / "t.npy")}
+        cfg["train"] = {"batch_size": qc.batch_size, "max_steps": 10**6, "device": "cpu", "out_dir": str(tmp / name), "progress": False}
+        trainer = Trainer(TrainConfig.from_dict(cfg).with_overrides(qc.optim_overrides()))
+        trainer._window = MetricWindow(0, trainer.device)
+        trainer._train_step(None)  # first step: allocation, optimizer state
+        trainers[name] = trainer
+    for _ in range(rounds):
+        for name, trainer in trainers.items():
+            t = time.perf_counter()
+            for _ in range(steps):
+                trainer._train_step(None)
+            times[name].append((time.perf_counter() - t) / steps)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {n: statistics.median(v) for n, v in times.items()}
 
 
 def measure_speed(repeats: int = 5, steps: int = 4) -> dict:
@@ -249,6 +283,11 @@ def main(argv=None) -> None:
                         help="runs at once, each a process pinned to its own CPU (of --cpus) with --threads threads: "
                              "every run sees the same machine at the same time (use on a machine with cores to spare)")
     parser.add_argument("--cpus", default=None, help="CPUs for --parallel runs, e.g. 8-15 or 2,3,5 (default: all)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=BASE:KEY=VALUE,...",
+                        help="also run a recipe NAME made of recipe BASE with these overrides, e.g. "
+                             "'tl-muon05=tinylm:optim.muon_lr=0.05' (repeatable; for tuning)")
+    parser.add_argument("--step-seconds", action="store_true",
+                        help="only measure each --recipes' seconds per training step (interleaved), to size equal-time step budgets")
     parser.add_argument("--child", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--work", default=str(ROOT / "data" / "bench_recipe"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "bench_recipe.json"))
@@ -262,9 +301,28 @@ def main(argv=None) -> None:
         return print(json.dumps(measure_speed(), indent=1))
     for name, overrides in ablation_recipes().items():
         recipes.RECIPES.setdefault(name, overrides)  # registered for this process (and its --parallel children) only
+    for spec in args.variant:
+        name, base_and_sets = spec.split("=", 1)
+        base_name, _, sets = base_and_sets.partition(":")
+        overrides = dict(recipes.RECIPES[base_name])
+        for item in filter(None, sets.split(",")):
+            key, value = item.split("=", 1)
+            try:
+                overrides[key] = json.loads(value)  # numbers, true/false
+            except ValueError:
+                overrides[key] = value  # a bare string, e.g. optim.schedule=wsd
+        recipes.RECIPES[name] = overrides
+        if name not in args.recipes:
+            args.recipes.append(name)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     base = prepare(work)
+    if args.step_seconds:
+        secs = recipe_step_seconds(args.recipes, base)
+        ref = secs.get("cs336")
+        for name, sec in secs.items():
+            print(f"{name:<22} {sec:.3f} s/step" + (f"  {sec / ref:.3f}x cs336" if ref else ""))
+        return
     if args.child:  # one run of a --parallel benchmark, in its own process and folder
         r = run_one(base, args.child[0], int(args.child[1]), args.minutes, work, args.max_steps)
         (work / "result.json").write_text(json.dumps(r))

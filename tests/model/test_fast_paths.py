@@ -95,3 +95,31 @@ def test_cuda_fast_path_close_to_reference():
     ids = torch.randint(0, 97, (4, 32), device="cuda")
     with torch.no_grad():
         torch.testing.assert_close(fast(ids), ref(ids), atol=0.06, rtol=0.02)
+
+
+@pytest.mark.parametrize("switches", [{}, {"qk_norm": True, "ffn": "relu2", "d_ff": None},
+                                      {"norm_type": "layer", "ffn": "gelu", "position": "learned", "tie_embeddings": True, "d_ff": None},
+                                      {"autocast": "bf16"}])
+def test_compiled_layers_are_one_graph_kept_across_training_and_evaluation(switches):
+    """config.compile compiles the layers, not forward's Python checks: no graph break, and switching
+    between training and evaluation (train/eval mode, no_grad) compiles a handful of graphs, not one per
+    call (on an H200 the old graph break recompiled until dynamo's limit and then ran eagerly)."""
+    torch.manual_seed(0)
+    model = TransformerLM(CFG.replace(compile=True, **switches))
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    model._compiled_body = torch.compile(model._body, backend=counting_backend)
+    ids = torch.randint(0, 97, (2, 32))
+    for _ in range(6):
+        model.train()
+        model(ids).sum().backward()
+        model.eval()
+        with torch.no_grad():
+            model(ids[:1])
+    assert 1 <= len(graphs) <= 4, len(graphs)  # train+grad, eval+no_grad (+ a dynamic-shape recompile each)
+    explanation = torch._dynamo.explain(model._body)(ids, None, [None] * CFG.num_layers)
+    assert explanation.graph_break_count == 0, explanation.break_reasons

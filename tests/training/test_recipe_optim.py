@@ -322,3 +322,16 @@ def test_an_old_optim_section_loads_with_the_defaults(make_config):
 def test_bad_optimiser_settings_are_config_errors(make_config, overrides, message):
     with pytest.raises(ConfigError, match=message):
         make_config(**overrides)
+
+
+def test_batched_newton_schulz_orthogonalises_each_matrix_on_its_own():
+    """Muon stacks the weights of one shape into one batch: each result must be that matrix's own."""
+    from tinylm.training.optim import newton_schulz_orthogonalize
+
+    g = torch.randn(5, 24, 40, generator=torch.Generator().manual_seed(0)) * torch.tensor([1e-3, 1.0, 10.0, 1e2, 1e-6]).view(5, 1, 1)
+    batched = newton_schulz_orthogonalize(g)
+    for i in range(len(g)):
+        # the same float32 operations in another order (batched products): rounding only, ~1e-6 of a unit-scale result
+        torch.testing.assert_close(batched[i], newton_schulz_orthogonalize(g[i]), atol=1e-5, rtol=0)
+    tall = newton_schulz_orthogonalize(g.mT)
+    torch.testing.assert_close(tall, batched.mT, atol=1e-5, rtol=0)

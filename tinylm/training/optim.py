@@ -131,7 +131,8 @@ CUBIC_NS_COEFFICIENTS = (1.5, -0.5, 0.0)
 def newton_schulz_orthogonalize(g: torch.Tensor, steps: int = 5,
                                 coefficients: tuple[float, float, float] = MUON_NS_COEFFICIENTS,
                                 eps: float = 1e-7) -> torch.Tensor:
-    """Approximately the polar factor U Vᵀ of g = U S Vᵀ (shape (m, n), float32 out), by Newton–Schulz.
+    """Approximately the polar factor U Vᵀ of g = U S Vᵀ (shape (m, n), or (..., m, n) for a batch of
+    matrices each orthogonalised on its own; float32 out), by Newton–Schulz.
 
     g is scaled to Frobenius norm 1 (so every singular value is in (0, 1]), then `steps` times
     X <- a·X + (b·A + c·A²)·X with A = X Xᵀ, which maps each singular value x to p(x) = a·x + b·x³ + c·x⁵
@@ -143,7 +144,7 @@ def newton_schulz_orthogonalize(g: torch.Tensor, steps: int = 5,
     tall = x.shape[-2] > x.shape[-1]
     if tall:
         x = x.mT
-    x = x / (torch.linalg.matrix_norm(x) + eps)
+    x = x / (torch.linalg.matrix_norm(x, keepdim=True) + eps)
     for _ in range(steps):
         gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
@@ -189,7 +190,11 @@ class Muon(AdamW):
         return loss
 
     def _muon_group(self, group: dict) -> None:
+        """Momentum per weight, then one batched Newton–Schulz per shape (the blocks' q, k, v, o and
+        feed-forward matrices come in a few shapes: a handful of batched matrix products instead of
+        hundreds of small ones per step, the same arithmetic per matrix)."""
         lr, wd, beta = group["lr"], group["weight_decay"], group["momentum"]
+        by_shape: dict[tuple, list] = {}
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -200,10 +205,13 @@ class Muon(AdamW):
             m = state["momentum_buffer"]
             m.lerp_(grad, 1 - beta)
             direction = grad.lerp(m, beta) if group["nesterov"] else m
-            update = newton_schulz_orthogonalize(direction, group["ns_steps"])
-            update *= max(1.0, p.shape[-2] / p.shape[-1]) ** 0.5
-            p.mul_(1 - lr * wd)
-            p.add_(update.to(p.dtype), alpha=-lr)
+            by_shape.setdefault((tuple(p.shape), p.device), []).append((p, direction))
+        for (shape, _), items in by_shape.items():
+            updates = newton_schulz_orthogonalize(torch.stack([d for _, d in items]), group["ns_steps"])
+            scale = max(1.0, shape[-2] / shape[-1]) ** 0.5
+            for (p, _), update in zip(items, updates):
+                p.mul_(1 - lr * wd)
+                p.add_(update.to(p.dtype), alpha=-lr * scale)
 
 
 def _use_foreach(foreach: bool | None, params) -> bool:
