@@ -115,3 +115,32 @@ def test_map_pieces_stops_its_workers_when_left_early():
     with map_pieces(_square, range(10_000), 2) as results:
         assert next(results) == 0
     assert multiprocessing.active_children() == []
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(0, 40), workers=st.integers(2, 5), ordered=st.booleans())
+def test_thread_map_keeps_order_and_bounds_pieces_in_flight(n, workers, ordered):
+    """map_pieces(threads=True): every result once, in order when asked, never more than 2 x workers
+    pieces started and not yet handed back (memory bounded by the piece size)."""
+    import threading
+    import time
+
+    from tinylm.tokenizer.chunking import map_pieces
+
+    lock, started, handed, peak = threading.Lock(), [0], [0], [0]
+
+    def work(i):
+        with lock:
+            started[0] += 1
+            peak[0] = max(peak[0], started[0] - handed[0])
+        time.sleep(0.001 * (i % 3))
+        return i * i
+
+    out = []
+    with map_pieces(work, range(n), workers, ordered=ordered, threads=True) as results:
+        for r in results:
+            out.append(r)
+            with lock:
+                handed[0] += 1
+    assert (out if ordered else sorted(out)) == [i * i for i in range(n)]
+    assert peak[0] <= 2 * workers

@@ -92,3 +92,30 @@ def test_progress_bars_leave_no_thread_so_worker_pools_keep_forking():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_threads_and_processes_give_the_serial_ids(corpus, tmp_path, backend, monkeypatch):
+    """With the C encoder pieces are encoded in threads (each its own encoder), else in processes; both
+    equal the serial encode, and forcing the other way round gives the same file too."""
+    from tinylm.tokenizer import token_arrays
+    from tinylm.tokenizer.bpe import Tokenizer
+
+    tok = Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", ["<|endoftext|>"], backend=backend)
+    assert token_arrays.use_threads(tok) == (backend == "c")
+    path, text = corpus
+    encode_file(tok, path, tmp_path / "serial.npy", num_workers=1)
+    encode_file(tok, path, tmp_path / "default.npy", num_workers=3, chunk_bytes=2000)
+    monkeypatch.setattr(token_arrays, "use_threads", lambda t: backend != "c")
+    encode_file(tok, path, tmp_path / "other.npy", num_workers=3, chunk_bytes=2000)
+    serial = np.load(tmp_path / "serial.npy")
+    assert serial.tolist() == tok.encode(text)
+    assert np.array_equal(np.load(tmp_path / "default.npy"), serial)
+    assert np.array_equal(np.load(tmp_path / "other.npy"), serial)
+
+
+def test_for_thread_copies_encode_alike_with_their_own_encoder(gpt2_tokenizer):
+    clone = gpt2_tokenizer.for_thread()
+    assert clone._fast is not gpt2_tokenizer._fast and clone.vocab is gpt2_tokenizer.vocab
+    text = (FIXTURES / "german.txt").read_text() + "<|endoftext|> it's 2024"
+    assert clone.encode(text) == gpt2_tokenizer.encode(text)

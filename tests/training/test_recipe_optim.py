@@ -335,3 +335,7 @@ def test_batched_newton_schulz_orthogonalises_each_matrix_on_its_own():
         torch.testing.assert_close(batched[i], newton_schulz_orthogonalize(g[i]), atol=1e-5, rtol=0)
     tall = newton_schulz_orthogonalize(g.mT)
     torch.testing.assert_close(tall, batched.mT, atol=1e-5, rtol=0)
+    from tinylm.training.optim import orthogonalize_all  # what Muon calls: batched on a GPU, one at a time on the CPU
+
+    for a, b in zip(orthogonalize_all(list(g), batched=True), orthogonalize_all(list(g), batched=False)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)

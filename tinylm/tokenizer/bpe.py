@@ -10,6 +10,8 @@ tinylm.tokenizer._bpe_encode is built, the text between special tokens is encode
 
 from __future__ import annotations
 
+import copy
+
 import os
 from collections.abc import Collection, Iterable, Iterator
 from itertools import chain, repeat
@@ -135,6 +137,19 @@ class Tokenizer:
         self.__dict__.update(state)
         self._backend_request = state.get("_backend_request", AUTO)
         self._fast = make_encoder(self._backend_request, self._byte_ids, self._merge_triples)
+
+    def for_thread(self) -> "Tokenizer":
+        """A copy with its own C encoder (its own pre-token cache and work buffers), for another thread.
+
+        One C encoder serves one thread at a time (its cache is guarded by a lock, held while it
+        encodes with the GIL released), so threads that encode in parallel each take a copy. The
+        vocabulary, merges and special-token matcher are shared, read-only. Costs one encoder build
+        (about the time of loading the merges). The pure-Python backend returns a plain copy.
+        """
+        clone = copy.copy(self)
+        clone._cache = {}
+        clone._fast = make_encoder(self._backend_request, self._byte_ids, self._merge_triples) if self._fast is not None else None
+        return clone
 
     # --- construction and files -----------------------------------------------------------
     @classmethod

@@ -11,7 +11,9 @@ import multiprocessing as mp
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
+from itertools import islice
 
 from tinylm.errors import ConfigError, InvalidUTF8Error
 from tinylm.tokenizer.pretokenize import find_safe_cut, safe_pieces, special_matcher
@@ -102,18 +104,31 @@ def map_pieces(
     ordered: bool = True,
     initializer: Callable | None = None,
     initargs: tuple = (),
+    threads: bool = False,
 ) -> Iterator[Iterator]:
-    """Yield the results of func over pieces (file ranges and their settings), computed in worker processes.
+    """Yield the results of func over pieces (file ranges and their settings), computed in parallel.
 
     The one parallel map of BPE counting and dataset encoding. With workers <= 1 everything runs in
-    this process (initializer first), lazily; else in a pool from pool_context(), results in the
-    order of `pieces` (ordered) or as they finish, `pieces` consumed lazily. The pool is
-    terminated when the block is left, whether the results were all read or not.
+    this process (initializer first), lazily. Else in a pool from pool_context() (worker processes),
+    or with `threads` in `workers` threads of this process (for a func whose heavy part releases the
+    GIL, as the C encoder does: no process start-up, no pickling of results; the initializer runs
+    once here). Results come in the order of `pieces` (ordered) or as they finish, `pieces` consumed
+    lazily (threads: at most 2 × workers in flight, so memory stays bounded by the piece size).
+    The workers are stopped when the block is left, whether the results were all read or not.
     """
     if workers <= 1:
         if initializer is not None:
             initializer(*initargs)
         yield map(func, pieces)
+        return
+    if threads:
+        if initializer is not None:
+            initializer(*initargs)
+        with ThreadPoolExecutor(workers, thread_name_prefix="tinylm-piece") as executor:
+            try:
+                yield _thread_map(executor, func, pieces, 2 * workers, ordered)
+            finally:
+                executor.shutdown(wait=True, cancel_futures=True)
         return
     pool = pool_context().Pool(workers, initializer=initializer, initargs=initargs)
     try:
@@ -121,6 +136,22 @@ def map_pieces(
     finally:
         pool.terminate()
         pool.join()
+
+
+def _thread_map(executor: ThreadPoolExecutor, func: Callable, pieces: Iterable, window: int, ordered: bool) -> Iterator:
+    """func over pieces in the executor's threads, at most `window` submitted and not yet yielded."""
+    source = iter(pieces)
+    pending = [executor.submit(func, p) for p in islice(source, window)]
+    while pending:
+        if ordered:
+            done = pending.pop(0)
+        else:
+            done = next(as_completed(pending))
+            pending.remove(done)
+        result = done.result()
+        for p in islice(source, 1):
+            pending.append(executor.submit(func, p))
+        yield result
 
 
 # --- corpora of shards (tinylm.corpus): units of parts, and safe pieces of streamed text -------------

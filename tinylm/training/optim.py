@@ -151,6 +151,14 @@ def newton_schulz_orthogonalize(g: torch.Tensor, steps: int = 5,
     return x.mT if tall else x
 
 
+def orthogonalize_all(matrices: list[torch.Tensor], steps: int = 5, batched: bool = True) -> list[torch.Tensor]:
+    """newton_schulz_orthogonalize of each of `matrices` (all of one shape): as one stacked batch, or
+    one at a time. Both give each matrix its own result (the same arithmetic, in another order)."""
+    if batched:
+        return list(newton_schulz_orthogonalize(torch.stack(matrices), steps).unbind(0))
+    return [newton_schulz_orthogonalize(m, steps) for m in matrices]
+
+
 class Muon(AdamW):
     """Muon for the groups marked `use_muon=True`, AdamW (this module's) for every other group.
 
@@ -190,9 +198,10 @@ class Muon(AdamW):
         return loss
 
     def _muon_group(self, group: dict) -> None:
-        """Momentum per weight, then one batched Newton–Schulz per shape (the blocks' q, k, v, o and
-        feed-forward matrices come in a few shapes: a handful of batched matrix products instead of
-        hundreds of small ones per step, the same arithmetic per matrix)."""
+        """Momentum per weight, then on a GPU one batched Newton–Schulz per shape (the blocks' q, k, v,
+        o and feed-forward matrices come in a few shapes: a handful of batched matrix products instead
+        of hundreds of small kernel launches per step; 1.84x the TinyStories recipe's tokens/s on an
+        H200), on the CPU one matrix at a time (faster there). The same arithmetic per matrix."""
         lr, wd, beta = group["lr"], group["weight_decay"], group["momentum"]
         by_shape: dict[tuple, list] = {}
         for p in group["params"]:
@@ -206,8 +215,9 @@ class Muon(AdamW):
             m.lerp_(grad, 1 - beta)
             direction = grad.lerp(m, beta) if group["nesterov"] else m
             by_shape.setdefault((tuple(p.shape), p.device), []).append((p, direction))
-        for (shape, _), items in by_shape.items():
-            updates = newton_schulz_orthogonalize(torch.stack([d for _, d in items]), group["ns_steps"])
+        for (shape, device), items in by_shape.items():
+            # one at a time on the CPU: batched products of small matrices measured 1.2-1.4x slower there
+            updates = orthogonalize_all([d for _, d in items], group["ns_steps"], batched=device.type != "cpu")
             scale = max(1.0, shape[-2] / shape[-1]) ** 0.5
             for (p, _), update in zip(items, updates):
                 p.mul_(1 - lr * wd)
