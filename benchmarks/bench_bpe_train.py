@@ -19,6 +19,8 @@ gigatoken.train_bpe(path, size, ["<|endoftext|>"]) with its default tie-breaking
 so its merges may differ from tinylm's in ties; only time and memory are compared.
 
     .venv/bin/python benchmarks/bench_bpe_train.py --tools tinylm,gigatoken      # a subset of the tools
+    .venv/bin/python benchmarks/bench_bpe_train.py --times 20 --sizes 10000 --repeats 1 --tools tinylm,gigatoken
+                                                   # 2.1 GB (bench_en x 20, TinyStories' size), made under data/
 """
 
 from __future__ import annotations
@@ -93,6 +95,23 @@ ALL_TOOLS = {"tinylm": TINYLM_CHILD, "tokenizers": TOKENIZERS_CHILD, "gigatoken"
 TOOLS = dict(ALL_TOOLS)
 
 
+def repeated_corpus(path: Path, times: int) -> Path:
+    """data/<stem>_x<times>.txt: the file `times` times over (made once; documents end with <|endoftext|>,
+    so the copies join at a document boundary). A whole-document cache would measure the repetition:
+    tinylm caches nothing larger than one pre-token."""
+    out = Path(__file__).resolve().parent.parent / "data" / f"{path.stem}_x{times}.txt"
+    if out.exists() and out.stat().st_size == times * path.stat().st_size:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".partial")
+    data = path.read_bytes()
+    with open(tmp, "wb") as f:
+        for _ in range(times):
+            f.write(data)
+    tmp.replace(out)
+    return out
+
+
 def warm_page_cache(path: Path) -> None:
     with open(path, "rb") as f:
         while f.read(16 << 20):
@@ -102,6 +121,9 @@ def warm_page_cache(path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", type=Path, default=None, help="text file (default: data/bench_en.txt, decompressed from ../shared/data if missing)")
+    ap.add_argument("--times", type=int, default=1,
+                    help="train on the input repeated this many times (made once under data/, e.g. 20: bench_en x 20 = 2.1 GB, "
+                         "the size of TinyStories' training file; issue 12's scale benchmark)")
     ap.add_argument("--mb", type=float, default=None, help="train on only the first MB megabytes of the input, cut after an <|endoftext|> (for smoke tests; default: the whole file)")
     ap.add_argument("--sizes", default="10000,32000", help="comma-separated vocab sizes (default 10000,32000)")
     ap.add_argument("--repeats", type=int, default=3)
@@ -123,6 +145,8 @@ def main() -> int:
     path = args.input if args.input is not None else ensure_corpus("bench_en.txt")
     if not path.is_file():
         ap.error(f"input file not found: {path}")
+    if args.times > 1:
+        path = repeated_corpus(path, args.times)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if args.repeats < 1 or not sizes:
         ap.error("need at least one size and one repeat")
