@@ -22,13 +22,12 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from tinylm.errors import ConfigError
 from tinylm.io import check_input_file
-from tinylm.tokenizer._native import AUTO, C, COUNT_BACKENDS, MERGE_BACKENDS, PYTHON, check_choice, compiled_merge_loop, make_encoder, pretoken_counter
+from tinylm.tokenizer._native import AUTO, C, COUNT_BACKENDS, MERGE_BACKENDS, PYTHON, check_choice, compiled_merge_loop, pretoken_counter
 from tinylm.tokenizer.bpe import Tokenizer
 from tinylm.tokenizer.chunking import (
     DEFAULT_CHUNK_BYTES,
@@ -73,7 +72,6 @@ class TrainStats:
 
 
 _COUNTER_LOCK = threading.Lock()
-COUNT_IN_THREADS = True  # count a file's pieces in threads (C counter) rather than processes: see count_pretokens
 
 
 def count_text(text: str, special_re: SpecialTokenMatcher | re.Pattern | None, backend: str = AUTO) -> dict[bytes, int]:
@@ -85,9 +83,9 @@ def count_text(text: str, special_re: SpecialTokenMatcher | re.Pattern | None, b
     With the C extension built the GPT-2 pattern is matched and counted in C (the same matcher as
     the C encoder, fuzzed against `regex`); backend="python" uses pretokenize and a Counter.
     """
-    counter = _thread_counter() if backend != PYTHON else None
+    counter = pretoken_counter() if backend != PYTHON else None
     if counter is not None:
-        with _COUNTER_LOCK if counter is pretoken_counter() else nullcontext():  # the process's table: one count-then-take at a time
+        with _COUNTER_LOCK:  # one count-then-take at a time: the table is this process's, shared by its threads
             counter.reset_counts()  # whatever an earlier call left (the finally below makes that rare)
             try:
                 for piece in split_on_special(text, special_re):
@@ -103,21 +101,6 @@ def count_text(text: str, special_re: SpecialTokenMatcher | re.Pattern | None, b
         if piece:
             counts.update(pretokenize(piece))
     return {k.encode("utf-8", "surrogatepass"): v for k, v in counts.items()}
-
-
-_THREAD_COUNTER = threading.local()
-
-
-def _thread_counter():
-    """The C pre-token counter of this thread: the process's own (pretoken_counter) in the main
-    thread, else one per counting thread (map_pieces(threads=True)), so threads count in parallel
-    with the GIL released, each into its own table. None when the C helpers are not built."""
-    if threading.current_thread() is threading.main_thread() or pretoken_counter() is None:
-        return pretoken_counter()
-    counter = getattr(_THREAD_COUNTER, "counter", None)
-    if counter is None:
-        counter = _THREAD_COUNTER.counter = make_encoder(AUTO, list(range(256)), [])
-    return counter
 
 
 def _count_range(args) -> tuple[int, dict[bytes, int]]:
@@ -160,8 +143,7 @@ def count_pretokens(
     total = SpillingCounter(max_memory, spill_dir)
     serial = workers <= 1 or size <= chunk_bytes
     try:
-        with map_pieces(_count_range, tasks, 1 if serial else workers, ordered=False,
-                        threads=COUNT_IN_THREADS and backend != PYTHON and pretoken_counter() is not None) as results, \
+        with map_pieces(_count_range, tasks, 1 if serial else workers, ordered=False) as results, \
                 progress_bar(total=size, unit="B", unit_scale=True, desc="counting pre-tokens", disable=not progress, leave=False) as bar:
             for n, counts in results:
                 total.update(counts)
