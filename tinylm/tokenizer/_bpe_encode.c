@@ -898,6 +898,79 @@ static PyObject *Encoder_take_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
     return d;
 }
 
+/* take_counts as one bytes object: per pre-token [uint32 length][int64 count][the bytes], native
+   byte order, in no particular order. Handing counts between processes this way costs one bytes
+   object instead of a dict of bytes and ints (built, pickled, unpickled and merged per entry). */
+static PyObject *Encoder_take_counts_packed(Encoder *e, PyObject *Py_UNUSED(ignored)) {
+    if (encoder_ready(e) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(e->lock, WAIT_LOCK);
+    Py_END_ALLOW_THREADS
+    if (count_flush_shorts(e) < 0) {
+        count_reset(e);
+        PyThread_release_lock(e->lock);
+        return PyErr_NoMemory();
+    }
+    size_t total = 0;
+    for (size_t k = 0; k < e->ncent; k++) total += 12 + e->centries[k].len;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (!out) {
+        count_reset(e);
+        PyThread_release_lock(e->lock);
+        return NULL;
+    }
+    uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(out);
+    for (size_t k = 0; k < e->ncent; k++) {
+        const CountEntry *c = &e->centries[k];
+        uint32_t len = (uint32_t)c->len;
+        int64_t count = c->count;
+        memcpy(dst, &len, 4);
+        memcpy(dst + 4, &count, 8);
+        memcpy(dst + 12, e->ckeys + c->off, c->len);
+        dst += 12 + c->len;
+    }
+    count_reset(e);
+    PyThread_release_lock(e->lock);
+    return out;
+}
+
+/* Adds counts packed by take_counts_packed (any Encoder's) to this Encoder's counts. */
+static PyObject *Encoder_add_counts_packed(Encoder *e, PyObject *arg) {
+    if (encoder_ready(e) < 0) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const uint8_t *p = (const uint8_t *)view.buf, *end = p + view.len;
+    int rc = 0, bad = 0;
+    for (const uint8_t *q = p; q < end;) { /* checked whole first: a bad buffer adds nothing */
+        uint32_t len;
+        if (end - q < 12) { bad = 1; break; }
+        memcpy(&len, q, 4);
+        if ((size_t)(end - q - 12) < len) { bad = 1; break; }
+        q += 12 + len;
+    }
+    if (!bad) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(e->lock, WAIT_LOCK);
+        while (p < end && rc == 0) {
+            uint32_t len;
+            int64_t count;
+            memcpy(&len, p, 4);
+            memcpy(&count, p + 4, 8);
+            rc = count_add(e, p + 12, len, count);
+            p += 12 + len;
+        }
+        PyThread_release_lock(e->lock);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&view);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "add_counts_packed: truncated or malformed packed counts");
+        return NULL;
+    }
+    if (rc < 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyObject *Encoder_reset_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
     if (encoder_ready(e) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
@@ -960,6 +1033,12 @@ static PyMethodDef Encoder_methods[] = {
      "count_pretokens(text: str) -> None\n\nSplit text with the GPT-2 pattern (no special-token handling) and add "
      "each pre-token's UTF-8 bytes to this Encoder's counts; UnicodeEncodeError on lone surrogates."},
     {"reset_counts", (PyCFunction)Encoder_reset_counts, METH_NOARGS, "Drop the counts gathered so far."},
+    {"take_counts_packed", (PyCFunction)Encoder_take_counts_packed, METH_NOARGS,
+     "take_counts_packed() -> bytes\n\ntake_counts as one bytes object: per pre-token a uint32 length, an int64 count "
+     "(native byte order) and its bytes; the counts are then reset."},
+    {"add_counts_packed", (PyCFunction)Encoder_add_counts_packed, METH_O,
+     "add_counts_packed(packed: bytes) -> None\n\nAdd counts from take_counts_packed to this Encoder's counts; "
+     "ValueError (and nothing added) when the buffer is truncated."},
     {"take_counts", (PyCFunction)Encoder_take_counts, METH_NOARGS,
      "take_counts() -> dict[bytes, int]\n\nThe counts gathered by count_pretokens since the last call, which are then reset."},
     {NULL, NULL, 0, NULL},

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import os
 import re
+import struct
 import threading
 import time
 from array import array
@@ -27,7 +28,7 @@ from typing import NamedTuple
 
 from tinylm.errors import ConfigError
 from tinylm.io import check_input_file
-from tinylm.tokenizer._native import AUTO, C, COUNT_BACKENDS, MERGE_BACKENDS, PYTHON, check_choice, compiled_merge_loop, pretoken_counter
+from tinylm.tokenizer._native import AUTO, C, COUNT_BACKENDS, MERGE_BACKENDS, PYTHON, check_choice, compiled_merge_loop, make_encoder, pretoken_counter
 from tinylm.tokenizer.bpe import Tokenizer
 from tinylm.tokenizer.chunking import (
     DEFAULT_CHUNK_BYTES,
@@ -86,13 +87,16 @@ def count_text(text: str, special_re: SpecialTokenMatcher | re.Pattern | None, b
     return count_texts([text], special_re, backend)
 
 
-def count_texts(texts: Iterable[str], special_re: SpecialTokenMatcher | re.Pattern | None, backend: str = AUTO) -> dict[bytes, int]:
+def count_texts(texts: Iterable[str], special_re: SpecialTokenMatcher | re.Pattern | None, backend: str = AUTO,
+                packed: bool = False) -> dict[bytes, int] | bytes:
     """count_text of all `texts` together (each split on special tokens on its own), read lazily.
 
     With the C counter every text is counted into one table that is taken once at the end, so the
     Python dict work is proportional to the distinct pre-tokens of all the texts, not of each one
     (profiled: building and merging a dict per 4 MB piece was a third of the counting time).
     A text with lone surrogates (never one decoded from a file) is counted by the Python path.
+    `packed` (C counter only; the Python path returns a dict): the counts as the C counter's packed
+    bytes (take_counts_packed), to hand to another process's counter (add_counts_packed).
     """
     counter = pretoken_counter() if backend != PYTHON else None
     if counter is None:
@@ -113,25 +117,30 @@ def count_texts(texts: Iterable[str], special_re: SpecialTokenMatcher | re.Patte
                         counter.count_pretokens(piece)
                 except UnicodeEncodeError:  # lone surrogates: this text's remaining pieces by the Python path
                     aside.update(count_texts(pieces[k:], None, PYTHON))
-            counts = counter.take_counts()
+            if aside:
+                counter.add_counts_packed(pack_counts(aside))
+            counts = counter.take_counts_packed() if packed else counter.take_counts()
         finally:
             counter.reset_counts()  # nothing left behind for the next call, whatever stopped this one
-    for key, n in aside.items():
-        counts[key] = counts.get(key, 0) + n
     return counts
 
 
-def _count_ranges(args) -> tuple[int, dict[bytes, int]]:
-    path, ranges, special_tokens, backend = args
+def pack_counts(counts: dict[bytes, int]) -> bytes:
+    """counts in the C counter's packed layout (take_counts_packed): uint32 length, int64 count, bytes."""
+    return b"".join(struct.pack("=Iq", len(key), n) + key for key, n in counts.items())
+
+
+def _count_ranges(args) -> tuple[int, dict[bytes, int] | bytes]:
+    path, ranges, special_tokens, backend, packed = args
     # special_matcher keeps one matcher per token set: built once per process, not once per range
     texts = (read_text_range(path, start, end) for start, end in ranges)
-    return sum(end - start for start, end in ranges), count_texts(texts, special_matcher(special_tokens), backend)
+    return sum(end - start for start, end in ranges), count_texts(texts, special_matcher(special_tokens), backend, packed)
 
 
 # A counting task is a run of consecutive pieces of at most this many bytes (and at least two tasks per
 # worker): the worker counts them into one table and hands back one dict, so the dicts to build, pickle
 # and merge shrink with the task size; the worker's table is bounded by the distinct pre-tokens of one task.
-TASK_BYTES = 64 << 20
+TASK_BYTES = 16 << 20
 
 
 def group_ranges(ranges: list[tuple[int, int]], workers: int, size: int, task_bytes: int = TASK_BYTES) -> list[list[tuple[int, int]]]:
@@ -180,14 +189,21 @@ def count_pretokens(
     ranges = list(chunk_ranges(path, special_tokens, chunk_bytes, scan_bytes=scan_bytes))
     # one range per task when memory is budgeted (the worker's table stays the size of one piece's)
     groups = [[r] for r in ranges] if max_memory is not None else group_ranges(ranges, 1 if serial else workers, size)
-    tasks = [(path, group, tokens, backend) for group in groups]
+    # without a memory budget the tasks' counts travel packed and are summed in a C counter, read once at the end
+    merger = make_encoder(AUTO, list(range(256)), []) if max_memory is None and backend != PYTHON else None
+    tasks = [(path, group, tokens, backend, merger is not None) for group in groups]
     total = SpillingCounter(max_memory, spill_dir)
     try:
         with map_pieces(_count_ranges, tasks, 1 if serial else workers, ordered=False) as results, \
                 progress_bar(total=size, unit="B", unit_scale=True, desc="counting pre-tokens", disable=not progress, leave=False) as bar:
             for n, counts in results:
-                total.update(counts)
+                if merger is None:
+                    total.update(counts)
+                else:
+                    merger.add_counts_packed(counts if isinstance(counts, bytes) else pack_counts(counts))
                 bar.update(n)
+        if merger is not None:
+            total.update(merger.take_counts())
     except BaseException:
         total.close()
         raise
