@@ -429,3 +429,52 @@ def test_counter_methods_refuse_an_uninitialised_encoder():
             method()
     with pytest.raises(RuntimeError, match="not initialized"):
         bare.count_pretokens("x")
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts=st.lists(st.text(alphabet=st.sampled_from("ab cé'\n1<|endoftext|>xyzlongerwordsé中"), max_size=60), max_size=6))
+def test_packed_counts_sum_like_dicts(parts):
+    """take_counts_packed / add_counts_packed (how counting tasks hand counts to the parent) give the
+    sum of the tasks' count dicts; count_texts equals counting the joined texts piece by piece."""
+    from collections import Counter
+
+    from tinylm.tokenizer._native import make_encoder
+    from tinylm.tokenizer.pretokenize import special_token_regex
+    from tinylm.tokenizer.train import count_text, count_texts, pack_counts
+
+    special = special_token_regex([EOT])
+    merger, expected = make_encoder("auto", list(range(256)), []), Counter()
+    for part in parts:
+        merger.add_counts_packed(count_texts([part], special, packed=True))
+        expected.update(count_text(part, special, backend="python"))
+    merger.add_counts_packed(pack_counts({b"extra": 3}))
+    expected[b"extra"] += 3
+    assert merger.take_counts() == dict(expected)
+    assert count_texts(parts, special) == dict(expected - Counter({b"extra": 3}))
+
+
+def test_add_counts_packed_refuses_a_truncated_buffer_and_adds_nothing():
+    from tinylm.tokenizer._native import make_encoder
+    from tinylm.tokenizer.train import pack_counts
+
+    counter = make_encoder("auto", list(range(256)), [])
+    packed = pack_counts({b"hello": 2, b" world": 5})
+    for cut in range(1, len(packed)):
+        if cut == len(pack_counts({b"hello": 2})):
+            continue  # a whole first entry: a valid buffer of one entry
+        with pytest.raises(ValueError, match="truncated"):
+            counter.add_counts_packed(packed[:cut])
+        assert counter.take_counts() == {}
+    counter.add_counts_packed(packed)
+    assert counter.take_counts() == {b"hello": 2, b" world": 5}
+
+
+def test_a_lone_surrogate_text_is_counted_by_the_python_path_beside_the_others():
+    from tinylm.tokenizer.train import count_text, count_texts
+
+    texts = ["plain words", "bad \ud800 text here", "more words"]
+    expected = {}
+    for t in texts:
+        for k, v in count_text(t, None, backend="python").items():
+            expected[k] = expected.get(k, 0) + v
+    assert count_texts(texts, None) == expected
