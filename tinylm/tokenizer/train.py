@@ -138,8 +138,10 @@ def _count_ranges(args) -> tuple[int, dict[bytes, int] | bytes]:
 
 
 # A counting task is a run of consecutive pieces of at most this many bytes (and at least two tasks per
-# worker): the worker counts them into one table and hands back one dict, so the dicts to build, pickle
-# and merge shrink with the task size; the worker's table is bounded by the distinct pre-tokens of one task.
+# worker): the worker counts them into one table and hands back its counts once (packed bytes), so what
+# is built, pickled and merged shrinks with the task size; the worker's table is bounded by the distinct
+# pre-tokens of one task. Measured on bench_en x 20 (2.1 GB, 2 workers): 64 MB tasks 16.6 s / 255 MB,
+# 16 MB tasks 16.5 s / 183 MB (with dicts instead of packed bytes: 19.7 s / 330 MB and 27.5 s / 235 MB).
 TASK_BYTES = 16 << 20
 
 
