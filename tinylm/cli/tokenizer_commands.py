@@ -123,7 +123,7 @@ def _load_tokenizer(tokenizer_path: Path):
 @click.argument("input_path", type=click.Path(path_type=Path))
 @click.option("--tokenizer", "-t", "tokenizer_dir", type=click.Path(path_type=Path), required=True, help="Tokenizer folder (vocab.json + merges.txt) or a Hugging Face tokenizer.json.")
 @click.option("--out", "-o", "output", type=click.Path(path_type=Path), required=True, help="Token file: .npy, or raw ids for .bin.")
-@click.option("--workers", "-j", type=int, default=None, help="Encoding processes (default: all cores).")
+@click.option("--workers", "-j", type=int, default=None, help="Encoding workers: threads with the C encoder, else processes (default: all cores).")
 @click.option("--chunk-mb", type=float, default=4.0, show_default=True)
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @corpus_options
