@@ -6,6 +6,7 @@ reported MFU rests on: FLOPs from the accounting tool, tokens/s from the loop, t
 
 import json
 import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -38,3 +39,13 @@ def test_bench_train_without_a_peak_on_cpu_says_mfu_is_not_available():
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MFU n/a (n/a: pass --peak-tflops for a CPU)" in proc.stdout
+
+
+def test_bench_recipe_cpu_lists_and_variants():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_recipe
+
+    assert bench_recipe.parse_cpus("8-10,3") == [3, 8, 9, 10]
+    assert bench_recipe.parse_cpus(None) == sorted(os.sched_getaffinity(0))
+    variants = bench_recipe.ablation_recipes()
+    assert variants["cs336+muon"]["optim.name"] == "muon" and "optim.name" not in variants["tinylm-no-muon"]

@@ -144,3 +144,21 @@ def test_thread_map_keeps_order_and_bounds_pieces_in_flight(n, workers, ordered)
                 handed[0] += 1
     assert (out if ordered else sorted(out)) == [i * i for i in range(n)]
     assert peak[0] <= 2 * workers
+
+
+@settings(max_examples=100, deadline=None)
+@given(sizes=st.lists(st.integers(1, 50), max_size=30), workers=st.integers(1, 4), task_bytes=st.integers(1, 200))
+def test_counting_tasks_cover_the_pieces_in_order_within_their_size(sizes, workers, task_bytes):
+    """group_ranges: consecutive pieces, each exactly once and in order; a task of several pieces never
+    passes the limit (task_bytes, and half a worker's share so every worker gets at least two)."""
+    from tinylm.tokenizer.train import group_ranges
+
+    ranges, pos = [], 0
+    for n in sizes:
+        ranges.append((pos, pos + n))
+        pos += n
+    groups = group_ranges(ranges, workers, pos, task_bytes)
+    assert [r for g in groups for r in g] == ranges
+    limit = max(1, min(task_bytes, pos // (2 * workers)))
+    for g in groups:
+        assert len(g) == 1 or g[-1][1] - g[0][0] <= limit

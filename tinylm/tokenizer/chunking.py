@@ -148,10 +148,11 @@ def _thread_map(executor: ThreadPoolExecutor, func: Callable, pieces: Iterable, 
         else:
             done = next(as_completed(pending))
             pending.remove(done)
-        result = done.result()
+        yield done.result()
+        # the next piece is submitted once the caller has taken this result: at most `window` pieces
+        # are ever started and not yet taken (memory bounded by the pieces, however slow the caller)
         for p in islice(source, 1):
             pending.append(executor.submit(func, p))
-        yield result
 
 
 # --- corpora of shards (tinylm.corpus): units of parts, and safe pieces of streamed text -------------
