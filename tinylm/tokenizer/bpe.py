@@ -11,7 +11,6 @@ tinylm.tokenizer._bpe_encode is built, the text between special tokens is encode
 from __future__ import annotations
 
 import copy
-
 import os
 from collections.abc import Collection, Iterable, Iterator
 from itertools import chain, repeat
