@@ -111,12 +111,13 @@ def count_texts(texts: Iterable[str], special_re: SpecialTokenMatcher | re.Patte
         counter.reset_counts()  # whatever an earlier call left (the finally below makes that rare)
         try:
             for text in texts:
-                pieces = [piece for piece in split_on_special(text, special_re) if piece]
-                try:
-                    for k, piece in enumerate(pieces):
+                for piece in split_on_special(text, special_re):  # lazily: no list of the text's pieces
+                    if not piece:
+                        continue
+                    try:
                         counter.count_pretokens(piece)
-                except UnicodeEncodeError:  # lone surrogates: this text's remaining pieces by the Python path
-                    aside.update(count_texts(pieces[k:], None, PYTHON))
+                    except UnicodeEncodeError:  # lone surrogates: this piece by the Python path
+                        aside.update(count_texts([piece], None, PYTHON))
             if aside:
                 counter.add_counts_packed(pack_counts(aside))
             counts = counter.take_counts_packed() if packed else counter.take_counts()
