@@ -57,6 +57,7 @@ def train(args) -> list[dict]:
 
     from bench_train import PEAK_BF16_TFLOPS
     from tinylm.model.accounting import forward_flops
+    from tinylm.model.config import ModelConfig
     from tinylm.recipes import recipe_overrides
     from tinylm.training.config import TrainConfig
     from tinylm.training.loop import Trainer
@@ -65,7 +66,7 @@ def train(args) -> list[dict]:
     results = []
     for recipe in args.recipes:
         out = Path(args.out) / recipe
-        steps = args.tokens // (args.batch_size * 256)
+        steps = args.tokens // (args.batch_size * ModelConfig().context_length)
         config = TrainConfig.from_dict({
             "model": {"compile": args.compile},  # ModelConfig's defaults are the TinyStories model
             "data": {"train": str(data / "train.npy"), "val": str(data / "val.npy")},
