@@ -73,6 +73,14 @@ class Block(nn.Module):
         return x + self.ffn(x)
 
 
+@torch.compiler.assume_constant_result
+def _cuda_bf16_supported() -> bool:
+    """torch.cuda.is_bf16_supported(), which torch.compile cannot trace: marked constant, so a compiled
+    caller (the DDP wrapper under `model.compile = true` compiles forward whole) keeps one graph. On an
+    H200 the query inside forward broke the graph and dynamo recompiled the rest on every call."""
+    return torch.cuda.is_bf16_supported()
+
+
 class TransformerLM(nn.Module):
     """forward(ids[..., T], positions=None, kv_cache=None) -> logits[..., T, vocab_size] (float32).
 
@@ -101,11 +109,12 @@ class TransformerLM(nn.Module):
             self.ln_final = make_norm(config)
         if not config.tie_embeddings:  # tied: logits = x Eᵀ with E = token_embeddings.weight
             self.lm_head = Linear(config.d_model, config.vocab_size)
-        # config.compile: the layers' arithmetic (_body) is compiled, not forward: forward's checks and the
-        # autocast decision (torch.cuda.is_bf16_supported, a context manager made per call) are Python that
-        # dynamo cannot trace without a graph break, whose resumed frame it then recompiled on every call
-        # until its recompile limit and ran eagerly (measured on an H200: 33 ms/step in the trainer against
-        # 18 ms without the break). Lazy (compiled at the first call); state-dict keys unchanged.
+        # config.compile: the layers' arithmetic (_body) is compiled, not forward with its input checks
+        # and autocast decision. On an H200, compiling forward broke the graph at the autocast decision
+        # (torch.cuda.is_bf16_supported, now also marked constant for compiled callers) and dynamo
+        # recompiled the rest whenever training and evaluation alternated, until its recompile limit,
+        # then ran it eagerly (33 ms/step in the trainer against 18 ms). Lazy (compiled at the first
+        # call); state-dict keys unchanged.
         self._compiled_body = torch.compile(self._body) if config.compile else None
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None, kv_cache: KVCache | None = None) -> torch.Tensor:
@@ -173,7 +182,7 @@ class TransformerLM(nn.Module):
 
     def _autocast(self, device: torch.device):
         mode = self.config.autocast
-        if mode == "bf16" or (mode == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        if mode == "bf16" or (mode == "auto" and device.type == "cuda" and _cuda_bf16_supported()):
             return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
