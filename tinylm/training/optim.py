@@ -65,8 +65,12 @@ class AdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            self._adamw_group(group)
+            self._group_step(group)
         return loss
+
+    def _group_step(self, group: dict) -> None:
+        """One parameter group's update (Muon overrides this to route its own groups)."""
+        self._adamw_group(group)
 
     def _adamw_group(self, group: dict) -> None:
         """The AdamW update of one parameter group."""
@@ -184,18 +188,11 @@ class Muon(AdamW):
                 if any(p.ndim != 2 for p in group["params"]):
                     raise ValueError("Muon groups take 2-D weight matrices only")
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            if group.get("use_muon"):
-                self._muon_group(group)
-            else:
-                self._adamw_group(group)
-        return loss
+    def _group_step(self, group: dict) -> None:
+        if group.get("use_muon"):
+            self._muon_group(group)
+        else:
+            self._adamw_group(group)
 
     def _muon_group(self, group: dict) -> None:
         """Momentum per weight, then on a GPU one batched Newton–Schulz per shape (the blocks' q, k, v,
