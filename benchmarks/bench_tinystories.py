@@ -55,7 +55,7 @@ def prepare(text: Path, out: Path, vocab_size: int, val_fraction: float) -> None
 def train(args) -> list[dict]:
     import torch
 
-    from bench_train import PEAK_BF16_TFLOPS
+    from bench_train import device_peak_flops
     from tinylm.model.accounting import forward_flops
     from tinylm.model.config import ModelConfig
     from tinylm.recipes import recipe_overrides
@@ -86,10 +86,7 @@ def train(args) -> list[dict]:
         tokens_per_s = (last["tokens"] - first["tokens"]) / max(last["wall_clock"] - first["wall_clock"], 1e-9)
         mc = trainer.model_config
         flops_per_token = 3 * forward_flops(mc, mc.context_length) / mc.context_length
-        peak = None
-        if args.device.startswith("cuda"):
-            name = torch.cuda.get_device_name()
-            peak = next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS if key in name), None)
+        peak, _ = device_peak_flops(args.device)
         r = {
             "recipe": recipe, "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
             "torch": torch.__version__, "tokens": trainer.tokens_seen, "steps": result.step,

@@ -134,7 +134,12 @@ def peak_flops(args) -> tuple[float | None, str]:
     """Peak FLOP/s for MFU and where the figure comes from."""
     if args.peak_tflops is not None:
         return args.peak_tflops * 1e12, "--peak-tflops"
-    if args.device.startswith("cuda"):
+    return device_peak_flops(args.device)
+
+
+def device_peak_flops(device: str) -> tuple[float | None, str]:
+    """The device's dense bf16 peak FLOP/s from PEAK_BF16_TFLOPS (None on a CPU or a GPU not in it) and its source."""
+    if device.startswith("cuda"):
         name = torch.cuda.get_device_name()
         for key, tflops in PEAK_BF16_TFLOPS:
             if key in name:
