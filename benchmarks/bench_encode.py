@@ -192,27 +192,14 @@ def child(name: str, text_path: Path, dump: Path | None, hf_single: str, workdir
         import gigatoken
 
         tok = gigatoken.Tokenizer.from_tiktoken(str(workdir / "gpt2.tiktoken"), pretokenizer="gpt2", special_tokens={EOT: 50256})
-        t0, c0 = time.perf_counter(), time.process_time()
-        ids = tok.encode(text)
-        out["seconds"], out["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
-        t0, c0 = time.perf_counter(), time.process_time()
-        ids2 = tok.encode(text)
-        out["warm_seconds"], out["warm_cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
-        out["warm_equal"] = bool((ids2 == ids).all())
+        ids = cold_and_warm(tok.encode, text, out)
         out["how"] = f"fresh Tokenizer.encode(text), RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS')}; warm = second pass"
     elif tool == "tinylm":
         from tinylm import Tokenizer
 
         tok = Tokenizer.from_files(VOCAB, MERGES, [EOT])
         if mode == "single":
-            t0, c0 = time.perf_counter(), time.process_time()
-            ids = tok.encode(text)
-            out["seconds"], out["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
-            t0, c0 = time.perf_counter(), time.process_time()
-            ids2 = tok.encode(text)
-            out["warm_seconds"], out["warm_cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
-            out["warm_equal"] = ids2 == ids
-            del ids2
+            ids = cold_and_warm(tok.encode, text, out)
             out["how"] = "Tokenizer.encode(text), fresh Tokenizer (cold cache); warm = second pass"
         else:
             import numpy as np
@@ -220,9 +207,7 @@ def child(name: str, text_path: Path, dump: Path | None, hf_single: str, workdir
             from tinylm.tokenizer.token_arrays import encode_file
 
             npy = workdir / f"tinylm-all-{os.getpid()}.npy"
-            t0, c0 = time.perf_counter(), time.process_time()
-            encode_file(tok, text_path, npy, num_workers=ncpu)
-            out["seconds"], out["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
+            _, out["seconds"], out["cpu_seconds"] = timed(lambda: encode_file(tok, text_path, npy, num_workers=ncpu))
             out["how"] = f"encode_file(num_workers={ncpu}), file to .npy"
             if dump is not None:
                 ids = np.load(npy)
@@ -231,15 +216,11 @@ def child(name: str, text_path: Path, dump: Path | None, hf_single: str, workdir
     elif tool == "tiktoken":
         enc = tiktoken_encoding()
         if mode == "single":
-            t0, c0 = time.perf_counter(), time.process_time()
-            ids = enc.encode(text, allowed_special="all")
-            out["seconds"], out["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
+            ids, out["seconds"], out["cpu_seconds"] = timed(lambda: enc.encode(text, allowed_special="all"))
             out["how"] = 'encode(text, allowed_special="all"), 1 thread'
         else:
             docs = split_documents(text)
-            t0, c0 = time.perf_counter(), time.process_time()
-            batch = enc.encode_batch(docs, num_threads=ncpu, allowed_special="all")
-            out["seconds"], out["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
+            batch, out["seconds"], out["cpu_seconds"] = timed(lambda: enc.encode_batch(docs, num_threads=ncpu, allowed_special="all"))
             out["how"] = f'encode_batch({len(docs):,} documents, num_threads={ncpu}, allowed_special="all")'
             if dump is not None:
                 ids = [i for doc in batch for i in doc]
@@ -247,15 +228,11 @@ def child(name: str, text_path: Path, dump: Path | None, hf_single: str, workdir
         tok = hf_tokenizer()
         parallel = os.environ.get("TOKENIZERS_PARALLELISM")
         if mode == "single" and hf_single == "whole":
-            t0, c0 = time.perf_counter(), time.process_time()
-            ids = tok.encode(text).ids
-            out["seconds"], out["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
+            ids, out["seconds"], out["cpu_seconds"] = timed(lambda: tok.encode(text).ids)
             out["how"] = f"encode(text) on the whole text (TOKENIZERS_PARALLELISM={parallel})"
         else:
             docs = split_documents(text)
-            t0, c0 = time.perf_counter(), time.process_time()
-            batch = tok.encode_batch(docs)
-            out["seconds"], out["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
+            batch, out["seconds"], out["cpu_seconds"] = timed(lambda: tok.encode_batch(docs))
             out["how"] = f"encode_batch({len(docs):,} documents) with TOKENIZERS_PARALLELISM={parallel}"
             if dump is not None:
                 ids = [i for e in batch for i in e.ids]
@@ -267,6 +244,24 @@ def child(name: str, text_path: Path, dump: Path | None, hf_single: str, workdir
 
             np.save(dump, np.asarray(ids, dtype=np.int32))
     return out
+
+
+def timed(call):
+    """call(), its wall seconds and this process's CPU seconds."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = call()
+    return result, time.perf_counter() - t0, time.process_time() - c0
+
+
+def cold_and_warm(encode, text: str, out: dict):
+    """encode(text) twice on one tokenizer: the first (cold cache) and second (warm) pass timed into
+    `out` (seconds, cpu_seconds, warm_seconds, warm_cpu_seconds, warm_equal); the first pass's ids."""
+    import numpy as np
+
+    ids, out["seconds"], out["cpu_seconds"] = timed(lambda: encode(text))
+    again, out["warm_seconds"], out["warm_cpu_seconds"] = timed(lambda: encode(text))
+    out["warm_equal"] = bool(np.array_equal(ids, again))
+    return ids
 
 
 # --- parent ----------------------------------------------------------------------------------
