@@ -12,6 +12,18 @@ def fixtures() -> Path:
     return FIXTURES
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny models: on a shared 2-core machine contended OpenMP
+    threads spin, and one thread ran these ops 10-20x faster. The previous count is restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def logit_tolerance():
     """logit_tolerance(config, logits) -> the largest difference rounding alone explains between two

@@ -58,12 +58,7 @@ FIXTURE_TEXTS = ["address.txt", "corpus.en", "german.txt", "tinystories_sample.t
 ABLATIONS = [("norm", "post"), ("norm", "none"), ("position", "none"), ("ffn", "silu")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on a shared 2-core machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models on a shared 2-core machine
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from tinylm.errors import ConfigError
 from tinylm.model import KVCache, ModelConfig, TransformerLM
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny matrices on a shared machine
+
 BASE = ModelConfig(vocab_size=97, context_length=24, d_model=32, num_layers=2, num_heads=4, d_ff=64)
 
 # the fast paths (fused attention; bf16 autocast), the reference path, and the model's ablations
@@ -136,12 +138,3 @@ def test_compiled_model_with_a_cache_equals_the_reference(logit_tolerance):
     torch.testing.assert_close(cached, full, atol=logit_tolerance(ref.config, full), rtol=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-
-
-def _one_thread():
-    """Tiny matrices on a shared machine: one thread avoids contended OpenMP spinning."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

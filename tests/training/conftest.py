@@ -2,17 +2,13 @@
 
 import numpy as np
 import pytest
-import torch
 
 from tinylm.training.config import TrainConfig
 
+
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops on a shared 2-core box: one thread is 10-20x faster than contended OpenMP spinning."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every training test module runs with one torch thread (tests/conftest.py: one_torch_thread)."""
 
 
 TINY_MODEL = dict(vocab_size=64, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64)
