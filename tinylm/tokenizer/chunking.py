@@ -124,11 +124,11 @@ def map_pieces(
     if threads:
         if initializer is not None:
             initializer(*initargs)
-        with ThreadPoolExecutor(workers, thread_name_prefix="tinylm-piece") as executor:
-            try:
-                yield _thread_map(executor, func, pieces, 2 * workers, ordered)
-            finally:
-                executor.shutdown(wait=True, cancel_futures=True)
+        executor = ThreadPoolExecutor(workers, thread_name_prefix="tinylm-piece")
+        try:
+            yield _thread_map(executor, func, pieces, 2 * workers, ordered)
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
         return
     pool = pool_context().Pool(workers, initializer=initializer, initargs=initargs)
     try:
