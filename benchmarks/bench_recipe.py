@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from tinylm import recipes  # noqa: E402
 from tinylm.quickstart import (  # noqa: E402
+    RECIPE_TUNED_FALLBACKS,
     QuickstartConfig,
     encode_splits,
     evaluate_model,
@@ -72,9 +73,16 @@ def prepare(work: Path, seed: int = 0) -> QuickstartConfig:
     return config
 
 
+def quickstart_config(base: QuickstartConfig, recipe: str, **changes) -> QuickstartConfig:
+    """`base` under `recipe`, with `changes`: the fields a recipe tunes (lr, batch size) are taken
+    afresh from the recipe (`quickstart.*` keys, e.g. a variant's quickstart.batch_size=16)."""
+    retuned = dict.fromkeys(RECIPE_TUNED_FALLBACKS)
+    return QuickstartConfig(**{**base.to_dict(), **retuned, "recipe": recipe, **changes})
+
+
 def run_one(base: QuickstartConfig, recipe: str, seed: int, minutes: float, work: Path, max_steps: int | None = None) -> dict:
     """One training run of `recipe` at `minutes` (or `max_steps`), evaluated as the quick start does."""
-    config = QuickstartConfig(**{**base.to_dict(), "recipe": recipe, "seed": seed, "minutes": minutes, "max_steps": max_steps})
+    config = quickstart_config(base, recipe, seed=seed, minutes=minutes, max_steps=max_steps)
     load_before = os.getloadavg()[0]
     trainer, summary = train_model(config, work, progress=False)
     ev = evaluate_model(trainer, config, progress=False)
@@ -151,7 +159,7 @@ def recipe_step_seconds(names: list[str], base: QuickstartConfig, rounds: int = 
     np.save(tmp / "t.npy", np.random.default_rng(0).integers(0, base.vocab_size, 200_000, dtype=np.uint16))
     trainers, times = {}, {n: [] for n in names}
     for name in names:
-        qc = QuickstartConfig(**{**base.to_dict(), "recipe": name})
+        qc = quickstart_config(base, name)
         cfg = TrainConfig(model=qc.model_config()).to_dict()
         cfg["data"] = {"train": str(tmp / "t.npy")}
         cfg["train"] = {"batch_size": qc.batch_size, "max_steps": 10**6, "device": "cpu", "out_dir": str(tmp / name), "progress": False}

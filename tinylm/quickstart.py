@@ -47,6 +47,11 @@ DEFAULT_PROMPTS = (
 )
 
 
+# QuickstartConfig fields a recipe may tune for the quick-start model (`quickstart.FIELD` keys of
+# tinylm.recipes.RECIPES), with the value used when neither the user nor the recipe sets them
+RECIPE_TUNED_FALLBACKS = {"batch_size": 32, "lr": 1e-2}
+
+
 @dataclass
 class QuickstartConfig:
     """Everything one quick-start run depends on (saved, resolved, in report.json and report.html)."""
@@ -67,8 +72,8 @@ class QuickstartConfig:
     num_heads: int = 4
     d_ff: int | None = None  # None: the SwiGLU default (8/3 d_model, rounded to 64)
     # optimisation
-    batch_size: int = 32
-    lr: float = 1e-2
+    batch_size: int | None = None  # None: the recipe's quick-start batch size, else 32
+    lr: float | None = None  # peak learning rate (AdamW; Muon's follows it); None: the recipe's, else 1e-2
     lr_min_ratio: float = 0.1
     warmup_fraction: float = 0.05
     weight_decay: float = 0.1
@@ -85,6 +90,16 @@ class QuickstartConfig:
     seed: int = 0
     workers: int | None = None
     progress: bool | None = None  # None: progress bars when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        """Fills the fields left None from the recipe's `quickstart.*` defaults (tinylm.recipes), else
+        the fallbacks; an unknown recipe leaves the fallbacks and is refused by validate()."""
+        from tinylm.recipes import RECIPES, quickstart_defaults
+
+        tuned = quickstart_defaults(self.recipe) if self.recipe in RECIPES else {}
+        for name, fallback in RECIPE_TUNED_FALLBACKS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, tuned.get(name, fallback))
 
     def validate(self) -> None:
         if self.corpus is not None:
@@ -121,7 +136,13 @@ class QuickstartConfig:
         check_sampling(self.temperature, self.top_p)  # before training, not after it at the samples
         from tinylm.recipes import recipe_overrides
 
+        from tinylm.recipes import quickstart_defaults
+
         recipe_overrides(self.recipe)  # an unknown recipe is a ConfigError naming the known ones
+        unknown = sorted(set(quickstart_defaults(self.recipe)) - set(RECIPE_TUNED_FALLBACKS))
+        if unknown:
+            raise ConfigError(f"recipe {self.recipe!r} sets quickstart.{unknown[0]}, which is not one of the quick start's "
+                              f"recipe-tuned fields ({', '.join(RECIPE_TUNED_FALLBACKS)})")
         self.model_config()  # shape checks (d_model % num_heads, ...) with ModelConfig's messages
 
     def model_config(self):

@@ -9,8 +9,12 @@
              blocks' matrices (AdamW for embeddings, head and gains), QK-norm, ReLU² feed-forward,
              warm-up–stable–decay schedule, z-loss.
 
-Recipes only choose switches (never shapes or learning rates of AdamW), so `--d-model`, `--lr`, and
-`--set` given by the user still apply, on top of the recipe.
+Keys are `model.*` and `optim.*` settings (switches: never shapes or AdamW's learning rate, which depend
+on the model's size), and `quickstart.*` fields: the quick start's own defaults for its small model,
+tuned per recipe by benchmarks/bench_recipe.py (e.g. its peak learning rate and batch size). `train
+--recipe` applies the `model.*` and `optim.*` keys before the user's config file settings, flags and
+`--set`; the quick start uses its `quickstart.*` keys only where the user gave no value. So `--d-model`,
+`--lr`, `--batch-size` and `--set` given by the user always win.
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ def recipe_overrides(name: str) -> dict[str, Any]:
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
     return dict(RECIPES[name])
+
+
+def config_overrides(name: str) -> dict[str, Any]:
+    """The recipe's TrainConfig settings (`model.*` and `optim.*` keys), e.g. for `train --recipe`."""
+    return {k: v for k, v in recipe_overrides(name).items() if not k.startswith("quickstart.")}
+
+
+def quickstart_defaults(name: str) -> dict[str, Any]:
+    """The recipe's QuickstartConfig field values (`quickstart.` prefix removed), used where the user gave none."""
+    return {k.partition(".")[2]: v for k, v in recipe_overrides(name).items() if k.startswith("quickstart.")}
 
 
 def model_overrides(name: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from tinylm.cli import main
 from tinylm.errors import ConfigError
 from tinylm.model import ModelConfig, TransformerLM
 from tinylm.quickstart import QuickstartConfig
-from tinylm.recipes import RECIPES, model_overrides, recipe_overrides
+from tinylm.recipes import RECIPES, config_overrides, model_overrides, quickstart_defaults, recipe_overrides
 from tinylm.training.config import TrainConfig
 
 
@@ -29,8 +29,9 @@ def test_nanogpt_is_the_gpt2_baseline():
 
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_every_recipe_builds_a_valid_config_and_model(make_config, name):
-    config = make_config(**recipe_overrides(name))
+    config = make_config(**config_overrides(name))
     TransformerLM(config.model)
+    QuickstartConfig(recipe=name).validate()  # its quickstart.* keys name fields the quick start tunes
     assert model_overrides(name) == {k[len("model."):]: v for k, v in RECIPES[name].items() if k.startswith("model.")}
 
 
@@ -53,6 +54,26 @@ def test_train_flag_applies_the_recipe_before_the_users_settings(token_files, tm
     assert config.model.ffn == "swiglu" and config.optim.z_loss == 0.0  # --set wins over the recipe
     assert config.optim.lr_max == 5e-3  # recipes never set AdamW's rate
     assert _load(None, [], {"train_data": str(train), "max_steps": 3}) == _load(None, [], {"recipe": "cs336", "train_data": str(train), "max_steps": 3})
+
+
+def test_quickstart_takes_the_recipes_tuned_fields_only_where_the_user_gave_none(monkeypatch, token_files):
+    from tinylm.cli.training_commands import _load
+
+    monkeypatch.setitem(RECIPES, "tuned", {"optim.name": "muon", "quickstart.lr": 0.03, "quickstart.batch_size": 16})
+    assert quickstart_defaults("tuned") == {"lr": 0.03, "batch_size": 16}
+    assert config_overrides("tuned") == {"optim.name": "muon"}
+    c = QuickstartConfig(recipe="tuned")
+    assert (c.lr, c.batch_size) == (0.03, 16)
+    c = QuickstartConfig(recipe="tuned", lr=1e-3, batch_size=8)  # the user's values win
+    assert (c.lr, c.batch_size) == (1e-3, 8)
+    assert (QuickstartConfig().lr, QuickstartConfig().batch_size) == (1e-2, 32)  # cs336: the fallbacks
+    # `train --recipe` takes the model/optim settings only (the quick start's fields are not TrainConfig's)
+    train, _ = token_files
+    config = _load(None, [], {"recipe": "tuned", "train_data": str(train), "max_steps": 3})
+    assert config.optim.name == "muon" and config.train.batch_size == 32 and config.optim.lr_max == 1e-3
+    monkeypatch.setitem(RECIPES, "typo", {"quickstart.bach_size": 16})
+    with pytest.raises(ConfigError, match="quickstart.bach_size"):
+        QuickstartConfig(recipe="typo").validate()
 
 
 def test_train_cli_trains_with_a_recipe(token_files, tmp_path):

@@ -49,10 +49,10 @@ def _config_options(func):
 
 def _load(config_path, settings, flags: dict):
     """The config file, then the --recipe's settings, then the flags and --set (later ones win)."""
-    from tinylm.recipes import recipe_overrides
+    from tinylm.recipes import config_overrides
     from tinylm.training.config import load_config, split_override
 
-    overrides = recipe_overrides(flags["recipe"]) if flags.get("recipe") else {}
+    overrides = config_overrides(flags["recipe"]) if flags.get("recipe") else {}
     for name, key in _TRAIN_FLAGS.items():
         if flags.get(name) is not None:
             overrides[key] = flags[name]
