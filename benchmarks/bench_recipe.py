@@ -63,9 +63,9 @@ def ablation_recipes() -> dict[str, dict]:
     return out
 
 
-def prepare(work: Path, seed: int = 0) -> QuickstartConfig:
-    """Corpus split, tokenizer and token arrays in `work` (once for all runs)."""
-    config = QuickstartConfig(out_dir=str(work), seed=seed, progress=False)
+def prepare(work: Path, seed: int = 0, vocab_size: int | None = None) -> QuickstartConfig:
+    """Corpus split, tokenizer and token arrays in `work` (once for all runs); vocab_size None: the quick start's."""
+    config = QuickstartConfig(out_dir=str(work), seed=seed, progress=False, **({"vocab_size": vocab_size} if vocab_size else {}))
     if not (work / "train.npy").exists():
         prepare_corpus(config, work)
         tokenizer, _ = train_tokenizer(config, work, progress=False)
@@ -75,9 +75,11 @@ def prepare(work: Path, seed: int = 0) -> QuickstartConfig:
 
 def quickstart_config(base: QuickstartConfig, recipe: str, **changes) -> QuickstartConfig:
     """`base` under `recipe`, with `changes`: the fields a recipe tunes (lr, batch size) are taken
-    afresh from the recipe (`quickstart.*` keys, e.g. a variant's quickstart.batch_size=16)."""
+    afresh from the recipe (`quickstart.*` keys, e.g. a variant's quickstart.batch_size=16); a tuning
+    variant's other `quickstart.*` keys (e.g. quickstart.d_model=96) are set as they are."""
     retuned = dict.fromkeys(RECIPE_TUNED_FALLBACKS)
-    return QuickstartConfig(**{**base.to_dict(), **retuned, "recipe": recipe, **changes})
+    shape = {k: v for k, v in recipes.quickstart_defaults(recipe).items() if k not in RECIPE_TUNED_FALLBACKS}
+    return QuickstartConfig(**{**base.to_dict(), **retuned, "recipe": recipe, **shape, **changes})
 
 
 def run_one(base: QuickstartConfig, recipe: str, seed: int, minutes: float, work: Path, max_steps: int | None = None) -> dict:
@@ -127,7 +129,8 @@ def run_parallel(schedule: list[tuple[str, int]], args, work: Path):
                 (job / p.name).symlink_to(p.resolve())
             cpu = free.pop(0)
             cmd = [sys.executable, __file__, "--child", name, str(seed), "--work", str(job), "--minutes", str(args.minutes),
-                   "--threads", str(args.threads)] + [f"--variant={v}" for v in args.variant] + (["--max-steps", str(args.max_steps)] if args.max_steps else [])
+                   "--threads", str(args.threads)] + [f"--variant={v}" for v in args.variant] + (["--max-steps", str(args.max_steps)] if args.max_steps else []) \
+                + (["--vocab-size", str(args.vocab_size)] if args.vocab_size else [])
             proc = subprocess.Popen(cmd, preexec_fn=lambda cpu=cpu: os.sched_setaffinity(0, {cpu}))
             running.append((proc, job, cpu))
         time.sleep(1)
@@ -156,7 +159,7 @@ def recipe_step_seconds(names: list[str], base: QuickstartConfig, rounds: int = 
     from tinylm.training.loop import MetricWindow, Trainer
 
     tmp = Path(tempfile.mkdtemp())
-    np.save(tmp / "t.npy", np.random.default_rng(0).integers(0, base.vocab_size, 200_000, dtype=np.uint16))
+    np.save(tmp / "t.npy", np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint16))
     trainers, times = {}, {n: [] for n in names}
     for name in names:
         qc = quickstart_config(base, name)
@@ -298,6 +301,9 @@ def main(argv=None) -> None:
                         help="only measure each --recipes' seconds per training step (interleaved), to size equal-time step budgets")
     parser.add_argument("--child", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--work", default=str(ROOT / "data" / "bench_recipe"))
+    parser.add_argument("--vocab-size", type=int, default=None,
+                        help="the BPE vocabulary trained for (and used by) every run (default: the quick start's); "
+                             "use a --work folder of its own for each")
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "bench_recipe.json"))
     parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "recipe_bpb_vs_time.png"))
     args = parser.parse_args(argv)
@@ -324,7 +330,7 @@ def main(argv=None) -> None:
             args.recipes.append(name)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    base = prepare(work)
+    base = prepare(work, vocab_size=args.vocab_size)
     if args.step_seconds:
         secs = recipe_step_seconds(args.recipes, base)
         ref = secs.get("cs336")
