@@ -174,6 +174,33 @@ def test_trainer_gives_muon_the_block_matrices_and_adamw_the_rest(make_config):
         assert g["lr"] == pytest.approx(lr * 0.02 / 3e-3 if g.get("use_muon") else lr)
 
 
+@pytest.mark.parametrize("name", ["adamw", "muon"])
+def test_embedding_lr_gives_the_token_embedding_its_own_scheduled_rate(make_config, name):
+    from tinylm.training.loop import Trainer
+
+    trainer = Trainer(make_config(**{"optim.name": name, "optim.embedding_lr": 0.3, "optim.warmup_iters": 2}))
+    emb = trainer.model.token_embeddings.weight
+    groups = [g for g in trainer.optimizer.param_groups if any(p is emb for p in g["params"])]
+    assert len(groups) == 1 and groups[0]["params"] == [emb] and groups[0]["weight_decay"] == 0.1
+    for _ in range(3):  # warm-up and after: always lr × embedding_lr / lr_max, the rest at lr
+        lr = trainer.set_lr()
+        for g in trainer.optimizer.param_groups:
+            want = lr * 0.3 / 3e-3 if g is groups[0] else lr * 0.02 / 3e-3 if g.get("use_muon") else lr
+            assert g["lr"] == pytest.approx(want)
+        trainer.step += 1
+    # the defining property: at embedding_lr 0 one step moves every weight but the embedding
+    trainer = Trainer(make_config(**{"optim.name": name, "optim.embedding_lr": 0.0, "optim.warmup_iters": 0}))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.set_lr()
+    trainer.forward_backward(trainer.draw_batch())
+    trainer.optimizer_step()
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert "token_embeddings.weight" not in moved and "lm_head.weight" in moved
+    # unset: one group for every decayed matrix, as before the setting existed
+    trainer = Trainer(make_config(**{"optim.name": name}))
+    assert not any(g.get("role") for g in trainer.optimizer.param_groups)
+
+
 def _stop_at(k):
     return lambda step, record: step >= k
 
@@ -318,6 +345,8 @@ def test_an_old_optim_section_loads_with_the_defaults(make_config):
     ({"optim.muon_lr": -1.0}, "optim.muon_lr"),
     ({"optim.z_loss": float("nan")}, "optim.z_loss"),
     ({"optim.muon_ns_steps": 0}, "optim.muon_ns_steps"),
+    ({"optim.embedding_lr": -0.1}, "optim.embedding_lr"),
+    ({"optim.embedding_lr": float("inf")}, "optim.embedding_lr"),
 ])
 def test_bad_optimiser_settings_are_config_errors(make_config, overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -10,7 +10,7 @@ impossible setting is a ConfigError naming the key, before any data is read.
                   (saved into the run folder, which `tinylm generate` then loads as a tokenizer folder)
     [optim]       lr_max, lr_min, warmup_iters, cosine_iters, weight_decay, beta1, beta2, eps, grad_clip,
                   name (adamw | muon), muon_lr, muon_momentum, muon_weight_decay, muon_ns_steps,
-                  schedule (cosine | wsd), decay_fraction, z_loss
+                  embedding_lr, schedule (cosine | wsd), decay_fraction, z_loss
     [train]       batch_size, grad_accum_steps | global_batch_size, max_steps | max_tokens | max_minutes,
                   eval_interval, eval_windows, log_interval, checkpoint_interval, device, tf32, seed,
                   out_dir, progress, wandb, wandb_project, wandb_mode
@@ -88,6 +88,7 @@ class OptimConfig:
     muon_momentum: float = 0.95
     muon_weight_decay: float = 0.0
     muon_ns_steps: int = 5
+    embedding_lr: float | None = None  # the token embedding's peak rate (AdamW, follows the schedule); None: lr_max
     schedule: str = "cosine"  # "cosine", or "wsd" (warm-up, stable at lr_max, linear decay to lr_min)
     decay_fraction: float = 0.2  # wsd: the share of the run (steps or wall-clock) spent decaying
     z_loss: float = 0.0  # coefficient of mean(logsumexp(logits)²) added to the loss (PaLM: 1e-4)
@@ -279,6 +280,10 @@ def _validate_optim_choices(o: OptimConfig) -> None:
         value = getattr(o, name)
         if not math.isfinite(value) or value < 0:
             raise ConfigError(f"optim.{name} must be a finite number >= 0, got {value}")
+    if o.embedding_lr is not None and not (math.isfinite(o.embedding_lr) and o.embedding_lr >= 0):
+        raise ConfigError(f"optim.embedding_lr must be a finite number >= 0 (or unset), got {o.embedding_lr}")
+    if o.embedding_lr is not None and o.lr_max <= 0:
+        raise ConfigError("optim.embedding_lr scales its rate by lr / lr_max: optim.lr_max must be > 0")
     if not 0 <= o.muon_momentum < 1:
         raise ConfigError(f"optim.muon_momentum must be in [0, 1), got {o.muon_momentum}")
     if o.muon_ns_steps < 1:

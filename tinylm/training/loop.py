@@ -165,14 +165,20 @@ class Trainer:
     def _make_optimizer(self) -> AdamW:
         """AdamW with weight decay on matrices only (gains left undecayed); with optim.name = "muon",
         the blocks' 2-D weights (attention and feed-forward projections) go to Muon instead, and the
-        embeddings, LM head and gains stay with AdamW."""
+        embeddings, LM head and gains stay with AdamW. With optim.embedding_lr set, the token embedding
+        is a group of its own (role "embedding") at that peak rate (modded-nanogpt trains its
+        embedding at a far higher rate than its head: github.com/KellerJordan/modded-nanogpt)."""
         o = self.config.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
         muon = set(map(id, _muon_params(self.model))) if o.name == "muon" else set()
+        embedding = getattr(getattr(self.model, "token_embeddings", None), "weight", None) if o.embedding_lr is not None else None
+        own = muon | ({id(embedding)} if embedding is not None else set())
         groups = [
-            {"params": [p for p in params if _decayed(p) and id(p) not in muon], "weight_decay": o.weight_decay},
+            {"params": [p for p in params if _decayed(p) and id(p) not in own], "weight_decay": o.weight_decay},
             {"params": [p for p in params if not _decayed(p)], "weight_decay": 0.0},
         ]
+        if embedding is not None:  # its own peak rate (set_lr scales it); decayed like the other matrices
+            groups.append({"params": [embedding], "weight_decay": o.weight_decay, "role": "embedding"})
         if muon:
             groups.append({"params": [p for p in params if id(p) in muon], "use_muon": True, "lr": o.muon_lr,
                            "weight_decay": o.muon_weight_decay, "momentum": o.muon_momentum, "ns_steps": o.muon_ns_steps})
@@ -284,9 +290,11 @@ class Trainer:
                 lr = wsd_budget_lr(step, progress, o.lr_max, o.lr_min, o.warmup_iters, o.decay_fraction)
             else:
                 lr = budget_lr(step, fraction, o.lr_max, o.lr_min, o.warmup_iters, start)
-        muon_lr = lr * o.muon_lr / o.lr_max if o.lr_max > 0 else 0.0  # Muon follows the same schedule
+        # Muon and a separately-rated embedding follow the same schedule, scaled to their own peaks
+        muon_lr = lr * o.muon_lr / o.lr_max if o.lr_max > 0 else 0.0
+        embedding_lr = lr * o.embedding_lr / o.lr_max if o.embedding_lr is not None else lr
         for group in self.optimizer.param_groups:
-            group["lr"] = muon_lr if group.get("use_muon") else lr
+            group["lr"] = muon_lr if group.get("use_muon") else embedding_lr if group.get("role") == "embedding" else lr
         return lr
 
     def budget_fraction(self) -> float:
