@@ -40,7 +40,8 @@ def test_defaults_are_the_course_model():
 
 def test_a_checkpoint_saved_before_the_switches_loads():
     model = build()
-    old_config = {k: v for k, v in model.config.to_dict().items() if k not in ("norm_type", "qk_norm", "tie_embeddings")}
+    old_config = {k: v for k, v in model.config.to_dict().items()
+                  if k not in ("norm_type", "qk_norm", "tie_embeddings", "zero_init_residual")}
     assert _config_diff(old_config, model.config.to_dict()) == ""
     restore({"model": model.state_dict(), "model_config": old_config}, build(seed=1))
     # a real difference is still refused, and a missing key that is not the default too
@@ -49,7 +50,7 @@ def test_a_checkpoint_saved_before_the_switches_loads():
 
 
 @pytest.mark.parametrize("field,value", [("norm_type", "batch"), ("ffn", "relu"), ("position", "alibi"),
-                                         ("qk_norm", 1), ("tie_embeddings", "yes")])
+                                         ("qk_norm", 1), ("tie_embeddings", "yes"), ("zero_init_residual", 0)])
 def test_bad_switches_are_config_errors(field, value):
     with pytest.raises(ConfigError, match=field):
         ModelConfig(**BASE, **{field: value})
@@ -162,6 +163,27 @@ def test_tied_matrix_starts_at_the_output_layers_scale():
     tied = build(tie_embeddings=True)
     assert float(tied.token_embeddings.weight.detach().std()) < 0.05
     assert float(build().token_embeddings.weight.detach().std()) > 0.5  # untied: the course's N(0, 1), unchanged
+
+
+# --- zero-initialised residual branches ----------------------------------------------------------------
+@pytest.mark.parametrize("ffn", ["swiglu", "relu2", "gelu", "silu"])
+def test_zero_init_residual_blocks_start_as_the_identity(ffn):
+    """At initialisation every block returns its input exactly, so the logits are the final norm and
+    head applied to the token embeddings alone; one optimizer step later the blocks contribute."""
+    model = build(zero_init_residual=True, ffn=ffn)
+    ids = torch.randint(0, 61, (2, 16), generator=torch.Generator().manual_seed(1))
+    x = model.token_embeddings(ids)
+    with torch.no_grad():
+        for layer in model.layers:
+            assert torch.equal(layer(x), x)
+        assert torch.equal(model(ids), model.lm_head(model.ln_final(x)))
+    # only the two output projections per block start at zero; everything else as without the switch
+    plain = build(ffn=ffn)
+    zeroed = {n for n, p in model.named_parameters() if not torch.equal(p, dict(plain.named_parameters())[n])}
+    assert zeroed == {f"layers.{i}.{m}.weight" for i in range(2) for m in ("attn.output_proj", "ffn.w2")}
+    assert all(not model.get_parameter(n).any() for n in zeroed)
+    torch.nn.functional.cross_entropy(model(ids).flatten(0, 1), ids.flatten()).backward()
+    assert all(model.get_parameter(n).grad.abs().sum() > 0 for n in zeroed)
 
 
 # --- everything together -----------------------------------------------------------------------------

@@ -40,7 +40,10 @@ class ModelConfig:
     `norm_type` "rms" (RMSNorm, default) | "layer" (LayerNorm with gain and bias, GPT-2);
     `qk_norm` RMSNorm (a gain per head dimension, shared by the heads) on each head's queries and keys
     before RoPE (OLMo 2, modded-nanogpt); `tie_embeddings` one (vocab_size, d_model) matrix both embeds
-    tokens and projects to logits (GPT-2; the state dict then has no lm_head.weight).
+    tokens and projects to logits (GPT-2; the state dict then has no lm_head.weight);
+    `zero_init_residual` the last projection of each block's attention (output_proj) and feed-forward
+    (w2) starts at zero, so every block starts as the identity on the residual stream (torchvision's
+    `zero_init_residual`, Goyal et al. 2017; modded-nanogpt zero-initialises these projections).
     The defaults of all of these are the course's model, so configs saved before they existed
     rebuild the same model.
 
@@ -67,6 +70,7 @@ class ModelConfig:
     norm_type: str = "rms"
     qk_norm: bool = False
     tie_embeddings: bool = False
+    zero_init_residual: bool = False
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
@@ -82,7 +86,7 @@ class ModelConfig:
                               ("norm_type", NORM_TYPES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"model config: {name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-        for name in ("fused_attention", "compile", "qk_norm", "tie_embeddings"):
+        for name in ("fused_attention", "compile", "qk_norm", "tie_embeddings", "zero_init_residual"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model config: {name} must be true or false, got {getattr(self, name)!r}")
         if self.d_model % self.num_heads:

@@ -109,6 +109,11 @@ class TransformerLM(nn.Module):
             self.ln_final = make_norm(config)
         if not config.tie_embeddings:  # tied: logits = x Eᵀ with E = token_embeddings.weight
             self.lm_head = Linear(config.d_model, config.vocab_size)
+        if config.zero_init_residual:  # each block adds nothing at first: it starts as the identity
+            with torch.no_grad():
+                for layer in self.layers:
+                    layer.attn.output_proj.weight.zero_()
+                    layer.ffn.w2.weight.zero_()
         # config.compile: the layers' arithmetic (_body) is compiled, not forward with its input checks
         # and autocast decision. On an H200, compiling forward broke the graph at the autocast decision
         # (torch.cuda.is_bf16_supported, now also marked constant for compiled callers) and dynamo
