@@ -47,10 +47,12 @@ MAIN_RECIPES = ("cs336", "nanogpt", "tinylm")
 _TINYLM = recipes.RECIPES["tinylm"]
 _PARTS = {
     "muon": ("optim.name", "optim.muon_lr", "optim.muon_momentum"),
-    "qk_norm": ("model.qk_norm",),
-    "relu2": ("model.ffn",),
+    "embedding_lr": ("optim.embedding_lr",),
     "wsd": ("optim.schedule", "optim.decay_fraction"),
-    "z_loss": ("optim.z_loss",),
+    "zero_init": ("model.zero_init_residual",),
+    "lr": ("quickstart.lr",),
+    "no_weight_decay": ("quickstart.weight_decay",),
+    "no_warmup": ("quickstart.warmup_fraction",),
 }
 
 

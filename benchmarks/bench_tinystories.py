@@ -58,7 +58,7 @@ def train(args) -> list[dict]:
     from bench_train import device_peak_flops
     from tinylm.model.accounting import forward_flops
     from tinylm.model.config import ModelConfig
-    from tinylm.recipes import recipe_overrides
+    from tinylm.recipes import config_overrides
     from tinylm.training.config import TrainConfig
     from tinylm.training.loop import Trainer
 
@@ -75,7 +75,7 @@ def train(args) -> list[dict]:
             "train": {"batch_size": args.batch_size, "max_tokens": args.tokens, "eval_interval": max(1, steps // 4),
                       "eval_windows": args.eval_windows, "log_interval": 10, "checkpoint_interval": 1 << 30,
                       "device": args.device, "seed": args.seed, "out_dir": str(out), "progress": False},
-        }).with_overrides(recipe_overrides(recipe))
+        }).with_overrides(config_overrides(recipe))
         t0 = time.perf_counter()
         trainer = Trainer(config)
         result = trainer.run()

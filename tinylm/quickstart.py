@@ -49,7 +49,7 @@ DEFAULT_PROMPTS = (
 
 # QuickstartConfig fields a recipe may tune for the quick-start model (`quickstart.FIELD` keys of
 # tinylm.recipes.RECIPES), with the value used when neither the user nor the recipe sets them
-RECIPE_TUNED_FALLBACKS = {"batch_size": 32, "lr": 1e-2}
+RECIPE_TUNED_FALLBACKS = {"batch_size": 32, "lr": 1e-2, "warmup_fraction": 0.05, "weight_decay": 0.1}
 
 
 @dataclass
@@ -75,8 +75,8 @@ class QuickstartConfig:
     batch_size: int | None = None  # None: the recipe's quick-start batch size, else 32
     lr: float | None = None  # peak learning rate (AdamW; Muon's follows it); None: the recipe's, else 1e-2
     lr_min_ratio: float = 0.1
-    warmup_fraction: float = 0.05
-    weight_decay: float = 0.1
+    warmup_fraction: float | None = None  # None: the recipe's, else 0.05
+    weight_decay: float | None = None  # AdamW's (embeddings, head); None: the recipe's, else 0.1
     max_steps: int | None = None  # set to train a fixed number of steps instead of a time budget
     recipe: str = "cs336"  # a named set of model/optimiser switches (tinylm.recipes): cs336, nanogpt, tinylm
     # evaluation and sampling

@@ -12,7 +12,7 @@ import torch
 
 from tinylm.generate import generate_ids
 from tinylm.model import ModelConfig, TransformerLM
-from tinylm.recipes import RECIPES, recipe_overrides
+from tinylm.recipes import RECIPES, config_overrides
 from tinylm.training.config import TrainConfig
 from tinylm.training.loop import Trainer
 from tinylm.training.optim import newton_schulz_orthogonalize
@@ -30,7 +30,7 @@ def test_each_recipe_trains_on_cuda(recipe, tmp_path):
         "optim": {"lr_max": 3e-3, "warmup_iters": 5},
         "train": {"batch_size": 16, "max_steps": 60, "eval_interval": 60, "eval_windows": 16, "log_interval": 10,
                   "device": "cuda", "out_dir": str(tmp_path / "run"), "progress": False},
-    }).with_overrides(recipe_overrides(recipe))
+    }).with_overrides(config_overrides(recipe))
     trainer = Trainer(config)
     result = trainer.run()
     losses = [float(line.split('"train_loss": ')[1].split(",")[0])

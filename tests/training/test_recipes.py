@@ -49,10 +49,11 @@ def test_train_flag_applies_the_recipe_before_the_users_settings(token_files, tm
 
     train, _ = token_files
     flags = {"recipe": "tinylm", "train_data": str(train), "max_steps": 3, "lr": 5e-3}
-    config = _load(None, ["model.ffn=swiglu", "optim.z_loss=0.0"], flags)
-    assert config.model.qk_norm is True and config.optim.name == "muon"  # from the recipe
-    assert config.model.ffn == "swiglu" and config.optim.z_loss == 0.0  # --set wins over the recipe
-    assert config.optim.lr_max == 5e-3  # recipes never set AdamW's rate
+    config = _load(None, ["optim.decay_fraction=0.2", "optim.embedding_lr=0.05"], flags)
+    assert config.model.zero_init_residual is True and config.optim.name == "muon"  # from the recipe
+    assert config.optim.decay_fraction == 0.2 and config.optim.embedding_lr == 0.05  # --set wins over the recipe
+    assert config.optim.lr_max == 5e-3  # recipes never set AdamW's rate (the quick start's is a quickstart.* key)
+    assert config.optim.weight_decay == 0.1 and config.train.batch_size == 32
     assert _load(None, [], {"train_data": str(train), "max_steps": 3}) == _load(None, [], {"recipe": "cs336", "train_data": str(train), "max_steps": 3})
 
 
