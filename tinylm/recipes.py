@@ -7,7 +7,7 @@
              learned absolute positions, tied input/output embeddings, AdamW, cosine.
     tinylm   the recipe chosen by benchmarks/bench_recipe.py at the quick start's budget (docs/EXPERIMENTS.md
              §8): Muon (lr 0.03, momentum 0.95, Nesterov, 5 Newton–Schulz steps) for the blocks' matrices,
-             AdamW for embeddings, head and gains with the token embedding at its own peak rate (0.1),
+             AdamW for embeddings, head and gains with the token embedding at its own peak rate (0.2),
              warm-up–stable–decay schedule decaying over the last half, zero-initialised output
              projections (each block starts as the identity); for the quick-start model also AdamW peak
              lr 3e-2, no weight decay and no warm-up. QK-norm, ReLU² and the z-loss are switches of
@@ -42,7 +42,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "optim.name": "muon",
         "optim.muon_lr": 0.03,
         "optim.muon_momentum": 0.95,
-        "optim.embedding_lr": 0.1,
+        "optim.embedding_lr": 0.2,
         "optim.schedule": "wsd",
         "optim.decay_fraction": 0.5,
         "quickstart.lr": 0.03,
