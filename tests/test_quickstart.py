@@ -84,7 +84,7 @@ def test_training_learns(quickstart_run):
     out, _, _ = quickstart_run
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     tr, ev = report["training"], report["evaluation"]
-    assert tr["steps"] == STEPS and tr["schedule"] == "cosine over max_steps"
+    assert tr["steps"] == STEPS and tr["schedule"] == "warm-up-stable-decay over max_steps"  # the tinylm recipe's
     # the model beats a uniform guess over its vocabulary, per token and per byte (a tiny model and
     # 60 steps: a margin, not a quality bar)
     assert math.isfinite(ev["val_loss"]) and ev["val_loss"] < math.log(512) - 0.25
@@ -136,7 +136,7 @@ def test_a_time_budget_ends_training(tmp_path):
     result = _run_quickstart(tmp_path / "timed", "--minutes", "0.03")
     assert result.exit_code == 0, result.output
     tr = json.loads((tmp_path / "timed" / "report.json").read_text(encoding="utf-8"))["training"]
-    assert tr["schedule"] == "cosine over the wall-clock budget" and tr["stopped_by_budget"] and tr["steps"] >= 1
+    assert tr["schedule"] == "warm-up-stable-decay over the wall-clock budget" and tr["stopped_by_budget"] and tr["steps"] >= 1
     assert "max_minutes = 0.03" in (tmp_path / "timed" / "run" / "config.toml").read_text()
     metrics = [json.loads(line) for line in (tmp_path / "timed" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["wall_clock"] >= 0.03 * 60 and all(m["lr"] > 0 for m in metrics)

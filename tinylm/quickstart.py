@@ -7,7 +7,7 @@ Stages (each prints a progress bar while it runs and one summary line when it en
 2. tokenizer train a byte-level BPE tokenizer (a few thousand tokens) on the training split
 3. encode    encode train and validation to uint16 token arrays, both at once
 4. train     train a small Transformer LM for `minutes` of wall-clock (the trainer's `max_minutes`
-             budget: the cosine runs over the elapsed fraction of the budget, so it completes when
+             budget: the learning-rate schedule runs over the elapsed fraction of the budget, so it completes when
              the budget does on any machine; measured steps only space the evaluations)
 5. evaluate  validation loss per token and bits per byte over (up to `eval_tokens` of) the
              validation split, in non-overlapping windows
@@ -36,6 +36,7 @@ from tinylm.corpus.bundled import DOC_SEPARATOR
 from tinylm.errors import ConfigError, InputFileError
 from tinylm.tokenizer.token_dtypes import UINT16_VOCAB_LIMIT
 from tinylm.io import atomic_write_bytes
+from tinylm.recipes import DEFAULT_RECIPE, RECIPES, model_overrides, quickstart_defaults, recipe_overrides
 from tinylm.training.run_dir import RunDir
 
 DEFAULT_PROMPTS = (
@@ -50,6 +51,7 @@ DEFAULT_PROMPTS = (
 # QuickstartConfig fields a recipe may tune for the quick-start model (`quickstart.FIELD` keys of
 # tinylm.recipes.RECIPES), with the value used when neither the user nor the recipe sets them
 RECIPE_TUNED_FALLBACKS = {"batch_size": 32, "lr": 1e-2, "warmup_fraction": 0.05, "weight_decay": 0.1}
+_SCHEDULE_NAMES = {"cosine": "cosine", "wsd": "warm-up-stable-decay"}  # optim.schedule -> the report's words
 
 
 @dataclass
@@ -78,7 +80,7 @@ class QuickstartConfig:
     warmup_fraction: float | None = None  # None: the recipe's, else 0.05
     weight_decay: float | None = None  # AdamW's (embeddings, head); None: the recipe's, else 0.1
     max_steps: int | None = None  # set to train a fixed number of steps instead of a time budget
-    recipe: str = "cs336"  # a named set of model/optimiser switches (tinylm.recipes): cs336, nanogpt, tinylm
+    recipe: str = DEFAULT_RECIPE  # a named recipe (tinylm.recipes): tinylm (chosen by benchmarks/bench_recipe.py), cs336, nanogpt
     # evaluation and sampling
     eval_tokens: int = 131_072
     prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
@@ -94,8 +96,6 @@ class QuickstartConfig:
     def __post_init__(self) -> None:
         """Fills the fields left None from the recipe's `quickstart.*` defaults (tinylm.recipes), else
         the fallbacks; an unknown recipe leaves the fallbacks and is refused by validate()."""
-        from tinylm.recipes import RECIPES, quickstart_defaults
-
         tuned = quickstart_defaults(self.recipe) if self.recipe in RECIPES else {}
         for name, fallback in RECIPE_TUNED_FALLBACKS.items():
             if getattr(self, name) is None:
@@ -134,10 +134,6 @@ class QuickstartConfig:
         from tinylm.generate import check_sampling
 
         check_sampling(self.temperature, self.top_p)  # before training, not after it at the samples
-        from tinylm.recipes import recipe_overrides
-
-        from tinylm.recipes import quickstart_defaults
-
         recipe_overrides(self.recipe)  # an unknown recipe is a ConfigError naming the known ones
         unknown = sorted(set(quickstart_defaults(self.recipe)) - set(RECIPE_TUNED_FALLBACKS))
         if unknown:
@@ -147,8 +143,6 @@ class QuickstartConfig:
 
     def model_config(self):
         from tinylm.model.config import ModelConfig
-
-        from tinylm.recipes import model_overrides
 
         return ModelConfig(
             vocab_size=self.vocab_size,
@@ -162,8 +156,6 @@ class QuickstartConfig:
 
     def optim_overrides(self) -> dict:
         """The recipe's [optim] settings (`optim.key -> value`), applied over the quick start's own."""
-        from tinylm.recipes import recipe_overrides
-
         return {k: v for k, v in recipe_overrides(self.recipe).items() if k.startswith("optim.")}
 
     def to_dict(self) -> dict:
@@ -464,7 +456,7 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool):
     """Train in out/run for config.minutes of wall-clock (or config.max_steps); (trainer, summary).
 
     The wall-clock budget is the trainer's own (`train.max_minutes`: warm-up over the first steps,
-    then the cosine over the elapsed fraction of the budget, so it completes when the budget does on
+    then the schedule over the elapsed fraction of the budget, so it completes when the budget does on
     any machine, however loaded). A few measured steps estimate the step count, used only to space
     evaluations and size the warm-up.
     """
@@ -516,7 +508,8 @@ def train_model(config: QuickstartConfig, out: Path, progress: bool):
         "params_non_embedding": params - trainer.model_config.vocab_size * trainer.model_config.d_model * 2,
         "steps": result.step,
         "first_estimate_steps": steps,
-        "schedule": "cosine over the wall-clock budget" if config.max_steps is None else "cosine over max_steps",
+        "schedule": f"{_SCHEDULE_NAMES[trainer.config.optim.schedule]} over "
+                    + ("the wall-clock budget" if config.max_steps is None else "max_steps"),
         "measured_step_seconds": step_seconds,
         "calibration_seconds": calibration_seconds,
         "stopped_by_budget": config.max_steps is None and not result.interrupted,

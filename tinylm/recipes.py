@@ -17,9 +17,9 @@
 Keys are `model.*` and `optim.*` settings (switches: never shapes or AdamW's learning rate, which depend
 on the model's size), and `quickstart.*` fields: the quick start's own defaults for its small model,
 tuned per recipe by benchmarks/bench_recipe.py (e.g. its peak learning rate and batch size). `train
---recipe` applies the `model.*` and `optim.*` keys before the user's config file settings, flags and
-`--set`; the quick start uses its `quickstart.*` keys only where the user gave no value. So `--d-model`,
-`--lr`, `--batch-size` and `--set` given by the user always win.
+--recipe` applies the `model.*` and `optim.*` keys over the config file and under the flags and `--set`;
+the quick start uses its `quickstart.*` keys only where the user gave no value. So `--d-model`, `--lr`,
+`--batch-size` and `--set` given by the user always win.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "quickstart.warmup_fraction": 0.0,
     },
 }
-DEFAULT_RECIPE = "cs336"
+DEFAULT_RECIPE = "tinylm"  # the quick start's (QuickstartConfig.recipe); `train` without --recipe is cs336
 
 
 def recipe_overrides(name: str) -> dict[str, Any]:

@@ -12,12 +12,15 @@ from tinylm.recipes import RECIPES, config_overrides, model_overrides, quickstar
 from tinylm.training.config import TrainConfig
 
 
-def test_cs336_is_todays_default_unchanged(make_config):
+def test_cs336_is_the_old_default_unchanged_and_tinylm_the_quick_starts(make_config):
     assert recipe_overrides("cs336") == {}
     base = make_config()
-    assert base.with_overrides(recipe_overrides("cs336")) == base
-    assert QuickstartConfig().recipe == "cs336"
-    assert QuickstartConfig().model_config() == QuickstartConfig(recipe="cs336").model_config()
+    assert base.with_overrides(recipe_overrides("cs336")) == base  # `train` without --recipe
+    assert QuickstartConfig().recipe == "tinylm"
+    assert QuickstartConfig().model_config() == QuickstartConfig(recipe="tinylm").model_config()
+    old = QuickstartConfig(recipe="cs336")  # the quick start before recipes: lr 1e-2, decay 0.1, warm-up 5%
+    assert (old.lr, old.weight_decay, old.warmup_fraction, old.batch_size) == (1e-2, 0.1, 0.05, 32)
+    assert old.optim_overrides() == {} and old.model_config() == QuickstartConfig(recipe="cs336", lr=0.5).model_config()
 
 
 def test_nanogpt_is_the_gpt2_baseline():

@@ -29,7 +29,7 @@ from tinylm.recipes import RECIPES
 @click.option("--eval-tokens", type=click.IntRange(min=1), default=None, help="Validation tokens scored in the final evaluation (default 131072).")
 @click.option("--prompt", "prompts", multiple=True, help="Prompt for the samples (repeatable; default: five fixed prompts).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None, help="Tokens per sample (default 60).")
-@click.option("--recipe", type=click.Choice(list(RECIPES)), default=None, help="Named set of model and optimiser switches (default cs336; see docs/EXPERIMENTS.md).")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=None, help="Named recipe: tinylm (default), cs336 (the course baseline) or nanogpt; see docs/EXPERIMENTS.md §8.")
 @click.option("--device", default=None, help="cpu (default), cuda, cuda:N or mps.")
 @click.option("--seed", type=int, default=None, help="Seed for initialisation, batches and sampling (default 0).")
 @click.option("--workers", "-j", type=int, default=None, help="Processes for tokenizer training and encoding (default: all cores).")

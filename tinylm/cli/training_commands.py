@@ -99,7 +99,7 @@ def _resume_command(result) -> str:
 @click.option("--dtype", type=click.Choice(list(_DTYPES)), help="float32, bfloat16 (autocast), or auto (bf16 on CUDA only).")
 @click.option("--seed", type=int, help="Seed for initialisation and batch sampling.")
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default=None,
-              help="Named set of model/optimiser switches applied before --set (cs336: the default; see docs/EXPERIMENTS.md).")
+              help="Named recipe (tinylm, cs336, nanogpt) applied before the flags and --set; without it the config's own settings (cs336's). See docs/EXPERIMENTS.md §8.")
 @click.option("--wandb/--no-wandb", default=None, help="Also log to Weights & Biases (needs `pip install wandb`).")
 @click.option("--progress/--no-progress", default=None, help="Show the progress bar (default on).")
 def train(config_path, settings, resume_dir, **flags):
