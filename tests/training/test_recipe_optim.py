@@ -208,6 +208,7 @@ def _stop_at(k):
 @pytest.mark.parametrize("changes", [
     {"optim.name": "muon", "optim.schedule": "wsd", "optim.z_loss": 1e-3},
     {"optim.name": "muon", "model.qk_norm": True, "model.ffn": "relu2", "model.d_ff": None},
+    {"optim.name": "muon", "optim.embedding_lr": 0.05, "model.zero_init_residual": True, "optim.schedule": "wsd"},
 ])
 def test_resume_with_muon_is_bit_exact(make_config, tmp_path, changes):
     n, k = 8, 3
