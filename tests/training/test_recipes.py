@@ -70,7 +70,7 @@ def test_quickstart_takes_the_recipes_tuned_fields_only_where_the_user_gave_none
     assert (c.lr, c.batch_size) == (0.03, 16)
     c = QuickstartConfig(recipe="tuned", lr=1e-3, batch_size=8)  # the user's values win
     assert (c.lr, c.batch_size) == (1e-3, 8)
-    assert (QuickstartConfig().lr, QuickstartConfig().batch_size) == (1e-2, 32)  # cs336: the fallbacks
+    assert (QuickstartConfig(recipe="cs336").lr, QuickstartConfig(recipe="cs336").batch_size) == (1e-2, 32)  # the fallbacks
     # `train --recipe` takes the model/optim settings only (the quick start's fields are not TrainConfig's)
     train, _ = token_files
     config = _load(None, [], {"recipe": "tuned", "train_data": str(train), "max_steps": 3})
