@@ -67,9 +67,14 @@ def config_overrides(name: str) -> dict[str, Any]:
 
 def quickstart_defaults(name: str) -> dict[str, Any]:
     """The recipe's QuickstartConfig field values (`quickstart.` prefix removed), used where the user gave none."""
-    return {k.partition(".")[2]: v for k, v in recipe_overrides(name).items() if k.startswith("quickstart.")}
+    return _section(name, "quickstart")
 
 
 def model_overrides(name: str) -> dict[str, Any]:
     """The recipe's ModelConfig fields (`model.` prefix removed), e.g. for ModelConfig.replace."""
-    return {key.partition(".")[2]: value for key, value in recipe_overrides(name).items() if key.startswith("model.")}
+    return _section(name, "model")
+
+
+def _section(name: str, section: str) -> dict[str, Any]:
+    """The recipe's `section.key` settings as key -> value."""
+    return {k.partition(".")[2]: v for k, v in recipe_overrides(name).items() if k.partition(".")[0] == section}
