@@ -2,6 +2,7 @@
 of tiktoken: fixture texts, pre-tokenizer edge cases, arbitrary text (hypothesis; `-m slow` tries
 10,000 examples), odd merge lists, threads, pickling and the backend flag."""
 
+import json
 import pickle
 import random
 import threading
@@ -248,11 +249,32 @@ def test_cache_is_bounded_and_results_stay_right(tiktoken_gpt2):
     text = " ".join(f"x{i}y" for i in range(260_000))  # >200,000 distinct pre-tokens: one clear
     expected = tiktoken_gpt2.encode_ordinary(text)
     assert tok.encode_ordinary(text) == expected
-    assert 0 < tok._fast.cache_size <= 200_000
+    assert 0 < tok._fast.cache_size <= _bpe_encode.CACHE_ENTRY_LIMIT
     assert tok.encode_ordinary(text) == expected  # warm (partly)
     tok._fast.clear_cache()
     assert tok._fast.cache_size == 0
     assert tok.encode_ordinary(text[:1000]) == tiktoken_gpt2.encode_ordinary(text[:1000])
+
+
+def _letters(i: int, width: int) -> str:
+    return "".join(chr(97 + (i // 26**k) % 26) for k in range(width))
+
+
+def test_cache_of_9_to_16_byte_pretokens_past_its_clear(tiktoken_gpt2):
+    """Pre-tokens of 9..16 bytes (the small cache's two-word keys) with 1..3 ids and with more
+    (those go to the general cache), more distinct ones than the small cache holds, twice."""
+    tok = Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", [EOT], backend="c")
+    words = [" " + _letters(i, 4) + "ing" * (1 + i % 4) for i in range(140_000)]  # 8..17 bytes, ids vary
+    words += [" zqxjkvbw"[: 6 + i % 4] + _letters(i, 3) for i in range(5_000)]  # 9..12 bytes, many ids each
+    # the same first 8 bytes, then one of ~10,000 lower-case vocabulary entries: 2..3 ids each, so
+    # many small-cache keys that differ only in their second word
+    suffixes = sorted(t for t in json.loads((FIXTURES / "gpt2_vocab.json").read_text()) if t.isalpha() and t.islower() and 3 <= len(t) <= 8)
+    words += [" between" + t for t in suffixes]
+    text = "".join(words)
+    expected = tiktoken_gpt2.encode_ordinary(text)
+    assert tok.encode_ordinary(text) == expected
+    assert 0 < tok._fast.cache_size <= _bpe_encode.CACHE_ENTRY_LIMIT
+    assert tok.encode_ordinary(text) == expected
 
 
 def test_threads_share_one_encoder(c_tok, py_tok):
@@ -324,6 +346,43 @@ def test_raw_encoder_argument_checks():
     assert enc.encode_ordinary("abab cab") == [256, 256, 32, 99, 256]
     with pytest.raises(TypeError):
         enc.encode_ordinary(b"bytes")
+
+
+OVERLAPPING = [EOT, "<|a|>", "<|a|><|b|>", "<|", "|>|", "é|", "ab", "b"]  # prefixes, nests, overlaps
+
+
+@pytest.fixture(scope="module")
+def overlap_toks() -> tuple[Tokenizer, Tokenizer]:
+    return tuple(Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", OVERLAPPING, backend=b) for b in ("c", "python"))
+
+
+@FAST
+@given(parts=st.lists(st.sampled_from(OVERLAPPING + ["<", "|", ">", "a", " ", "é", "x y", "\n", "\ud800"]), max_size=24))
+def test_special_tokens_cut_in_c_like_the_python_matcher(overlap_toks, parts):
+    """Encoder.encode's own cutting (leftmost, then longest) == SpecialTokenMatcher's, for every allowed set."""
+    c, py = overlap_toks
+    text = "".join(parts)
+    for allowed in ("all", {"<|a|>", "<|", "b"}, {"<|a|><|b|>"}, set()):
+        expected = py.encode(text, allowed_special=allowed)
+        assert c.encode(text, allowed_special=allowed) == expected
+        assert c.encode_to_numpy(text, allowed_special=allowed).tolist() == expected
+        assert c.encode_to_numpy(text, np.uint32, allowed_special=allowed).tolist() == expected
+
+
+def test_raw_encode_with_specials():
+    letters, numbers, spaces = _native.unicode_class_ranges()
+    enc = _bpe_encode.Encoder(list(range(256)), [(97, 98, 256)], letters, numbers, spaces)
+    assert enc.encode("ab<s>ab<ss>", [(b"<s>", 300), (b"<ss>", 301), (b"<s", 302)]) == [256, 300, 256, 301]
+    assert enc.encode("<s><s>", [(b"<s>", 300)], 2) == bytearray(b"\x2c\x01\x2c\x01")
+    assert enc.encode("ab", ()) == enc.encode("ab", None) == enc.encode_ordinary("ab")
+    with pytest.raises(TypeError, match="specials"):
+        enc.encode("ab", [(b"", 3)])
+    with pytest.raises(TypeError, match="specials"):
+        enc.encode("ab", [("<s>", 3)])
+    with pytest.raises(ValueError, match="specials"):
+        enc.encode("ab", [(b"<s>", -1)])
+    with pytest.raises(ValueError, match="itemsize"):
+        enc.encode("ab", (), 8)
 
 
 def test_encode_to_numpy_options(c_tok, py_tok):

@@ -19,9 +19,11 @@
  *     non-space leaves its last character to the next pre-token;
  *   - each pre-token's bytes are merged lowest rank first, every non-overlapping occurrence
  *     of the best pair left to right per round (as Tokenizer._bpe);
- *   - pre-token bytes -> ids are cached per Encoder (cleared past CACHE_LIMIT entries); pre-tokens
- *     of up to 8 bytes also in a direct-mapped table of 2^15 slots keyed by one 64-bit word (the
- *     cache key is never more than one pre-token);
+ *   - pre-token bytes -> ids are cached per Encoder (the cache key is never more than one
+ *     pre-token): pre-tokens of 2..16 bytes that merge to at most 3 ids in an open-addressing
+ *     table of 32-byte entries holding key and ids inline (one memory access per hit; 2^18 slots,
+ *     8 MB, allocated on first use, cleared past SMALL_LIMIT entries), all others in a general
+ *     table (slot, then arena; cleared past CACHE_LIMIT entries);
  *   - counting (count_pretokens / take_counts) gathers pieces of up to 8 bytes in a direct-mapped
  *     table of 2^16 slots first, moving a count to the general table when its slot is taken.
  *
@@ -42,18 +44,21 @@
 #define CACHE_ARENA_LIMIT (64u << 20) /* bytes of cached keys + ids; cleared past this */
 #define CACHE_MAX_KEY 1024            /* longer pre-tokens are not cached */
 #define IDOBJ_LIMIT (1 << 24)         /* ids below this get a shared PyLong */
-#define SHORT_MAX_KEY 8               /* pre-tokens of up to 8 bytes: one 64-bit word as key */
-#define SHORT_BITS 15                 /* slots of the direct-mapped short-piece cache (1 MB) */
-#define SHORT_MAX_IDS 4
+#define SHORT_MAX_KEY 8               /* pre-tokens of up to 8 bytes: one 64-bit word as key (counting) */
+#define SMALL_MAX_KEY 16              /* pre-tokens of up to 16 bytes: two words, in the small cache */
+#define SMALL_MAX_IDS 3
+#define SMALL_BITS 18                 /* slots of the small cache (32 bytes each: 8 MB) */
+#define SMALL_LIMIT (1u << 17)        /* entries (load 1/2); the table is cleared past this */
 #define SHORT_COUNT_BITS 16           /* slots of the direct-mapped short-piece counts (1 MB) */
 
-/* A pre-token of 2..8 bytes and its ids, in a direct-mapped table: one memory access per hit,
-   where the general cache takes two (slot, then arena). len 0 = empty. */
+/* A pre-token of 2..16 bytes and its 1..3 ids, inline: one memory access per hit, where the
+   general cache takes two (slot, then arena). k0, k1: the key bytes in memory order, zero-padded;
+   meta: key length | id count << 8, 0 = empty slot. */
 typedef struct {
-    uint64_t key;
-    uint32_t len, nids;
-    int32_t ids[SHORT_MAX_IDS];
-} ShortEntry;
+    uint64_t k0, k1;
+    uint32_t meta;
+    int32_t ids[SMALL_MAX_IDS];
+} SmallEntry;
 
 /* A pre-token of 1..8 bytes and its count so far, not yet added to the general count table. */
 typedef struct {
@@ -91,7 +96,8 @@ typedef struct {
     size_t narena, carena;
     int32_t ncache;
 
-    ShortEntry *shorts;       /* 1 << SHORT_BITS */
+    SmallEntry *small;        /* 1 << SMALL_BITS slots, NULL until the first encode */
+    uint32_t nsmall;
     ShortCount *scounts;      /* 1 << SHORT_COUNT_BITS, while counting */
 
     /* BPE scratch */
@@ -307,16 +313,11 @@ static inline int out_reserve(IdBuf *o, size_t extra) {
     return 0;
 }
 
-static inline int emit_ids(IdBuf *o, const int32_t *ids, size_t n) {
-    if (out_reserve(o, n) < 0) return -1;
-    memcpy(o->v + o->n, ids, n * sizeof(int32_t));
-    o->n += n;
-    return 0;
-}
 
-/* The ids of the pre-token p[0..len), len >= 2: cached, or merged and then cached; their count
-   in *nids. NULL on memory error. The result stays valid until the next call. */
-static const int32_t *piece_ids(Encoder *e, const uint8_t *p, size_t len, size_t *nids) {
+/* The ids of the pre-token p[0..len), len >= 2: from the general cache, or merged (and then
+   cached there, unless small_ok and they fit a small-cache entry: the caller files those); their
+   count in *nids. NULL on memory error. The result stays valid until the next call. */
+static const int32_t *piece_ids(Encoder *e, const uint8_t *p, size_t len, size_t *nids, int small_ok) {
     uint64_t h = 0;
     if (len <= CACHE_MAX_KEY) {
         uint32_t n32;
@@ -329,36 +330,88 @@ static const int32_t *piece_ids(Encoder *e, const uint8_t *p, size_t len, size_t
     }
     Py_ssize_t n = bpe(e, p, len);
     if (n < 0) return NULL;
-    if (len <= CACHE_MAX_KEY && cache_put(e, p, len, h, e->work_ids, (size_t)n) < 0) return NULL;
+    int to_general = len <= CACHE_MAX_KEY && !(small_ok && n <= SMALL_MAX_IDS);
+    if (to_general && cache_put(e, p, len, h, e->work_ids, (size_t)n) < 0) return NULL;
     *nids = (size_t)n;
     return e->work_ids;
 }
 
-/* Appends the ids of one pre-token p[0..len) (end: end of the readable text). 0, or -1 on memory error. */
-static int encode_piece(Encoder *e, const uint8_t *p, size_t len, const uint8_t *end, IdBuf *o) {
+/* ------------------------------------------------------------------------------------------ */
+/* Small cache: pre-tokens of 2..16 bytes with up to 3 ids, inline, open addressing            */
+
+#define SMALL_SLOTS ((size_t)1 << SMALL_BITS)
+
+static inline size_t small_slot(uint64_t k0, uint64_t k1, size_t len) {
+    uint64_t h = (k0 * 0x9E3779B97F4A7C15ULL) ^ (k1 * 0xC2B2AE3D27D4EB4FULL) ^ (uint64_t)len;
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    return (size_t)(h >> (64 - SMALL_BITS));
+}
+
+static void small_clear(Encoder *e) {
+    if (e->small) memset(e->small, 0, SMALL_SLOTS * sizeof(SmallEntry));
+    e->nsmall = 0;
+}
+
+/* Allocates the small cache on first use. 0, or -1 (memory). */
+static int small_ready(Encoder *e) {
+    if (e->small) return 0;
+    e->small = (SmallEntry *)calloc(SMALL_SLOTS, sizeof(SmallEntry));
+    e->nsmall = 0;
+    return e->small ? 0 : -1;
+}
+
+/* Appends the ids of one pre-token p[0..len) (end: end of the readable text) to o, which has
+   room for len + SMALL_MAX_IDS more ids (a pre-token never has more ids than bytes). 0, or -1 on
+   memory error. */
+static inline int encode_piece(Encoder *e, const uint8_t *p, size_t len, const uint8_t *end, IdBuf *o) {
     if (len == 1) {
-        if (out_reserve(o, 1) < 0) return -1;
         o->v[o->n++] = e->byte_ids[p[0]];
         return 0;
     }
     size_t n;
     const int32_t *ids;
-    if (len > SHORT_MAX_KEY) {
-        ids = piece_ids(e, p, len, &n);
-        return ids ? emit_ids(o, ids, n) : -1;
+    if (len > SMALL_MAX_KEY) {
+        ids = piece_ids(e, p, len, &n, 0);
+        if (!ids) return -1;
+        memcpy(o->v + o->n, ids, n * sizeof(int32_t));
+        o->n += n;
+        return 0;
     }
-    uint64_t key = short_key(p, len, end);
-    ShortEntry *se = &e->shorts[short_slot(key, len, SHORT_BITS)];
-    if (se->len == len && se->key == key) return emit_ids(o, se->ids, se->nids);
-    ids = piece_ids(e, p, len, &n);
+    uint64_t k0, k1 = 0;
+    if (len <= 8) {
+        k0 = short_key(p, len, end);
+    } else {
+        memcpy(&k0, p, 8);
+        k1 = short_key(p + 8, len - 8, end);
+    }
+    SmallEntry *t = e->small;
+    size_t s = small_slot(k0, k1, len);
+    for (;; s = (s + 1) & (SMALL_SLOTS - 1)) {
+        uint32_t m = t[s].meta;
+        if (m == 0) break;
+        if ((m & 0xFF) == len && t[s].k0 == k0 && t[s].k1 == k1) {
+            memcpy(o->v + o->n, t[s].ids, sizeof t[s].ids); /* all 3: o has room; only m >> 8 count */
+            o->n += m >> 8;
+            return 0;
+        }
+    }
+    ids = piece_ids(e, p, len, &n, 1);
     if (!ids) return -1;
-    if (n <= SHORT_MAX_IDS) {
-        se->key = key;
-        se->len = (uint32_t)len;
-        se->nids = (uint32_t)n;
-        memcpy(se->ids, ids, n * sizeof(int32_t));
+    memcpy(o->v + o->n, ids, n * sizeof(int32_t));
+    o->n += n;
+    if (n > SMALL_MAX_IDS) return 0; /* filed in the general cache */
+    if (e->nsmall >= SMALL_LIMIT) {
+        small_clear(e);
+        s = small_slot(k0, k1, len);
     }
-    return emit_ids(o, ids, n);
+    t[s].k0 = k0;
+    t[s].k1 = k1;
+    memset(t[s].ids, 0, sizeof t[s].ids);
+    memcpy(t[s].ids, ids, n * sizeof(int32_t));
+    t[s].meta = (uint32_t)len | (uint32_t)n << 8;
+    e->nsmall++;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -438,10 +491,11 @@ static inline size_t next_piece(const uint8_t *cls, const uint8_t *s, size_t i, 
 
 /* Encodes s[0..n) (valid UTF-8) into o. 0, or -1 on memory error. Call with e->lock held. */
 static int encode_core(Encoder *e, const uint8_t *s, size_t n, IdBuf *o) {
+    if (small_ready(e) < 0) return -1;
     size_t i = 0;
     while (i < n) {
         size_t end = next_piece(e->cls, s, i, n);
-        if (encode_piece(e, s + i, end - i, s + n, o) < 0) return -1;
+        if (out_reserve(o, end - i + SMALL_MAX_IDS) < 0 || encode_piece(e, s + i, end - i, s + n, o) < 0) return -1;
         i = end;
     }
     return 0;
@@ -572,7 +626,7 @@ static void Encoder_dealloc(Encoder *e) {
         free(e->idobj);
     }
     free(e->slots);
-    free(e->shorts);
+    free(e->small);
     free(e->arena);
     free(e->work_ids);
     free(e->work_ranks);
@@ -709,8 +763,6 @@ static int Encoder_init(Encoder *e, PyObject *args, PyObject *kwargs) {
 
     e->slots = (uint64_t *)calloc(CACHE_SLOTS, sizeof(uint64_t));
     if (!e->slots) goto nomem;
-    e->shorts = (ShortEntry *)calloc((size_t)1 << SHORT_BITS, sizeof(ShortEntry));
-    if (!e->shorts) goto nomem;
     e->lock = PyThread_allocate_lock();
     if (!e->lock) goto nomem;
     return 0;
@@ -745,24 +797,112 @@ static int text_utf8(PyObject *text, const char *caller, const uint8_t **s, size
     return 0;
 }
 
-/* Encodes text (str) into o; 0, or -1 with a Python error set (UnicodeEncodeError on lone surrogates). */
-static int encode_text(Encoder *e, PyObject *text, IdBuf *o) {
-    PyObject *utf8;
+/* A special token to cut the text at: its UTF-8 bytes, its id, and the start of its next
+   occurrence at or after the current position (n when none is left). */
+typedef struct {
+    const uint8_t *tok;
+    size_t len;
+    int32_t id;
+    size_t next;
+} Special;
+
+/* The start of the first occurrence of sp's bytes in s[from..n), or n. */
+static size_t find_special(const uint8_t *s, size_t n, size_t from, const Special *sp) {
+    while (from + sp->len <= n) {
+        const uint8_t *hit = (const uint8_t *)memchr(s + from, sp->tok[0], n - from - sp->len + 1);
+        if (!hit) return n;
+        size_t at = (size_t)(hit - s);
+        if (memcmp(hit + 1, sp->tok + 1, sp->len - 1) == 0) return at;
+        from = at + 1;
+    }
+    return n;
+}
+
+/* Encodes s[0..n) (valid UTF-8) into o, each occurrence of a special token as its id: leftmost
+   first and, of those starting at one place, the longest (as SpecialTokenMatcher), the text
+   between them as ordinary text. 0, or -1 on memory error. Call with e->lock held. */
+static int encode_segments(Encoder *e, const uint8_t *s, size_t n, Special *sp, size_t nsp, IdBuf *o) {
+    size_t pos = 0;
+    for (size_t k = 0; k < nsp; k++) sp[k].next = find_special(s, n, 0, &sp[k]);
+    for (;;) {
+        size_t best = n, bk = nsp;
+        for (size_t k = 0; k < nsp; k++)
+            if (sp[k].next < best || (sp[k].next == best && best < n && sp[k].len > sp[bk].len)) {
+                best = sp[k].next;
+                bk = k;
+            }
+        if (bk == nsp) break;
+        if (encode_core(e, s + pos, best - pos, o) < 0 || out_reserve(o, 1) < 0) return -1;
+        o->v[o->n++] = sp[bk].id;
+        pos = best + sp[bk].len;
+        for (size_t k = 0; k < nsp; k++)
+            if (sp[k].next < pos) sp[k].next = find_special(s, n, pos, &sp[k]);
+    }
+    return encode_core(e, s + pos, n - pos, o);
+}
+
+/* Reads specials, a sequence of (bytes, id) pairs, into a new array (*out, count in *count; the
+   bytes stay owned by the returned sequence, which the caller releases). NULL with an error set. */
+static PyObject *read_specials(PyObject *specials, Special **out, size_t *count) {
+    *out = NULL;
+    *count = 0;
+    PyObject *seq = PySequence_Fast(specials, "specials must be a sequence of (bytes, id) pairs");
+    if (!seq) return NULL;
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
+    if (m == 0) return seq;
+    Special *sp = (Special *)calloc((size_t)m, sizeof(Special));
+    if (!sp) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < m; k++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, k);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 0)) == 0) {
+            PyErr_Format(PyExc_TypeError, "specials[%zd] must be a (non-empty bytes, id) pair", k);
+            goto fail;
+        }
+        PyObject *tok = PyTuple_GET_ITEM(pair, 0);
+        sp[k].tok = (const uint8_t *)PyBytes_AS_STRING(tok);
+        sp[k].len = (size_t)PyBytes_GET_SIZE(tok);
+        if (as_id(PyTuple_GET_ITEM(pair, 1), "specials", k, &sp[k].id) < 0) goto fail;
+    }
+    *out = sp;
+    *count = (size_t)m;
+    return seq;
+fail:
+    free(sp);
+    Py_DECREF(seq);
+    return NULL;
+}
+
+/* Encodes text (str) into o, cutting at specials (a sequence of (bytes, id) pairs; None or empty:
+   none); 0, or -1 with a Python error set (UnicodeEncodeError on lone surrogates). */
+static int encode_text(Encoder *e, PyObject *text, PyObject *specials, IdBuf *o) {
+    PyObject *utf8, *held = NULL;
+    Special *sp = NULL;
+    size_t nsp = 0;
     const uint8_t *s;
     size_t n;
-    if (encoder_ready(e) < 0 || text_utf8(text, "encode_ordinary", &s, &n, &utf8) < 0) return -1;
-    int rc = 0;
-    if (n > 0) {
-        rc = out_reserve(o, n / 3 + 16);
-        if (rc == 0) {
-            Py_BEGIN_ALLOW_THREADS
-            PyThread_acquire_lock(e->lock, WAIT_LOCK);
-            rc = encode_core(e, s, n, o);
-            PyThread_release_lock(e->lock);
-            Py_END_ALLOW_THREADS
-        }
+    if (encoder_ready(e) < 0) return -1;
+    if (specials && specials != Py_None && !(held = read_specials(specials, &sp, &nsp))) return -1;
+    if (text_utf8(text, "encode", &s, &n, &utf8) < 0) {
+        Py_XDECREF(held);
+        free(sp);
+        return -1;
+    }
+    int rc = out_reserve(o, n / 3 + 16);
+    if (rc == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(e->lock, WAIT_LOCK);
+        rc = nsp ? encode_segments(e, s, n, sp, nsp, o) : encode_core(e, s, n, o);
+        PyThread_release_lock(e->lock);
+        Py_END_ALLOW_THREADS
     }
     Py_XDECREF(utf8);
+    Py_XDECREF(held);
+    free(sp);
     if (rc < 0) {
         PyErr_NoMemory();
         return -1;
@@ -770,63 +910,36 @@ static int encode_text(Encoder *e, PyObject *text, IdBuf *o) {
     return 0;
 }
 
-static PyObject *Encoder_encode_ordinary(Encoder *e, PyObject *text) {
-    IdBuf o = {NULL, 0, 0};
-    if (encode_text(e, text, &o) < 0) {
-        free(o.v);
-        return NULL;
-    }
-    PyObject *list = PyList_New((Py_ssize_t)o.n);
-    if (!list) {
-        free(o.v);
-        return NULL;
-    }
-    for (size_t k = 0; k < o.n; k++) {
-        int32_t id = o.v[k];
+/* The ids as a list of Python ints (shared objects below IDOBJ_LIMIT). */
+static PyObject *ids_list(Encoder *e, const IdBuf *o) {
+    PyObject *list = PyList_New((Py_ssize_t)o->n);
+    if (!list) return NULL;
+    for (size_t k = 0; k < o->n; k++) {
+        int32_t id = o->v[k];
         PyObject *v;
         if (id < e->nidobj) {
             v = e->idobj[id];
             Py_INCREF(v);
-        } else {
-            v = PyLong_FromLong(id);
-            if (!v) {
-                Py_DECREF(list);
-                free(o.v);
-                return NULL;
-            }
+        } else if (!(v = PyLong_FromLong(id))) {
+            Py_DECREF(list);
+            return NULL;
         }
         PyList_SET_ITEM(list, (Py_ssize_t)k, v);
     }
-    free(o.v);
     return list;
 }
 
-/* The ids as packed little-endian unsigned integers of `itemsize` bytes (2 or 4): no Python int per id. */
-static PyObject *Encoder_encode_ordinary_bytes(Encoder *e, PyObject *args) {
-    PyObject *text;
-    int itemsize;
-    if (!PyArg_ParseTuple(args, "Oi:encode_ordinary_bytes", &text, &itemsize)) return NULL;
-    if (itemsize != 2 && itemsize != 4) {
-        PyErr_SetString(PyExc_ValueError, "itemsize must be 2 (uint16) or 4 (uint32)");
-        return NULL;
-    }
-    IdBuf o = {NULL, 0, 0};
-    if (encode_text(e, text, &o) < 0) {
-        free(o.v);
-        return NULL;
-    }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(o.n * (size_t)itemsize));
-    if (!out) {
-        free(o.v);
-        return NULL;
-    }
-    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
-    for (size_t k = 0; k < o.n; k++) {
-        uint32_t id = (uint32_t)o.v[k];
+/* The ids packed as little-endian unsigned integers of itemsize bytes (2 or 4) in a new
+   bytearray (writable, for numpy.frombuffer); OverflowError when an id does not fit. */
+static PyObject *ids_packed(const IdBuf *o, int itemsize) {
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(o->n * (size_t)itemsize));
+    if (!out) return NULL;
+    unsigned char *dst = (unsigned char *)PyByteArray_AS_STRING(out);
+    for (size_t k = 0; k < o->n; k++) {
+        uint32_t id = (uint32_t)o->v[k];
         if (itemsize == 2) {
             if (id > 0xFFFF) {
                 Py_DECREF(out);
-                free(o.v);
                 PyErr_Format(PyExc_OverflowError, "id %u does not fit in uint16", id);
                 return NULL;
             }
@@ -839,8 +952,41 @@ static PyObject *Encoder_encode_ordinary_bytes(Encoder *e, PyObject *args) {
             dst[4 * k + 3] = (unsigned char)(id >> 24);
         }
     }
+    return out;
+}
+
+/* encode_text, then the ids as a list (itemsize 0) or packed (2, 4). */
+static PyObject *encode_to(Encoder *e, PyObject *text, PyObject *specials, int itemsize) {
+    if (itemsize != 0 && itemsize != 2 && itemsize != 4) {
+        PyErr_SetString(PyExc_ValueError, "itemsize must be 0 (list), 2 (uint16) or 4 (uint32)");
+        return NULL;
+    }
+    IdBuf o = {NULL, 0, 0};
+    PyObject *out = NULL;
+    if (encode_text(e, text, specials, &o) == 0) out = itemsize ? ids_packed(&o, itemsize) : ids_list(e, &o);
     free(o.v);
     return out;
+}
+
+static PyObject *Encoder_encode_ordinary(Encoder *e, PyObject *text) { return encode_to(e, text, NULL, 0); }
+
+static PyObject *Encoder_encode_ordinary_bytes(Encoder *e, PyObject *args) {
+    PyObject *text;
+    int itemsize;
+    if (!PyArg_ParseTuple(args, "Oi:encode_ordinary_bytes", &text, &itemsize)) return NULL;
+    if (itemsize == 0) {
+        PyErr_SetString(PyExc_ValueError, "itemsize must be 2 (uint16) or 4 (uint32)");
+        return NULL;
+    }
+    return encode_to(e, text, NULL, itemsize);
+}
+
+static PyObject *Encoder_encode(Encoder *e, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"text", "specials", "itemsize", NULL};
+    PyObject *text, *specials = NULL;
+    int itemsize = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|Oi:encode", kwlist, &text, &specials, &itemsize)) return NULL;
+    return encode_to(e, text, specials, itemsize);
 }
 
 static PyObject *Encoder_count_pretokens(Encoder *e, PyObject *text) {
@@ -986,7 +1132,7 @@ static PyObject *Encoder_clear_cache(Encoder *e, PyObject *Py_UNUSED(ignored)) {
         Py_BEGIN_ALLOW_THREADS
         PyThread_acquire_lock(e->lock, WAIT_LOCK);
         cache_clear(e);
-        if (e->shorts) memset(e->shorts, 0, ((size_t)1 << SHORT_BITS) * sizeof(ShortEntry));
+        small_clear(e);
         PyThread_release_lock(e->lock);
         Py_END_ALLOW_THREADS
     }
@@ -1010,7 +1156,9 @@ static PyObject *Encoder_classes(Encoder *e, PyObject *text) {
     return out;
 }
 
-static PyObject *Encoder_cache_size(Encoder *e, void *Py_UNUSED(closure)) { return PyLong_FromLong(e->ncache); }
+static PyObject *Encoder_cache_size(Encoder *e, void *Py_UNUSED(closure)) {
+    return PyLong_FromLong((long)e->ncache + (long)e->nsmall);
+}
 
 PyDoc_STRVAR(encode_ordinary_doc,
 "encode_ordinary(text: str) -> list[int]\n"
@@ -1021,8 +1169,13 @@ PyDoc_STRVAR(encode_ordinary_doc,
 
 static PyMethodDef Encoder_methods[] = {
     {"encode_ordinary", (PyCFunction)Encoder_encode_ordinary, METH_O, encode_ordinary_doc},
+    {"encode", (PyCFunction)(void (*)(void))Encoder_encode, METH_VARARGS | METH_KEYWORDS,
+     "encode(text: str, specials=(), itemsize=0) -> list[int] | bytearray\n\nencode_ordinary, except that each "
+     "occurrence of a special token (specials: (UTF-8 bytes, id) pairs) becomes its id: leftmost first, the longest "
+     "of those starting at one place. itemsize 0 gives a list of ints; 2 or 4 the ids as little-endian uint16 / "
+     "uint32 in a bytearray (OverflowError if an id does not fit). UnicodeEncodeError on lone surrogates."},
     {"encode_ordinary_bytes", (PyCFunction)Encoder_encode_ordinary_bytes, METH_VARARGS,
-     "encode_ordinary_bytes(text: str, itemsize: int) -> bytes\n\nThe ids of encode_ordinary(text) as little-endian "
+     "encode_ordinary_bytes(text: str, itemsize: int) -> bytearray\n\nThe ids of encode_ordinary(text) as little-endian "
      "unsigned integers of itemsize bytes (2: uint16, 4: uint32), e.g. for numpy.frombuffer; OverflowError if an id "
      "does not fit."},
     {"clear_cache", (PyCFunction)Encoder_clear_cache, METH_NOARGS, "Empty the pre-token cache."},
@@ -1083,6 +1236,11 @@ PyMODINIT_FUNC PyInit__bpe_encode(void) {
     Py_INCREF(&EncoderType);
     if (PyModule_AddObject(m, "Encoder", (PyObject *)&EncoderType) < 0) {
         Py_DECREF(&EncoderType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    /* the most pre-tokens the caches hold at once (general + small), e.g. for tests */
+    if (PyModule_AddIntConstant(m, "CACHE_ENTRY_LIMIT", (long)CACHE_LIMIT + (long)SMALL_LIMIT) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -118,6 +118,7 @@ class Tokenizer:
         for idx, tok in self.vocab.items():
             self._decode_table[idx] = tok
         self._cache: dict[str, tuple[int, ...]] = {}
+        self._c_special_pairs: dict[tuple[str, ...], tuple[tuple[bytes, int], ...]] = {}
         self._backend_request = backend
         self._fast = make_encoder(backend, self._byte_ids, self._merge_triples)
 
@@ -134,6 +135,7 @@ class Tokenizer:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_c_special_pairs", {})  # pickled before it existed
         self._backend_request = state.get("_backend_request", AUTO)
         self._fast = make_encoder(self._backend_request, self._byte_ids, self._merge_triples)
 
@@ -296,6 +298,11 @@ class Tokenizer:
             return self._encode(_replace_lone_surrogates(text), plan)
 
     def _encode(self, text: str, plan: _SpecialPlan) -> list[int]:
+        specials = self._c_specials(plan.allowed)
+        if specials is not None:  # one C call: the cuts at special tokens, the pre-tokens and the ids
+            if plan.disallowed:
+                self._check_disallowed(text, plan.disallowed)
+            return self._fast.encode(text, specials)
         out: list[int] = []
         for piece in self._segments(text, plan):
             if isinstance(piece, int):
@@ -303,6 +310,17 @@ class Tokenizer:
             else:
                 out.extend(self._ordinary(piece))
         return out
+
+    def _c_specials(self, allowed: SpecialTokenMatcher) -> tuple[tuple[bytes, int], ...] | None:
+        """The allowed special tokens as (UTF-8 bytes, id) pairs for the C encoder's own cutting
+        (Encoder.encode: leftmost, then longest, as SpecialTokenMatcher), or None without a C
+        encoder (the Python path). Special tokens are valid UTF-8 (checked in __init__). Kept per token set."""
+        if self._fast is None:
+            return None
+        pairs = self._c_special_pairs.get(allowed.tokens)
+        if pairs is None:
+            pairs = self._c_special_pairs[allowed.tokens] = tuple((t.encode("utf-8"), self.special_to_id[t]) for t in allowed.tokens)
+        return pairs
 
     def _segments(self, text: str, plan: _SpecialPlan) -> Iterator[str | int]:
         """The text cut at allowed special tokens: ordinary text (str) and special token ids (int), in order.
@@ -335,8 +353,18 @@ class Tokenizer:
         allowed, disallowed = encode_kwargs.pop("allowed_special", "all"), encode_kwargs.pop("disallowed_special", ())
         if encode_kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(encode_kwargs)}")
+        plan = self._special_plan(allowed, disallowed)
+        specials = self._c_specials(plan.allowed)
+        if specials is not None:  # one C call, the ids packed straight into the array's buffer
+            if plan.disallowed:
+                self._check_disallowed(text, plan.disallowed)
+            try:
+                packed = self._fast.encode(text, specials, dtype.itemsize)
+            except UnicodeEncodeError:
+                packed = self._fast.encode(_replace_lone_surrogates(text), specials, dtype.itemsize)
+            return np.frombuffer(packed, dtype=dtype)
         parts: list[bytes] = []
-        for piece in self._segments(text, self._special_plan(allowed, disallowed)):
+        for piece in self._segments(text, plan):
             if isinstance(piece, int):
                 parts.append(piece.to_bytes(dtype.itemsize, "little"))
                 continue
