@@ -97,6 +97,8 @@ def assert_same(c_tok, py_tok, text, tt=None):
     assert c_tok.encode(text) == py_tok.encode(text)
     assert_same_array(c_tok, py_tok, text)
     assert_same_counts(text)
+    if not any("\ud800" <= ch <= "\udfff" for ch in text):
+        assert_same_pretokens(text)
     if tt is not None:
         assert expected == tt.encode_ordinary(text)
         assert c_tok.encode(text) == tt.encode(text, allowed_special="all")
@@ -163,10 +165,25 @@ texts = st.one_of(st.text(), st.text(alphabet=TRICKY), st.lists(st.sampled_from(
 
 
 def _check(c_tok, py_tok, text):
+    if "\ud800" not in text and "\udc00" not in text:
+        assert_same_pretokens(text)
     assert c_tok.encode_ordinary(text) == py_tok.encode_ordinary(text)
     assert c_tok.encode(text) == py_tok.encode(text)
     assert_same_array(c_tok, py_tok, text)
     assert_same_counts(text)
+
+
+def assert_same_pretokens(text):
+    """The C matcher's pre-token ends (its 64-byte block scanner) == the GPT-2 regex's. Ids alone
+    would not show a missed boundary: GPT-2 has no merge across one, so both pieces' ids are the same."""
+    from tinylm.tokenizer._native import pretoken_counter
+    from tinylm.tokenizer.pretokenize import pretokenize
+
+    ends, pos = [], 0
+    for piece in pretokenize(text):
+        pos += len(piece.encode("utf-8"))
+        ends.append(pos)
+    assert pretoken_counter().pretoken_ends(text) == ends
 
 
 def assert_same_counts(text):
@@ -346,6 +363,30 @@ def test_raw_encoder_argument_checks():
     assert enc.encode_ordinary("abab cab") == [256, 256, 32, 99, 256]
     with pytest.raises(TypeError):
         enc.encode_ordinary(b"bytes")
+
+
+# --- the 64-byte block scanner: pre-tokens that cross blocks, contractions at every offset ----
+EDGE_TAILS = ["'s", "'ll", "'ve x", "''s", "\n's", "  'd", "é's", "9'm", "x're", "!'t", "  \n x", "   y", " \t\n", "é ", " 1é", "a" * 70]
+
+
+@pytest.mark.parametrize("tail", EDGE_TAILS)
+def test_block_scanner_at_every_offset(c_tok, py_tok, tail):
+    """Each tail at each offset 0..139 after short words: every position of a block (64 bytes) and
+    of the next, so contractions, white-space runs and non-ASCII bytes meet the block's last bits."""
+    for k in range(140):
+        text = ("ab c\n" * 40)[:k] + tail + " end's"
+        assert_same_pretokens(text)
+        assert c_tok.encode(text) == py_tok.encode(text), (k, text)
+    assert_same_counts(("ab c\n" * 40) + "".join(EDGE_TAILS) * 20)
+
+
+ASCII_PARTS = ["'", "s", "ll", "ve", "re", "d", "t", "m", " ", "  ", "\n", "\t", "\r\n", "a", "Bc", "12", "3", "!", "?.", "-", "'S", "x" * 30]
+
+
+@FAST
+@given(parts=st.lists(st.sampled_from(ASCII_PARTS + ["é", "’", "\u00a0", "\u3000", "数"]), min_size=10, max_size=150))
+def test_block_scanner_on_long_mostly_ascii_text(c_tok, py_tok, parts):
+    _check(c_tok, py_tok, "".join(parts))
 
 
 OVERLAPPING = [EOT, "<|a|>", "<|a|><|b|>", "<|", "|>|", "é|", "ab", "b"]  # prefixes, nests, overlaps

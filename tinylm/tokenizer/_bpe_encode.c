@@ -78,6 +78,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     uint8_t *cls;             /* NCODEPOINTS classes */
+    int ascii_std;            /* cls[0..127] are the standard ASCII classes: scan_pieces' fast path */
     int32_t byte_ids[256];
 
     /* merges: (a, b) -> rank in an open-addressing table; rank -> a, b, merged id */
@@ -361,32 +362,23 @@ static int small_ready(Encoder *e) {
     return e->small ? 0 : -1;
 }
 
-/* Appends the ids of one pre-token p[0..len) (end: end of the readable text) to o, which has
-   room for len + SMALL_MAX_IDS more ids (a pre-token never has more ids than bytes). 0, or -1 on
-   memory error. */
-static inline int encode_piece(Encoder *e, const uint8_t *p, size_t len, const uint8_t *end, IdBuf *o) {
-    if (len == 1) {
-        o->v[o->n++] = e->byte_ids[p[0]];
-        return 0;
-    }
-    size_t n;
-    const int32_t *ids;
-    if (len > SMALL_MAX_KEY) {
-        ids = piece_ids(e, p, len, &n, 0);
-        if (!ids) return -1;
-        memcpy(o->v + o->n, ids, n * sizeof(int32_t));
-        o->n += n;
-        return 0;
-    }
-    uint64_t k0, k1 = 0;
+/* The small-cache key of p[0..len), 2 <= len <= 16 (end: end of the readable text). */
+static inline void small_key(const uint8_t *p, size_t len, const uint8_t *end, uint64_t *k0, uint64_t *k1) {
     if (len <= 8) {
-        k0 = short_key(p, len, end);
+        *k0 = short_key(p, len, end);
+        *k1 = 0;
     } else {
-        memcpy(&k0, p, 8);
-        k1 = short_key(p + 8, len - 8, end);
+        memcpy(k0, p, 8);
+        *k1 = short_key(p + 8, len - 8, end);
     }
+}
+
+/* Appends the ids of the pre-token p[0..len), 2 <= len <= 16, with small-cache key k0, k1 and
+   home slot s, to o, which has room for len + SMALL_MAX_IDS more ids (a pre-token never has
+   more ids than bytes): from the small cache, else from the general cache or merged, and then
+   filed. 0, or -1 on memory error. */
+static inline int encode_small(Encoder *e, const uint8_t *p, size_t len, uint64_t k0, uint64_t k1, size_t s, IdBuf *o) {
     SmallEntry *t = e->small;
-    size_t s = small_slot(k0, k1, len);
     for (;; s = (s + 1) & (SMALL_SLOTS - 1)) {
         uint32_t m = t[s].meta;
         if (m == 0) break;
@@ -396,7 +388,8 @@ static inline int encode_piece(Encoder *e, const uint8_t *p, size_t len, const u
             return 0;
         }
     }
-    ids = piece_ids(e, p, len, &n, 1);
+    size_t n;
+    const int32_t *ids = piece_ids(e, p, len, &n, 1);
     if (!ids) return -1;
     memcpy(o->v + o->n, ids, n * sizeof(int32_t));
     o->n += n;
@@ -489,14 +482,207 @@ static inline size_t next_piece(const uint8_t *cls, const uint8_t *s, size_t i, 
     return (j == n || last == i) ? j : last;
 }
 
-/* Encodes s[0..n) (valid UTF-8) into o. 0, or -1 on memory error. Call with e->lock held. */
+/* ------------------------------------------------------------------------------------------ */
+/* The same pre-tokens 64 bytes at a time (ASCII)                                              */
+/*
+ * In ASCII text every GPT-2 pre-token boundary but those of contractions is decided by the
+ * classes of three bytes: the one before, the one at, the one after. With S the white-space
+ * bytes, NS the others, a boundary (a pre-token start) is at i when
+ *   (a) S[i] and not S[i-1]                      a white-space run starts;
+ *   (b) S[i], S[i-1] and NS[i+1]                 a run of 2+ white-space characters followed
+ *                                                 by a non-space leaves its last one (\s+(?!\S));
+ *   (c) NS[i], S[i-1] and byte i-1 is not ' '    after other white space (" ?" takes only ' ',
+ *                                                 which otherwise starts the piece, by (a) or (b));
+ *   (d) NS[i], NS[i-1] and classes differ        letter / number / other runs.
+ * A contraction ('s 't 'm 'd 'll 've 're) is taken where a boundary falls on an apostrophe: it
+ * ends the piece after 2 or 3 bytes, the rest of the letter run starts the next. Each block of
+ * 64 bytes is classified into bit masks (SSE2 where available), the boundaries are computed as
+ * above for all 64 bytes at once, then read off with count-trailing-zeros: no branch per byte.
+ * A block starts at a known pre-token start (bit 0), and the next block starts where the last
+ * pre-token found in it starts (its end is not known yet); a block holding a non-ASCII byte is
+ * cut before it, and a pre-token that no block can end (non-ASCII, or longer than 63 bytes) is
+ * found by next_piece. Used only when the ASCII classes are the standard ones (ascii_std).
+ */
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define HAVE_SSE2 1
+#endif
+
+typedef struct {
+    uint64_t L, N, S, SP, AP, HI; /* letter, number, white space, ' ', apostrophe, byte >= 0x80 */
+} ByteMasks;
+
+/* Classes of the m <= 64 bytes at p (bit j: byte j), from the table (reference and tail path). */
+static inline void classify_table(const uint8_t *cls, const uint8_t *p, size_t m, ByteMasks *b) {
+    ByteMasks r = {0, 0, 0, 0, 0, 0};
+    for (size_t j = 0; j < m; j++) {
+        uint8_t c = p[j];
+        uint64_t bit = (uint64_t)1 << j;
+        if (c >= 0x80) {
+            r.HI |= bit;
+            continue;
+        }
+        int k = cls[c];
+        if (k == K_LETTER) r.L |= bit;
+        else if (k == K_NUMBER) r.N |= bit;
+        else if (k == K_SPACE) r.S |= bit;
+        if (c == ' ') r.SP |= bit;
+        if (c == '\'') r.AP |= bit;
+    }
+    *b = r;
+}
+
+#ifdef HAVE_SSE2
+static inline uint64_t movemask16(__m128i v, int k) { return (uint64_t)(uint32_t)_mm_movemask_epi8(v) << (16 * k); }
+
+/* Classes of the 64 bytes at p, for the standard ASCII classes: letters A-Z a-z, numbers 0-9,
+   white space \t \n \v \f \r and ' ' (signed compares: bytes >= 0x80 fall in no class). */
+static inline void classify_sse2(const uint8_t *p, ByteMasks *b) {
+    ByteMasks r = {0, 0, 0, 0, 0, 0};
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * k));
+        __m128i lower = _mm_or_si128(v, _mm_set1_epi8(0x20));
+        __m128i isl = _mm_and_si128(_mm_cmpgt_epi8(lower, _mm_set1_epi8('a' - 1)), _mm_cmplt_epi8(lower, _mm_set1_epi8('z' + 1)));
+        __m128i isn = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)), _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+        __m128i isp = _mm_cmpeq_epi8(v, _mm_set1_epi8(' '));
+        __m128i iss = _mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(8)), _mm_cmplt_epi8(v, _mm_set1_epi8(14))), isp);
+        r.L |= movemask16(isl, k);
+        r.N |= movemask16(isn, k);
+        r.S |= movemask16(iss, k);
+        r.SP |= movemask16(isp, k);
+        r.AP |= movemask16(_mm_cmpeq_epi8(v, _mm_set1_epi8('\'')), k);
+        r.HI |= movemask16(v, k);
+    }
+    *b = r;
+}
+#endif
+
+/* Whether the first 128 classes are the standard ASCII ones classify_sse2 assumes. */
+static int ascii_classes_standard(const uint8_t *cls) {
+    for (int c = 0; c < 128; c++) {
+        int want = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) ? K_LETTER
+                   : (c >= '0' && c <= '9')                           ? K_NUMBER
+                   : ((c >= 9 && c <= 13) || c == ' ')                ? K_SPACE
+                                                                      : K_OTHER;
+        if (cls[c] != want) return 0;
+    }
+    return 1;
+}
+
+/* Length of the contraction starting at the apostrophe s[i] ('s 't 'm 'd: 2; 'll 've 're: 3), or 0. */
+static inline size_t contraction_at(const uint8_t *s, size_t i, size_t n) {
+    if (i + 1 >= n) return 0;
+    uint8_t b1 = s[i + 1];
+    if (b1 == 's' || b1 == 'd' || b1 == 'm' || b1 == 't') return 2;
+    if (i + 2 >= n) return 0;
+    uint8_t b2 = s[i + 2];
+    return ((b1 == 'l' && b2 == 'l') || (b1 == 'v' && b2 == 'e') || (b1 == 'r' && b2 == 'e')) ? 3 : 0;
+}
+
+/* Appends to ends[] the ends of successive pre-tokens of s[0..n), the first starting at *pos (a
+   pre-token start), and moves *pos to the end of the last one; at most cap ends (cap >= 64),
+   returns how many (0 only when *pos == n). */
+static size_t scan_pieces(const Encoder *e, const uint8_t *s, size_t n, size_t *pos, size_t *ends, size_t cap) {
+    size_t k = 0, base = *pos;
+    while (base < n && k + 64 <= cap) {
+        size_t m = n - base < 64 ? n - base : 64;
+        ByteMasks b;
+        if (!e->ascii_std) {
+            b.HI = 1; /* no fast path: next_piece below */
+        } else {
+#ifdef HAVE_SSE2
+            if (m == 64) classify_sse2(s + base, &b);
+            else
+#endif
+                classify_table(e->cls, s + base, m, &b);
+        }
+        if (b.HI & 1) { /* a non-ASCII start: this pre-token the scalar way */
+            base = ends[k++] = next_piece(e->cls, s, base, n);
+            continue;
+        }
+        if (b.HI) m = (size_t)__builtin_ctzll(b.HI); /* only the ASCII bytes before it */
+        uint64_t valid = m == 64 ? ~(uint64_t)0 : (((uint64_t)1 << m) - 1);
+        int closed = base + m == n; /* the block reaches the end of the text */
+        uint64_t next_ns = 0;       /* is the character after the block not white space? */
+        if (!closed) {
+            size_t l;
+            next_ns = class_at(e->cls, s, base + m, &l) != K_SPACE;
+        }
+        uint64_t S = b.S & valid, NS = ~b.S & valid;
+        uint64_t pS = S << 1, pNS = NS << 1, pSP = b.SP << 1;
+        uint64_t nNS = (NS >> 1) | (next_ns << (m - 1));
+        uint64_t B = (S & ~pS) | (S & pS & nNS) | (NS & pS & ~pSP) | (NS & pNS & ((b.L ^ (b.L << 1)) | (b.N ^ (b.N << 1))));
+        B = (B | 1) & valid;
+        size_t close_at = 0; /* a contraction that runs past the block closes it here */
+        for (uint64_t A = b.AP & B; A; A &= A - 1) {
+            size_t j = (size_t)__builtin_ctzll(A);
+            if (!((B >> j) & 1)) continue;
+            size_t c = contraction_at(s, base + j, n);
+            if (!c) continue;
+            if (j + 1 < 64) B &= ~((((uint64_t)1 << (c - 1)) - 1) << (j + 1)); /* its letters start nothing */
+            if (j + c < m) {
+                B |= (uint64_t)1 << (j + c);
+            } else {
+                B &= ((uint64_t)2 << j) - 1; /* nothing after it in this block */
+                close_at = base + j + c;
+                break;
+            }
+        }
+        /* pre-tokens: from each set bit to the next; the last is open unless closed */
+        uint64_t rest = B & (B - 1); /* starts after bit 0 = ends of the pre-tokens before them */
+        while (rest) {
+            ends[k++] = base + (size_t)__builtin_ctzll(rest);
+            rest &= rest - 1;
+        }
+        if (close_at) {
+            base = ends[k++] = close_at;
+        } else if (closed) {
+            base = ends[k++] = n;
+        } else if (B == 1) { /* one pre-token fills the block: the scalar way */
+            base = ends[k++] = next_piece(e->cls, s, base, n);
+        } else {
+            base = ends[k - 1];
+        }
+    }
+    *pos = base;
+    return k;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(addr) __builtin_prefetch(addr)
+#else
+#define PREFETCH(addr) ((void)0)
+#endif
+#define BATCH 256 /* pre-token ends found at a time (scan_pieces) */
+
+/* Encodes s[0..n) (valid UTF-8) into o. 0, or -1 on memory error. Call with e->lock held.
+   Pre-tokens are found BATCH at a time (scan_pieces), then looked up one by one. */
 static int encode_core(Encoder *e, const uint8_t *s, size_t n, IdBuf *o) {
     if (small_ready(e) < 0) return -1;
-    size_t i = 0;
-    while (i < n) {
-        size_t end = next_piece(e->cls, s, i, n);
-        if (out_reserve(o, end - i + SMALL_MAX_IDS) < 0 || encode_piece(e, s + i, end - i, s + n, o) < 0) return -1;
-        i = end;
+    const uint8_t *end = s + n;
+    size_t ends[BATCH];
+    size_t pos = 0;
+    while (pos < n) {
+        size_t start = pos, nb = scan_pieces(e, s, n, &pos, ends, BATCH);
+        if (out_reserve(o, pos - start + SMALL_MAX_IDS) < 0) return -1;
+        for (size_t b = 0; b < nb; b++) {
+            const uint8_t *p = s + start;
+            size_t len = ends[b] - start, m;
+            start = ends[b];
+            if (len == 1) {
+                o->v[o->n++] = e->byte_ids[p[0]];
+            } else if (len <= SMALL_MAX_KEY) {
+                uint64_t k0, k1;
+                small_key(p, len, end, &k0, &k1);
+                if (encode_small(e, p, len, k0, k1, small_slot(k0, k1, len), o) < 0) return -1;
+            } else {
+                const int32_t *ids = piece_ids(e, p, len, &m, 0);
+                if (!ids) return -1;
+                memcpy(o->v + o->n, ids, m * sizeof(int32_t));
+                o->n += m;
+            }
+        }
     }
     return 0;
 }
@@ -700,6 +886,7 @@ static int Encoder_init(Encoder *e, PyObject *args, PyObject *kwargs) {
     if (fill_class(e->cls, letters, K_LETTER, "letter_ranges") < 0) return -1;
     if (fill_class(e->cls, numbers, K_NUMBER, "number_ranges") < 0) return -1;
     if (fill_class(e->cls, spaces, K_SPACE, "space_ranges") < 0) return -1;
+    e->ascii_std = ascii_classes_standard(e->cls);
 
     PyObject *mseq = PySequence_Fast(merges, "merges must be a sequence of (left, right, merged) ids");
     if (!mseq) return -1;
@@ -981,6 +1168,30 @@ static PyObject *Encoder_encode_ordinary_bytes(Encoder *e, PyObject *args) {
     return encode_to(e, text, NULL, itemsize);
 }
 
+/* The UTF-8 byte offsets at which the pre-tokens of text end (scan_pieces), as a list. */
+static PyObject *Encoder_pretoken_ends(Encoder *e, PyObject *text) {
+    const uint8_t *s;
+    size_t n;
+    PyObject *owner;
+    if (encoder_ready(e) < 0 || text_utf8(text, "pretoken_ends", &s, &n, &owner) < 0) return NULL;
+    PyObject *list = PyList_New(0);
+    size_t ends[BATCH], pos = 0;
+    while (list && pos < n) {
+        size_t m = scan_pieces(e, s, n, &pos, ends, BATCH);
+        for (size_t j = 0; j < m; j++) {
+            PyObject *v = PyLong_FromSize_t(ends[j]);
+            if (!v || PyList_Append(list, v) < 0) {
+                Py_XDECREF(v);
+                Py_CLEAR(list);
+                break;
+            }
+            Py_DECREF(v);
+        }
+    }
+    Py_XDECREF(owner);
+    return list;
+}
+
 static PyObject *Encoder_encode(Encoder *e, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"text", "specials", "itemsize", NULL};
     PyObject *text, *specials = NULL;
@@ -998,11 +1209,13 @@ static PyObject *Encoder_count_pretokens(Encoder *e, PyObject *text) {
     int rc = 0;
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(e->lock, WAIT_LOCK);
-    size_t i = 0;
-    while (i < n && rc == 0) {
-        size_t end = next_piece(e->cls, s, i, n);
-        rc = count_piece(e, s + i, end - i, s + n);
-        i = end;
+    size_t ends[BATCH], pos = 0;
+    while (pos < n && rc == 0) {
+        size_t start = pos, nb = scan_pieces(e, s, n, &pos, ends, BATCH);
+        for (size_t b = 0; b < nb && rc == 0; b++) {
+            rc = count_piece(e, s + start, ends[b] - start, s + n);
+            start = ends[b];
+        }
     }
     PyThread_release_lock(e->lock);
     Py_END_ALLOW_THREADS
@@ -1169,6 +1382,9 @@ PyDoc_STRVAR(encode_ordinary_doc,
 
 static PyMethodDef Encoder_methods[] = {
     {"encode_ordinary", (PyCFunction)Encoder_encode_ordinary, METH_O, encode_ordinary_doc},
+    {"pretoken_ends", (PyCFunction)Encoder_pretoken_ends, METH_O,
+     "pretoken_ends(text: str) -> list[int]\n\nWhere each GPT-2 pre-token of text ends, as offsets into its UTF-8 bytes "
+     "(the matcher encode and count_pretokens use; for tests and debugging). UnicodeEncodeError on lone surrogates."},
     {"encode", (PyCFunction)(void (*)(void))Encoder_encode, METH_VARARGS | METH_KEYWORDS,
      "encode(text: str, specials=(), itemsize=0) -> list[int] | bytearray\n\nencode_ordinary, except that each "
      "occurrence of a special token (specials: (UTF-8 bytes, id) pairs) becomes its id: leftmost first, the longest "
