@@ -410,6 +410,16 @@ def test_special_tokens_cut_in_c_like_the_python_matcher(overlap_toks, parts):
         assert c.encode_to_numpy(text, np.uint32, allowed_special=allowed).tolist() == expected
 
 
+def test_ids_past_uint16_use_the_wide_cache_entries(c_tok):
+    """Every id shifted by 70,000: the small cache holds int32 ids (3 per entry), not uint16 (6)."""
+    shifted = Tokenizer({i + 70_000: t for i, t in c_tok.vocab.items()}, c_tok.merges, backend="c")
+    text = "".join((FIXTURES / name).read_text(encoding="utf-8") for name in TEXTS)
+    expected = [i + 70_000 for i in c_tok.encode_ordinary(text)]
+    assert shifted.encode_ordinary(text) == expected
+    assert shifted.encode_ordinary(text) == expected  # warm
+    assert shifted.encode_to_numpy(text).tolist() == expected
+
+
 def test_raw_encode_with_specials():
     letters, numbers, spaces = _native.unicode_class_ranges()
     enc = _bpe_encode.Encoder(list(range(256)), [(97, 98, 256)], letters, numbers, spaces)

@@ -20,7 +20,7 @@
  *   - each pre-token's bytes are merged lowest rank first, every non-overlapping occurrence
  *     of the best pair left to right per round (as Tokenizer._bpe);
  *   - pre-token bytes -> ids are cached per Encoder (the cache key is never more than one
- *     pre-token): pre-tokens of 2..16 bytes that merge to at most 3 ids in an open-addressing
+ *     pre-token): pre-tokens of 1..16 bytes that merge to at most 3 ids in an open-addressing
  *     table of 32-byte entries holding key and ids inline (one memory access per hit; 2^18 slots,
  *     8 MB, allocated on first use, cleared past SMALL_LIMIT entries), all others in a general
  *     table (slot, then arena; cleared past CACHE_LIMIT entries);
@@ -51,7 +51,7 @@
 #define SMALL_LIMIT (1u << 17)        /* entries (load 1/2); the table is cleared past this */
 #define SHORT_COUNT_BITS 16           /* slots of the direct-mapped short-piece counts (1 MB) */
 
-/* A pre-token of 2..16 bytes and its 1..3 ids, inline: one memory access per hit, where the
+/* A pre-token of 1..16 bytes and its 1..3 ids, inline: one memory access per hit, where the
    general cache takes two (slot, then arena). k0, k1: the key bytes in memory order, zero-padded;
    meta: key length | id count << 8, 0 = empty slot. */
 typedef struct {
@@ -315,7 +315,7 @@ static inline int out_reserve(IdBuf *o, size_t extra) {
 }
 
 
-/* The ids of the pre-token p[0..len), len >= 2: from the general cache, or merged (and then
+/* The ids of the pre-token p[0..len), len >= 1: from the general cache, or merged (and then
    cached there, unless small_ok and they fit a small-cache entry: the caller files those); their
    count in *nids. NULL on memory error. The result stays valid until the next call. */
 static const int32_t *piece_ids(Encoder *e, const uint8_t *p, size_t len, size_t *nids, int small_ok) {
@@ -338,7 +338,7 @@ static const int32_t *piece_ids(Encoder *e, const uint8_t *p, size_t len, size_t
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Small cache: pre-tokens of 2..16 bytes with up to 3 ids, inline, open addressing            */
+/* Small cache: pre-tokens of 1..16 bytes with up to 3 ids, inline, open addressing            */
 
 #define SMALL_SLOTS ((size_t)1 << SMALL_BITS)
 
@@ -362,7 +362,7 @@ static int small_ready(Encoder *e) {
     return e->small ? 0 : -1;
 }
 
-/* The small-cache key of p[0..len), 2 <= len <= 16 (end: end of the readable text). */
+/* The small-cache key of p[0..len), 1 <= len <= 16 (end: end of the readable text). */
 static inline void small_key(const uint8_t *p, size_t len, const uint8_t *end, uint64_t *k0, uint64_t *k1) {
     if (len <= 8) {
         *k0 = short_key(p, len, end);
@@ -373,7 +373,7 @@ static inline void small_key(const uint8_t *p, size_t len, const uint8_t *end, u
     }
 }
 
-/* Appends the ids of the pre-token p[0..len), 2 <= len <= 16, with small-cache key k0, k1 and
+/* Appends the ids of the pre-token p[0..len), 1 <= len <= 16, with small-cache key k0, k1 and
    home slot s, to o, which has room for len + SMALL_MAX_IDS more ids (a pre-token never has
    more ids than bytes): from the small cache, else from the general cache or merged, and then
    filed. 0, or -1 on memory error. */
@@ -656,6 +656,23 @@ static size_t scan_pieces(const Encoder *e, const uint8_t *s, size_t n, size_t *
 #endif
 #define BATCH 256 /* pre-token ends found at a time (scan_pieces) */
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define WORD_LOADS 1 /* a word's first bytes in memory are its low bytes */
+#else
+#define WORD_LOADS 0
+#endif
+
+/* small_mask[len]: the masks that keep the first len bytes (0..16) of two little-endian words. */
+static uint64_t small_mask[SMALL_MAX_KEY + 1][2];
+
+static void small_masks_init(void) {
+    for (size_t len = 0; len <= SMALL_MAX_KEY; len++) {
+        size_t a = len < 8 ? len : 8, b = len > 8 ? len - 8 : 0;
+        small_mask[len][0] = a == 8 ? ~(uint64_t)0 : (((uint64_t)1 << (8 * a)) - 1);
+        small_mask[len][1] = b == 8 ? ~(uint64_t)0 : (((uint64_t)1 << (8 * b)) - 1);
+    }
+}
+
 /* Encodes s[0..n) (valid UTF-8) into o. 0, or -1 on memory error. Call with e->lock held.
    Pre-tokens are found BATCH at a time (scan_pieces), then looked up one by one. */
 static int encode_core(Encoder *e, const uint8_t *s, size_t n, IdBuf *o) {
@@ -670,11 +687,16 @@ static int encode_core(Encoder *e, const uint8_t *s, size_t n, IdBuf *o) {
             const uint8_t *p = s + start;
             size_t len = ends[b] - start, m;
             start = ends[b];
-            if (len == 1) {
-                o->v[o->n++] = e->byte_ids[p[0]];
-            } else if (len <= SMALL_MAX_KEY) {
+            if (len <= SMALL_MAX_KEY) { /* single bytes too: one path, no branch on the length */
                 uint64_t k0, k1;
-                small_key(p, len, end, &k0, &k1);
+                if (WORD_LOADS && (size_t)(end - p) >= 16) { /* two whole-word loads, masked to the key */
+                    memcpy(&k0, p, 8);
+                    memcpy(&k1, p + 8, 8);
+                    k0 &= small_mask[len][0];
+                    k1 &= small_mask[len][1];
+                } else {
+                    small_key(p, len, end, &k0, &k1);
+                }
                 if (encode_small(e, p, len, k0, k1, small_slot(k0, k1, len), o) < 0) return -1;
             } else {
                 const int32_t *ids = piece_ids(e, p, len, &m, 0);
@@ -965,22 +987,21 @@ static int encoder_ready(const Encoder *e) {
     return -1;
 }
 
-/* text (str) as UTF-8: a borrowed view for ASCII, else a new bytes object in *owner. */
+/* text (str) as UTF-8, borrowed from text (*owner is always NULL; kept for the callers' cleanup):
+   ASCII text is its own UTF-8; otherwise CPython's UTF-8 copy, made on first use and kept with
+   the str (PyUnicode_AsUTF8AndSize, as PyO3 and tiktoken read text), so encoding one str twice
+   converts it once. UnicodeEncodeError on lone surrogates. */
 static int text_utf8(PyObject *text, const char *caller, const uint8_t **s, size_t *n, PyObject **owner) {
     *owner = NULL;
     if (!PyUnicode_Check(text)) {
         PyErr_Format(PyExc_TypeError, "%s expects str, got %.100s", caller, Py_TYPE(text)->tp_name);
         return -1;
     }
-    if (PyUnicode_IS_ASCII(text)) {
-        *s = (const uint8_t *)PyUnicode_DATA(text);
-        *n = (size_t)PyUnicode_GET_LENGTH(text);
-        return 0;
-    }
-    *owner = PyUnicode_AsUTF8String(text); /* UnicodeEncodeError on surrogates */
-    if (!*owner) return -1;
-    *s = (const uint8_t *)PyBytes_AS_STRING(*owner);
-    *n = (size_t)PyBytes_GET_SIZE(*owner);
+    Py_ssize_t size;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &size);
+    if (!utf8) return -1;
+    *s = (const uint8_t *)utf8;
+    *n = (size_t)size;
     return 0;
 }
 
@@ -1447,6 +1468,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__bpe_encode(void) {
     if (PyType_Ready(&EncoderType) < 0) return NULL;
+    small_masks_init();
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     Py_INCREF(&EncoderType);
