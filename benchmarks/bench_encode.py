@@ -10,6 +10,8 @@ the summed PSS of that process and its workers):
   tinylm      1 process   Tokenizer.from_files(...).encode(text): a fresh Tokenizer each repeat, so
                           the per-pre-token cache starts cold; a second encode of the same text on
                           the same Tokenizer is reported as "warm".
+  tinylm      array       the same with encode_to_numpy(text): a uint16 array, gigatoken's output
+                          type (its encode returns a NumPy array, not a list of ints)
   tinylm      all cores   tinylm.tokenizer.token_arrays.encode_file(tok, path, out.npy,
                           num_workers=os.cpu_count()) (timed end to end: reads the file, starts the
                           workers, writes the .npy)
@@ -74,6 +76,7 @@ MERGES = FIXTURES / "gpt2_merges.txt"
 # (name, tool, mode) in the order they run within a repeat: tools alternate.
 CONFIGS = [
     ("tinylm-1", "tinylm", "single"),
+    ("tinylm-np", "tinylm", "numpy"),
     ("tiktoken-1", "tiktoken", "single"),
     ("tokenizers-1", "tokenizers", "single"),
     ("tinylm-all", "tinylm", "all"),
@@ -200,7 +203,10 @@ def child(name: str, text_path: Path, dump: Path | None, hf_single: str, workdir
         tok = Tokenizer.from_files(VOCAB, MERGES, [EOT])
         if mode == "single":
             ids = cold_and_warm(tok.encode, text, out)
-            out["how"] = "Tokenizer.encode(text), fresh Tokenizer (cold cache); warm = second pass"
+            out["how"] = "Tokenizer.encode(text) -> list, fresh Tokenizer (cold cache); warm = second pass"
+        elif mode == "numpy":
+            ids = cold_and_warm(tok.encode_to_numpy, text, out)
+            out["how"] = "Tokenizer.encode_to_numpy(text) -> uint16 array (gigatoken's output type), fresh Tokenizer; warm = second pass"
         else:
             import numpy as np
 
@@ -375,7 +381,7 @@ def main() -> int:
                     if name == "tiktoken-1":
                         continue
                     checks[name] = first_mismatch(np.load(dumps[name]), ref[ref != 50256] if name == "gigatoken-files" else ref)
-                    if name in ("tinylm-1", "gigatoken-1"):
+                    if name in ("tinylm-1", "tinylm-np", "gigatoken-1"):
                         warm_ok = next(x for x in runs if x["config"] == name)["result"].get("warm_equal")
                         if not warm_ok:
                             checks[name] = (checks[name] + "; " if checks[name] else "") + "warm pass differs from cold pass"
@@ -393,12 +399,12 @@ def main() -> int:
     print()
     rows = []
     for name, tool, mode in configs:
-        cpu = f"{by(name, 'mb_per_cpu_s'):.2f}" if mode in ("single", "cli", "files") else "-"
-        rows.append([tool, {"single": "1 process", "cli": f"tinylm encode, whole process ({ncpu} cores)",
+        cpu = f"{by(name, 'mb_per_cpu_s'):.2f}" if mode in ("single", "numpy", "cli", "files") else "-"
+        rows.append([tool, {"single": "1 process", "numpy": "1 process, array", "cli": f"tinylm encode, whole process ({ncpu} cores)",
                             "files": f"encode_files, whole process ({ncpu} cores)"}.get(mode, f"all cores ({ncpu})"), f"{by(name, 'mb_s'):.2f}", cpu,
                      f"{peak(name):.0f}", how[name]])
-        if name in ("tinylm-1", "gigatoken-1"):
-            rows.append([tool, "1 process, warm cache", f"{by(name, 'warm_mb_s'):.2f}", f"{by(name, 'warm_mb_per_cpu_s'):.2f}",
+        if name in ("tinylm-1", "tinylm-np", "gigatoken-1"):
+            rows.append([tool, "1 process" + (", array" if mode == "numpy" else "") + ", warm cache", f"{by(name, 'warm_mb_s'):.2f}", f"{by(name, 'warm_mb_per_cpu_s'):.2f}",
                          "", "second encode of the same text"])
     print_table(["tool", "mode", "MB/s (wall)", "MB per CPU-s", "peak PSS (MB)", "how"], rows)
     print()
@@ -421,6 +427,9 @@ def main() -> int:
     if "gigatoken-1" in present and "tinylm-1" in present:
         ratios["tinylm_single_cold / gigatoken_single_cold"] = ratio(by("tinylm-1", "mb_s"), by("gigatoken-1", "mb_s"))
         ratios["tinylm_single_warm / gigatoken_single_warm"] = ratio(by("tinylm-1", "warm_mb_s"), by("gigatoken-1", "warm_mb_s"))
+    if "gigatoken-1" in present and "tinylm-np" in present:  # the same output type: an array of ids
+        ratios["tinylm_array_cold / gigatoken_single_cold"] = ratio(by("tinylm-np", "mb_s"), by("gigatoken-1", "mb_s"))
+        ratios["tinylm_array_warm / gigatoken_single_warm"] = ratio(by("tinylm-np", "warm_mb_s"), by("gigatoken-1", "warm_mb_s"))
     if "gigatoken-files" in present and "tinylm-cli" in present:
         ratios["tinylm encode (whole process) / gigatoken encode_files (whole process)"] = ratio(by("tinylm-cli", "mb_s"), by("gigatoken-files", "mb_s"))
     for name in ("tokenizers-1", "tokenizers-all"):
