@@ -72,16 +72,17 @@ typedef struct {
 
 enum { K_OTHER = 0, K_LETTER = 1, K_NUMBER = 2, K_SPACE = 3 };
 
-/* One slot of the merge table: key (a << 32 | b) and its rank side by side, one memory access. */
+/* One slot of the merge table: key (a << 32 | b), its rank and merged id side by side, one
+   memory access. */
 typedef struct {
     uint64_t key;
-    int64_t rank;
+    int32_t rank, merged;
 } MergeSlot;
 
-/* The merge of rank r: left id, right id, merged id, side by side. */
+/* The rank and merged id of a pair of single-byte tokens (NO_RANK: no merge). */
 typedef struct {
-    int32_t a, b, c;
-} MergeTriple;
+    int32_t rank, merged;
+} PairRank;
 
 typedef struct {
     uint64_t hash;
@@ -100,7 +101,7 @@ typedef struct {
     MergeSlot *mslots;        /* (a, b) -> rank, open addressing; key UINT64_MAX = empty */
     uint64_t mmask;
     int mshift;               /* 64 - log2(slots): merge_slot's shift */
-    MergeTriple *mtrip;       /* rank -> (a, b, merged) */
+    PairRank *bytepairs;      /* (byte x, byte y) at x << 8 | y: the first round of every merge */
     int32_t nmerges;
 
     PyObject **idobj;         /* PyLong for ids 0..nidobj-1 */
@@ -117,7 +118,7 @@ typedef struct {
     ShortCount *scounts;      /* 1 << SHORT_COUNT_BITS, while counting */
 
     /* BPE scratch */
-    int32_t *work_ids, *work_ranks;
+    int32_t *work_ids, *work_ranks, *work_merged;
     size_t cwork;
 
     /* pre-token counts (count_pretokens / take_counts): entries in an open-addressing table,
@@ -217,11 +218,15 @@ static inline size_t short_slot(uint64_t key, size_t len, int bits) {
 /* Home slot of a merge key: Fibonacci hashing, the top bits of key * 2^64/phi. */
 static inline uint64_t merge_slot(uint64_t key, int shift) { return (key * 0x9E3779B97F4A7C15ULL) >> shift; }
 
-static inline int32_t merge_rank(const Encoder *e, int32_t a, int32_t b) {
+/* The rank of merging ids a and b (NO_RANK: none), its merged id in *merged. */
+static inline int32_t merge_rank(const Encoder *e, int32_t a, int32_t b, int32_t *merged) {
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
     for (uint64_t h = merge_slot(key, e->mshift);; h = (h + 1) & e->mmask) {
         const MergeSlot *m = &e->mslots[h];
-        if (m->key == key) return (int32_t)m->rank;
+        if (m->key == key) {
+            *merged = m->merged;
+            return m->rank;
+        }
         if (m->key == UINT64_MAX) return NO_RANK;
     }
 }
@@ -239,26 +244,39 @@ static int ensure_work(Encoder *e, size_t n) {
     int32_t *nr = (int32_t *)realloc(e->work_ranks, nc * sizeof(int32_t));
     if (!nr) return -1;
     e->work_ranks = nr;
+    int32_t *nm = (int32_t *)realloc(e->work_merged, nc * sizeof(int32_t));
+    if (!nm) return -1;
+    e->work_merged = nm;
     e->cwork = nc;
     return 0;
 }
 
-/* Merges the n >= 1 bytes p into e->work_ids; returns the number of ids, or -1 (memory). */
+/* Merges the n >= 1 bytes p into e->work_ids; returns the number of ids, or -1 (memory).
+   rk[i] and mg[i] are the rank and merged id of the pair (ids[i], ids[i + 1]): the first round
+   from the byte-pair table, later ones from the merge table for pairs with a new id. */
 static Py_ssize_t bpe(Encoder *e, const uint8_t *p, size_t n) {
     if (ensure_work(e, n) < 0) return -1;
-    int32_t *ids = e->work_ids, *rk = e->work_ranks;
+    int32_t *ids = e->work_ids, *rk = e->work_ranks, *mg = e->work_merged;
     for (size_t i = 0; i < n; i++) ids[i] = e->byte_ids[p[i]];
-    for (size_t i = 0; i + 1 < n; i++) rk[i] = merge_rank(e, ids[i], ids[i + 1]);
+    for (size_t i = 0; i + 1 < n; i++) {
+        const PairRank *pr = &e->bytepairs[(size_t)p[i] << 8 | p[i + 1]];
+        rk[i] = pr->rank;
+        mg[i] = pr->merged;
+    }
     while (n > 1) {
         int32_t best = NO_RANK;
+        size_t at = 0;
         for (size_t i = 0; i + 1 < n; i++)
-            if (rk[i] < best) best = rk[i];
+            if (rk[i] < best) {
+                best = rk[i];
+                at = i;
+            }
         if (best == NO_RANK) break;
-        int32_t a = e->mtrip[best].a, b = e->mtrip[best].b, c = e->mtrip[best].c;
+        int32_t a = ids[at], b = ids[at + 1], c = mg[at];
         /* every occurrence, leftmost first, never overlapping; in place (m <= i). rk[m - 1]
            is the rank of (ids[m - 1], ids[m]): looked up when either side is new, otherwise
            the two were neighbours before and keep their old rank rk[i - 1]. */
-        size_t m = 0, i = 0;
+        size_t m = at, i = at; /* nothing before the first occurrence changes */
         int prev_new = 0;
         while (i < n) {
             int32_t id;
@@ -274,10 +292,12 @@ static Py_ssize_t bpe(Encoder *e, const uint8_t *p, size_t n) {
                 i += 1;
             }
             if (m > 0) {
-                if (is_new || prev_new)
-                    rk[m - 1] = merge_rank(e, ids[m - 1], id);
-                else
+                if (is_new || prev_new) {
+                    rk[m - 1] = merge_rank(e, ids[m - 1], id, &mg[m - 1]);
+                } else {
                     rk[m - 1] = rk[old - 1];
+                    mg[m - 1] = mg[old - 1];
+                }
             }
             ids[m++] = id;
             prev_new = is_new;
@@ -887,7 +907,7 @@ static void count_reset(Encoder *e) {
 static void Encoder_dealloc(Encoder *e) {
     free(e->cls);
     if (e->mslots) table_free(e->mslots, (e->mmask + 1) * sizeof(MergeSlot));
-    free(e->mtrip);
+    free(e->bytepairs);
     if (e->idobj) {
         for (int32_t i = 0; i < e->nidobj; i++) Py_XDECREF(e->idobj[i]);
         free(e->idobj);
@@ -897,6 +917,7 @@ static void Encoder_dealloc(Encoder *e) {
     free(e->arena);
     free(e->work_ids);
     free(e->work_ranks);
+    free(e->work_merged);
     count_reset(e);
     if (e->lock) PyThread_free_lock(e->lock);
     Py_TYPE(e)->tp_free((PyObject *)e);
@@ -984,8 +1005,8 @@ static int Encoder_init(Encoder *e, PyObject *args, PyObject *kwargs) {
     e->mshift = 64;
     for (uint64_t c = cap; c > 1; c >>= 1) e->mshift--;
     e->mslots = (MergeSlot *)table_alloc(cap * sizeof(MergeSlot));
-    e->mtrip = (MergeTriple *)malloc((size_t)(nm ? nm : 1) * sizeof(MergeTriple));
-    if (!e->mslots || !e->mtrip) {
+    e->bytepairs = (PairRank *)malloc(65536 * sizeof(PairRank));
+    if (!e->mslots || !e->bytepairs) {
         Py_DECREF(mseq);
         goto nomem;
     }
@@ -1006,19 +1027,22 @@ static int Encoder_init(Encoder *e, PyObject *args, PyObject *kwargs) {
             Py_DECREF(mseq);
             return -1;
         }
-        e->mtrip[r].a = a;
-        e->mtrip[r].b = b;
-        e->mtrip[r].c = c;
         if (c > max_id) max_id = c;
         uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
         uint64_t h = merge_slot(key, e->mshift);
         while (e->mslots[h].key != UINT64_MAX && e->mslots[h].key != key) h = (h + 1) & e->mmask;
         if (e->mslots[h].key == UINT64_MAX) { /* first rank wins */
             e->mslots[h].key = key;
-            e->mslots[h].rank = (int64_t)r;
+            e->mslots[h].rank = (int32_t)r;
+            e->mslots[h].merged = c;
         }
     }
     Py_DECREF(mseq);
+    for (size_t xy = 0; xy < 65536; xy++) {
+        PairRank *pr = &e->bytepairs[xy];
+        pr->merged = -1;
+        pr->rank = merge_rank(e, e->byte_ids[xy >> 8], e->byte_ids[xy & 0xFF], &pr->merged);
+    }
 
     e->nidobj = max_id < IDOBJ_LIMIT ? max_id + 1 : IDOBJ_LIMIT;
     e->idobj = (PyObject **)calloc((size_t)e->nidobj, sizeof(PyObject *));
