@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tinylm import Tokenizer
 from tinylm.errors import ConfigError
 from tinylm.tokenizer import _native
+from tinylm.tokenizer.pretokenize import special_matcher
 
 try:
     from tinylm.tokenizer import _bpe_encode
@@ -577,6 +578,48 @@ def test_add_counts_packed_refuses_a_truncated_buffer_and_adds_nothing():
         assert counter.take_counts() == {}
     counter.add_counts_packed(packed)
     assert counter.take_counts() == {b"hello": 2, b" world": 5}
+
+
+# --- counting straight from UTF-8 bytes (BPE training) -------------------------------------------
+UTF8_BYTES = [b"a", b" ", b"\n", b"'s", b"\xc2\xa0", b"\xc3\xa9", b"\xe2\x80\x99", b"\xf0\x9f\x99\x82", b"<|endoftext|>",
+              b"\xc0\x80", b"\xc1\xbf", b"\xe0\x80\x80", b"\xe0\x9f\xbf", b"\xed\xa0\x80", b"\xed\x9f\xbf", b"\xf0\x80\x80\x80",
+              b"\xf4\x8f\xbf\xbf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xff", b"\x80", b"\xbf", b"\xc2", b"\xe2\x80", b"\xf0\x9f\x99"]
+
+
+@FAST
+@given(parts=st.lists(st.sampled_from(UTF8_BYTES), max_size=40), raw=st.binary(max_size=12))
+def test_counting_utf8_bytes_checks_them_as_python_decodes(parts, raw):
+    """count_pretokens_utf8 takes exactly the bytes Python's strict decoder takes (overlong forms,
+    surrogates, past U+10FFFF, truncated: refused, nothing counted), and counts them as count_text."""
+    from tinylm.tokenizer._native import pretoken_counter
+    from tinylm.tokenizer.train import count_text
+
+    data = b"".join(parts) + raw
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    counter = pretoken_counter()
+    counter.reset_counts()
+    specials = ((EOT.encode(), 0),)
+    assert counter.count_pretokens_utf8(data, specials) is (text is not None)
+    got = counter.take_counts()
+    if text is None:
+        assert got == {}
+    else:
+        assert got == count_text(text, special_matcher([EOT]), backend="python")
+
+
+def test_counting_utf8_bytes_cuts_at_overlapping_special_tokens():
+    from tinylm.tokenizer._native import pretoken_counter
+    from tinylm.tokenizer.train import count_text
+
+    text = "a<|a|><|b|>b <|a|>x<|c <|a|><|b|><|a|> end" * 3
+    counter = pretoken_counter()
+    counter.reset_counts()
+    toks = ["<|a|>", "<|a|><|b|>", "<|"]
+    assert counter.count_pretokens_utf8(text.encode(), tuple((t.encode(), 0) for t in toks))
+    assert counter.take_counts() == count_text(text, special_matcher(toks), backend="python")
 
 
 def test_a_lone_surrogate_text_is_counted_by_the_python_path_beside_the_others():

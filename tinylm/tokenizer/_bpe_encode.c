@@ -1108,25 +1108,41 @@ static size_t find_special(const uint8_t *s, size_t n, size_t from, const Specia
     return n;
 }
 
-/* Encodes s[0..n) (valid UTF-8) into o, each occurrence of a special token as its id: leftmost
-   first and, of those starting at one place, the longest (as SpecialTokenMatcher), the text
-   between them as ordinary text. 0, or -1 on memory error. Call with e->lock held. */
-static int encode_segments(Encoder *e, const uint8_t *s, size_t n, Special *sp, size_t nsp, IdBuf *o) {
-    size_t pos = 0;
+/* Starts the search for specials at the start of s[0..n). */
+static void find_specials(const uint8_t *s, size_t n, Special *sp, size_t nsp) {
     for (size_t k = 0; k < nsp; k++) sp[k].next = find_special(s, n, 0, &sp[k]);
-    for (;;) {
-        size_t best = n, bk = nsp;
-        for (size_t k = 0; k < nsp; k++)
-            if (sp[k].next < best || (sp[k].next == best && best < n && sp[k].len > sp[bk].len)) {
-                best = sp[k].next;
-                bk = k;
-            }
-        if (bk == nsp) break;
-        if (encode_core(e, s + pos, best - pos, o) < 0 || out_reserve(o, 1) < 0) return -1;
-        o->v[o->n++] = sp[bk].id;
-        pos = best + sp[bk].len;
-        for (size_t k = 0; k < nsp; k++)
-            if (sp[k].next < pos) sp[k].next = find_special(s, n, pos, &sp[k]);
+}
+
+/* The start of the next special-token occurrence to take (n when none is left): the leftmost,
+   and of those starting there the longest (as SpecialTokenMatcher); its index in *which. */
+static size_t next_special(const Special *sp, size_t nsp, size_t n, size_t *which) {
+    size_t best = n, bk = nsp;
+    for (size_t k = 0; k < nsp; k++)
+        if (sp[k].next < best || (sp[k].next == best && best < n && sp[k].len > sp[bk].len)) {
+            best = sp[k].next;
+            bk = k;
+        }
+    *which = bk;
+    return best;
+}
+
+/* After taking an occurrence that ends at pos: finds the next occurrence of each special whose
+   last one started before pos (overlapping it, or taken). */
+static void skip_specials(const uint8_t *s, size_t n, Special *sp, size_t nsp, size_t pos) {
+    for (size_t k = 0; k < nsp; k++)
+        if (sp[k].next < pos) sp[k].next = find_special(s, n, pos, &sp[k]);
+}
+
+/* Encodes s[0..n) (valid UTF-8) into o, each occurrence of a special token as its id (the text
+   between them as ordinary text). 0, or -1 on memory error. Call with e->lock held. */
+static int encode_segments(Encoder *e, const uint8_t *s, size_t n, Special *sp, size_t nsp, IdBuf *o) {
+    size_t pos = 0, which, at;
+    find_specials(s, n, sp, nsp);
+    while ((at = next_special(sp, nsp, n, &which)) < n) {
+        if (encode_core(e, s + pos, at - pos, o) < 0 || out_reserve(o, 1) < 0) return -1;
+        o->v[o->n++] = sp[which].id;
+        pos = at + sp[which].len;
+        skip_specials(s, n, sp, nsp, pos);
     }
     return encode_core(e, s + pos, n - pos, o);
 }
@@ -1303,6 +1319,94 @@ static PyObject *Encoder_encode(Encoder *e, PyObject *args, PyObject *kwargs) {
     return encode_to(e, text, specials, itemsize);
 }
 
+/* Counts the pre-tokens of s[0..n) (valid UTF-8). 0, or -1 on memory error. Call with e->lock held. */
+static int count_core(Encoder *e, const uint8_t *s, size_t n) {
+    size_t ends[BATCH], pos = 0;
+    while (pos < n) {
+        size_t start = pos, nb = scan_pieces(e, s, n, &pos, ends, BATCH);
+        for (size_t b = 0; b < nb; b++) {
+            if (count_piece(e, s + start, ends[b] - start, s + n) < 0) return -1;
+            start = ends[b];
+        }
+    }
+    return 0;
+}
+
+/* Whether s[0..n) is well-formed UTF-8 as Python's strict decoder takes it (Unicode's Table 3-7:
+   no overlong forms, no surrogates, nothing past U+10FFFF, no truncated sequence). */
+static int utf8_valid(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) { /* eight ASCII bytes at a time */
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!(w & 0x8080808080808080ULL)) {
+                i += 8;
+                continue;
+            }
+        }
+        uint8_t b = s[i];
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        uint8_t lo = 0x80, hi = 0xBF; /* the allowed range of the second byte */
+        if (b >= 0xC2 && b <= 0xDF) need = 1;
+        else if (b == 0xE0) need = 2, lo = 0xA0;
+        else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) need = 2;
+        else if (b == 0xED) need = 2, hi = 0x9F;
+        else if (b == 0xF0) need = 3, lo = 0x90;
+        else if (b >= 0xF1 && b <= 0xF3) need = 3;
+        else if (b == 0xF4) need = 3, hi = 0x8F;
+        else return 0;
+        if (i + need >= n) return 0; /* truncated: fewer than need bytes follow */
+        if (s[i + 1] < lo || s[i + 1] > hi) return 0;
+        for (size_t k = 2; k <= need; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+static PyObject *Encoder_count_pretokens_utf8(Encoder *e, PyObject *args) {
+    PyObject *data, *specials = NULL, *held = NULL;
+    if (!PyArg_ParseTuple(args, "O|O:count_pretokens_utf8", &data, &specials)) return NULL;
+    if (encoder_ready(e) < 0) return NULL;
+    Special *sp = NULL;
+    size_t nsp = 0;
+    if (specials && specials != Py_None && !(held = read_specials(specials, &sp, &nsp))) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        Py_XDECREF(held);
+        free(sp);
+        return NULL;
+    }
+    const uint8_t *s = (const uint8_t *)view.buf;
+    size_t n = (size_t)view.len;
+    int valid, rc = 0;
+    Py_BEGIN_ALLOW_THREADS
+    valid = utf8_valid(s, n);
+    if (valid) {
+        PyThread_acquire_lock(e->lock, WAIT_LOCK);
+        size_t pos = 0, which, at;
+        find_specials(s, n, sp, nsp);
+        while (rc == 0 && (at = next_special(sp, nsp, n, &which)) < n) {
+            rc = count_core(e, s + pos, at - pos);
+            pos = at + sp[which].len;
+            skip_specials(s, n, sp, nsp, pos);
+        }
+        if (rc == 0) rc = count_core(e, s + pos, n - pos);
+        PyThread_release_lock(e->lock);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    Py_XDECREF(held);
+    free(sp);
+    if (rc < 0) return PyErr_NoMemory();
+    return PyBool_FromLong(valid);
+}
+
 static PyObject *Encoder_count_pretokens(Encoder *e, PyObject *text) {
     if (encoder_ready(e) < 0) return NULL;
     const uint8_t *s;
@@ -1312,14 +1416,7 @@ static PyObject *Encoder_count_pretokens(Encoder *e, PyObject *text) {
     int rc = 0;
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(e->lock, WAIT_LOCK);
-    size_t ends[BATCH], pos = 0;
-    while (pos < n && rc == 0) {
-        size_t start = pos, nb = scan_pieces(e, s, n, &pos, ends, BATCH);
-        for (size_t b = 0; b < nb && rc == 0; b++) {
-            rc = count_piece(e, s + start, ends[b] - start, s + n);
-            start = ends[b];
-        }
-    }
+    rc = count_core(e, s, n);
     PyThread_release_lock(e->lock);
     Py_END_ALLOW_THREADS
     Py_XDECREF(owner);
@@ -1504,6 +1601,11 @@ static PyMethodDef Encoder_methods[] = {
     {"count_pretokens", (PyCFunction)Encoder_count_pretokens, METH_O,
      "count_pretokens(text: str) -> None\n\nSplit text with the GPT-2 pattern (no special-token handling) and add "
      "each pre-token's UTF-8 bytes to this Encoder's counts; UnicodeEncodeError on lone surrogates."},
+    {"count_pretokens_utf8", (PyCFunction)Encoder_count_pretokens_utf8, METH_VARARGS,
+     "count_pretokens_utf8(data: bytes-like, specials=()) -> bool\n\ncount_pretokens on UTF-8 bytes, cut at each "
+     "occurrence of a special token (specials: (UTF-8 bytes, id) pairs; leftmost, then longest; the tokens themselves "
+     "not counted), with no str made. False, with nothing counted, when data is not well-formed UTF-8 (decode it to "
+     "get Python's error)."},
     {"reset_counts", (PyCFunction)Encoder_reset_counts, METH_NOARGS, "Drop the counts gathered so far."},
     {"take_counts_packed", (PyCFunction)Encoder_take_counts_packed, METH_NOARGS,
      "take_counts_packed() -> bytes\n\ntake_counts as one bytes object: per pre-token a uint32 length, an int64 count "

@@ -69,14 +69,24 @@ def _first_cut_after(f, size: int, probe: int, matcher, scan_bytes: int, context
     return -1
 
 
-def read_text_range(path: str | os.PathLike, start: int, end: int) -> str:
+def read_range(path: str | os.PathLike, start: int, end: int) -> bytes:
+    """The bytes [start, end) of the file at path."""
     with open(path, "rb") as f:
         f.seek(start)
-        data = f.read(end - start)
+        return f.read(end - start)
+
+
+def decode_range(data: bytes, path: str | os.PathLike, start: int) -> str:
+    """data (the file's bytes from offset start) as text; InvalidUTF8Error naming the file offset."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidUTF8Error(path, start + exc.start, exc.reason) from None
+
+
+def read_text_range(path: str | os.PathLike, start: int, end: int) -> str:
+    """The bytes [start, end) of the file as text; InvalidUTF8Error where they are not UTF-8."""
+    return decode_range(read_range(path, start, end), path, start)
 
 
 def pool_context():
