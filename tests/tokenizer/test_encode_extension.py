@@ -492,6 +492,16 @@ def test_many_distinct_pretokens_grow_the_table():
     assert len(counts) == 50_000 + 1  # " " + each word, and the very first word without its space
     assert counts[b"a"] == 1 and counts[b" a"] == 1 and counts[b" " + words[-1].encode()] == 2
     assert sum(counts.values()) == 100_000
+    # keys of 9..16 bytes that share their first 8 (the table's second word decides), and longer ones
+    long_words = ["abcdefgh" + w for w in words[:20_000]] + ["x" * 17 + w for w in words[:5_000]]
+    counter.count_pretokens(" ".join(long_words * 3))
+    packed = counter.take_counts_packed()
+    counter.add_counts_packed(packed)
+    counter.add_counts_packed(packed)
+    counts = counter.take_counts()
+    assert len(counts) == 25_000 + 1
+    assert counts[b" abcdefgh" + words[19_999].encode()] == 6 and counts[b" " + b"x" * 17 + b"a"] == 6
+    assert sum(counts.values()) == 2 * 3 * 25_000
 
 
 def test_count_text_leaves_nothing_behind_and_threads_do_not_mix(monkeypatch):

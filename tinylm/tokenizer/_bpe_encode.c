@@ -25,8 +25,8 @@
  *     pages, allocated on first use, cleared past SMALL_LIMIT entries), or marking the pre-token
  *     as one of the general table's (slot, then arena; cleared past CACHE_LIMIT entries), which
  *     holds the others;
- *   - counting (count_pretokens / take_counts) gathers pieces of up to 8 bytes in a direct-mapped
- *     table of 2^16 slots first, moving a count to the general table when its slot is taken.
+ *   - counting (count_pretokens / take_counts) keeps pre-tokens of up to 16 bytes, key and count
+ *     inline, in an open-addressing table that doubles as it fills; longer ones in a general table.
  *
  * The core loop runs without the GIL; a per-Encoder lock guards the cache and scratch space.
  */
@@ -53,7 +53,7 @@
 #define SMALL_MAX_IDS 3
 #define SMALL_BITS 19                 /* slots of the small cache (32 bytes each: 16 MB, touched as used) */
 #define SMALL_LIMIT (5u << 16)        /* entries (load 5/8); the table is cleared past this */
-#define SHORT_COUNT_BITS 16           /* slots of the direct-mapped short-piece counts (1 MB) */
+#define SCOUNT_MIN_BITS 14            /* first size of the short-piece count table (slots) */
 
 /* A pre-token of 1..16 bytes and its 1..3 ids, inline: one memory access per hit, where the
    general cache takes two (slot, then arena). k0, k1: the key bytes in memory order, zero-padded;
@@ -64,10 +64,12 @@ typedef struct {
     int32_t ids[SMALL_MAX_IDS];
 } SmallEntry;
 
-/* A pre-token of 1..8 bytes and its count so far, not yet added to the general count table. */
+/* A pre-token of 1..16 bytes and its count, inline (one memory access per count): k0, k1 as in
+   SmallEntry; len 0 = empty slot. */
 typedef struct {
-    uint64_t key;
-    uint32_t len, count;
+    uint64_t k0, k1;
+    uint64_t len;
+    int64_t count;
 } ShortCount;
 
 enum { K_OTHER = 0, K_LETTER = 1, K_NUMBER = 2, K_SPACE = 3 };
@@ -115,7 +117,8 @@ typedef struct {
 
     SmallEntry *small;        /* 1 << SMALL_BITS slots, NULL until the first encode */
     uint32_t nsmall;
-    ShortCount *scounts;      /* 1 << SHORT_COUNT_BITS, while counting */
+    ShortCount *scounts;      /* scmask + 1 slots (NULL until the first count), nscount in use */
+    size_t scmask, nscount;
 
     /* BPE scratch */
     int32_t *work_ids, *work_ranks, *work_merged;
@@ -209,10 +212,6 @@ static inline uint64_t short_key(const uint8_t *p, size_t len, const uint8_t *en
 #endif
     memcpy(&w, p, len);
     return w;
-}
-
-static inline size_t short_slot(uint64_t key, size_t len, int bits) {
-    return (size_t)(((key ^ ((uint64_t)len << 59)) * 0x9E3779B97F4A7C15ULL) >> (64 - bits));
 }
 
 /* Home slot of a merge key: Fibonacci hashing, the top bits of key * 2^64/phi. */
@@ -853,45 +852,81 @@ static int count_add(Encoder *e, const uint8_t *p, size_t len, int64_t add) {
     return 0;
 }
 
-/* Moves the short-piece counts into the general table. 0, or -1 on memory error. */
-static int count_flush_shorts(Encoder *e) {
-    if (!e->scounts) return 0;
-    for (size_t k = 0; k < ((size_t)1 << SHORT_COUNT_BITS); k++) {
-        ShortCount *sc = &e->scounts[k];
-        if (sc->len && count_add(e, (const uint8_t *)&sc->key, sc->len, sc->count) < 0) return -1;
-        sc->len = 0;
+/* The short-count slot of key k0, k1 of length len in a table of mask + 1 slots. */
+static inline size_t scount_slot(uint64_t k0, uint64_t k1, size_t len, size_t mask) {
+    uint64_t h = (k0 * 0x9E3779B97F4A7C15ULL) ^ (k1 * 0xC2B2AE3D27D4EB4FULL) ^ (uint64_t)len;
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    return (size_t)(h >> 32) & mask;
+}
+
+/* Doubles the short-count table (or makes its first one). 0, or -1 on memory error. */
+static int scount_grow(Encoder *e) {
+    size_t ncap = e->scounts ? (e->scmask + 1) * 2 : (size_t)1 << SCOUNT_MIN_BITS;
+    ShortCount *nt = (ShortCount *)table_alloc(ncap * sizeof(ShortCount));
+    if (!nt) return -1;
+    if (e->scounts) {
+        for (size_t k = 0; k <= e->scmask; k++) {
+            const ShortCount *c = &e->scounts[k];
+            if (!c->len) continue;
+            size_t h = scount_slot(c->k0, c->k1, (size_t)c->len, ncap - 1);
+            while (nt[h].len) h = (h + 1) & (ncap - 1);
+            nt[h] = *c;
+        }
+        table_free(e->scounts, (e->scmask + 1) * sizeof(ShortCount));
     }
+    e->scounts = nt;
+    e->scmask = ncap - 1;
     return 0;
 }
 
-/* counts[p[0..len)] += 1 (end: end of the readable text). Pieces of up to 8 bytes, most of them,
-   are counted in a direct-mapped table first; a piece pushed out moves its count to the general
-   table. 0, or -1 on memory error. Call with e->lock held. */
-static int count_piece(Encoder *e, const uint8_t *p, size_t len, const uint8_t *end) {
-    if (len > SHORT_MAX_KEY) return count_add(e, p, len, 1);
-    if (!e->scounts) {
-        e->scounts = (ShortCount *)calloc((size_t)1 << SHORT_COUNT_BITS, sizeof(ShortCount));
-        if (!e->scounts) return -1;
+/* counts[key] += add for the pre-token of len <= 16 bytes whose key (small_key) is k0, k1.
+   0, or -1 on memory error. Call with e->lock held. */
+static inline int scount_add(Encoder *e, uint64_t k0, uint64_t k1, size_t len, int64_t add) {
+    if (!e->scounts || (e->nscount + 1) * 2 > e->scmask + 1) {
+        if (scount_grow(e) < 0) return -1;
     }
-    uint64_t key = short_key(p, len, end);
-    ShortCount *sc = &e->scounts[short_slot(key, len, SHORT_COUNT_BITS)];
-    if (sc->len == len && sc->key == key) {
-        if (++sc->count == UINT32_MAX) {
-            if (count_add(e, p, len, sc->count) < 0) return -1;
-            sc->count = 0;
+    ShortCount *t = e->scounts;
+    for (size_t h = scount_slot(k0, k1, len, e->scmask);; h = (h + 1) & e->scmask) {
+        if (t[h].len == len && t[h].k0 == k0 && t[h].k1 == k1) {
+            t[h].count += add;
+            return 0;
         }
-        return 0;
+        if (!t[h].len) {
+            t[h].k0 = k0;
+            t[h].k1 = k1;
+            t[h].len = len;
+            t[h].count = add;
+            e->nscount++;
+            return 0;
+        }
     }
-    if (sc->len && count_add(e, (const uint8_t *)&sc->key, sc->len, sc->count) < 0) return -1;
-    sc->key = key;
-    sc->len = (uint32_t)len;
-    sc->count = 1;
-    return 0;
+}
+
+/* counts[p[0..len)] += add (end: end of the readable bytes). 0, or -1 on memory error. Call with
+   e->lock held. */
+static inline int count_add_any(Encoder *e, const uint8_t *p, size_t len, const uint8_t *end, int64_t add) {
+    if (len > SMALL_MAX_KEY) return count_add(e, p, len, add);
+    uint64_t k0, k1;
+    small_key(p, len, end, &k0, &k1);
+    return scount_add(e, k0, k1, len, add);
+}
+
+/* counts[p[0..len)] += 1 (end: end of the readable text). 0, or -1 on memory error. */
+static int count_piece(Encoder *e, const uint8_t *p, size_t len, const uint8_t *end) {
+    return count_add_any(e, p, len, end, 1);
+}
+
+/* The key bytes of short-count entry c (len of them) into buf[16]. */
+static inline void scount_key(const ShortCount *c, uint8_t *buf) {
+    memcpy(buf, &c->k0, 8);
+    memcpy(buf + 8, &c->k1, 8);
 }
 
 static void count_reset(Encoder *e) {
-    free(e->scounts);
+    if (e->scounts) table_free(e->scounts, (e->scmask + 1) * sizeof(ShortCount));
     e->scounts = NULL;
+    e->scmask = e->nscount = 0;
     free(e->centries);
     free(e->cslots);
     free(e->ckeys);
@@ -1432,11 +1467,22 @@ static PyObject *Encoder_take_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(e->lock, WAIT_LOCK);
     Py_END_ALLOW_THREADS
-    if (count_flush_shorts(e) < 0) {
-        Py_DECREF(d);
-        count_reset(e);
-        PyThread_release_lock(e->lock);
-        return PyErr_NoMemory();
+    for (size_t k = 0; e->scounts && k <= e->scmask; k++) {
+        const ShortCount *c = &e->scounts[k];
+        if (!c->len) continue;
+        uint8_t buf[16];
+        scount_key(c, buf);
+        PyObject *key = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)c->len);
+        PyObject *val = key ? PyLong_FromLongLong(c->count) : NULL;
+        if (!val || PyDict_SetItem(d, key, val) < 0) {
+            Py_XDECREF(key);
+            Py_XDECREF(val);
+            Py_DECREF(d);
+            PyThread_release_lock(e->lock);
+            return NULL;
+        }
+        Py_DECREF(key);
+        Py_DECREF(val);
     }
     for (size_t k = 0; k < e->ncent; k++) {
         const CountEntry *c = &e->centries[k];
@@ -1465,13 +1511,10 @@ static PyObject *Encoder_take_counts_packed(Encoder *e, PyObject *Py_UNUSED(igno
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(e->lock, WAIT_LOCK);
     Py_END_ALLOW_THREADS
-    if (count_flush_shorts(e) < 0) {
-        count_reset(e);
-        PyThread_release_lock(e->lock);
-        return PyErr_NoMemory();
-    }
     size_t total = 0;
     for (size_t k = 0; k < e->ncent; k++) total += 12 + e->centries[k].len;
+    for (size_t k = 0; e->scounts && k <= e->scmask; k++)
+        if (e->scounts[k].len) total += 12 + (size_t)e->scounts[k].len;
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
     if (!out) {
         count_reset(e);
@@ -1487,6 +1530,17 @@ static PyObject *Encoder_take_counts_packed(Encoder *e, PyObject *Py_UNUSED(igno
         memcpy(dst + 4, &count, 8);
         memcpy(dst + 12, e->ckeys + c->off, c->len);
         dst += 12 + c->len;
+    }
+    for (size_t k = 0; e->scounts && k <= e->scmask; k++) {
+        const ShortCount *c = &e->scounts[k];
+        if (!c->len) continue;
+        uint32_t len = (uint32_t)c->len;
+        uint8_t buf[16];
+        scount_key(c, buf);
+        memcpy(dst, &len, 4);
+        memcpy(dst + 4, &c->count, 8);
+        memcpy(dst + 12, buf, len);
+        dst += 12 + len;
     }
     count_reset(e);
     PyThread_release_lock(e->lock);
@@ -1515,7 +1569,7 @@ static PyObject *Encoder_add_counts_packed(Encoder *e, PyObject *arg) {
             int64_t count;
             memcpy(&len, p, 4);
             memcpy(&count, p + 4, 8);
-            rc = count_add(e, p + 12, len, count);
+            rc = count_add_any(e, p + 12, len, end, count);
             p += 12 + len;
         }
         PyThread_release_lock(e->lock);
