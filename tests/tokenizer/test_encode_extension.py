@@ -620,6 +620,26 @@ def test_counting_utf8_bytes_checks_them_as_python_decodes(parts, raw):
         assert got == count_text(text, special_matcher([EOT]), backend="python")
 
 
+@FAST
+@given(parts=st.lists(st.sampled_from(UTF8_BYTES), max_size=40), raw=st.binary(max_size=12))
+def test_encoding_utf8_bytes_equals_encoding_their_text(c_tok, py_tok, parts, raw):
+    """encode_utf8_to_numpy(data) == encode_to_numpy(data.decode()) on both backends, and the same
+    UnicodeDecodeError as bytes.decode where data is not UTF-8."""
+    data = b"".join(parts) + raw
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        for tok in (c_tok, py_tok):
+            with pytest.raises(UnicodeDecodeError) as got:
+                tok.encode_utf8_to_numpy(data)
+            assert (got.value.start, got.value.reason) == (exc.start, exc.reason)
+        return
+    expected = py_tok.encode(text)
+    for tok in (c_tok, py_tok):
+        assert tok.encode_utf8_to_numpy(data).tolist() == expected
+        assert tok.encode_utf8_to_numpy(bytearray(data), np.uint32).tolist() == expected
+
+
 def test_counting_utf8_bytes_cuts_at_overlapping_special_tokens():
     from tinylm.tokenizer._native import pretoken_counter
     from tinylm.tokenizer.train import count_text

@@ -1346,6 +1346,54 @@ static PyObject *Encoder_pretoken_ends(Encoder *e, PyObject *text) {
     return list;
 }
 
+static int utf8_valid(const uint8_t *s, size_t n);
+
+/* encode for UTF-8 bytes: the ids packed (itemsize 2 or 4) or as a list (0); None, with nothing
+   encoded, when data is not well-formed UTF-8 (the caller decodes it to get Python's error). */
+static PyObject *Encoder_encode_utf8(Encoder *e, PyObject *args) {
+    PyObject *data, *specials = NULL, *held = NULL;
+    int itemsize = 0;
+    if (!PyArg_ParseTuple(args, "O|Oi:encode_utf8", &data, &specials, &itemsize)) return NULL;
+    if (itemsize != 0 && itemsize != 2 && itemsize != 4) {
+        PyErr_SetString(PyExc_ValueError, "itemsize must be 0 (list), 2 (uint16) or 4 (uint32)");
+        return NULL;
+    }
+    if (encoder_ready(e) < 0) return NULL;
+    Special *sp = NULL;
+    size_t nsp = 0;
+    if (specials && specials != Py_None && !(held = read_specials(specials, &sp, &nsp))) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        Py_XDECREF(held);
+        free(sp);
+        return NULL;
+    }
+    const uint8_t *s = (const uint8_t *)view.buf;
+    size_t n = (size_t)view.len;
+    IdBuf o = {NULL, 0, 0};
+    int valid, rc = out_reserve(&o, n / 3 + 16);
+    Py_BEGIN_ALLOW_THREADS
+    valid = utf8_valid(s, n);
+    if (valid && rc == 0) {
+        PyThread_acquire_lock(e->lock, WAIT_LOCK);
+        rc = nsp ? encode_segments(e, s, n, sp, nsp, &o) : encode_core(e, s, n, &o);
+        PyThread_release_lock(e->lock);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    Py_XDECREF(held);
+    free(sp);
+    PyObject *out = NULL;
+    if (rc < 0) PyErr_NoMemory();
+    else if (!valid) {
+        Py_INCREF(Py_None);
+        out = Py_None;
+    }
+    else out = itemsize ? ids_packed(&o, itemsize) : ids_list(e, &o);
+    free(o.v);
+    return out;
+}
+
 static PyObject *Encoder_encode(Encoder *e, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"text", "specials", "itemsize", NULL};
     PyObject *text, *specials = NULL;
@@ -1655,6 +1703,10 @@ static PyMethodDef Encoder_methods[] = {
     {"count_pretokens", (PyCFunction)Encoder_count_pretokens, METH_O,
      "count_pretokens(text: str) -> None\n\nSplit text with the GPT-2 pattern (no special-token handling) and add "
      "each pre-token's UTF-8 bytes to this Encoder's counts; UnicodeEncodeError on lone surrogates."},
+    {"encode_utf8", (PyCFunction)Encoder_encode_utf8, METH_VARARGS,
+     "encode_utf8(data: bytes-like, specials=(), itemsize=0) -> list[int] | bytearray | None\n\nencode on UTF-8 "
+     "bytes, with no str made; None, with nothing encoded, when data is not well-formed UTF-8 (decode it to get "
+     "Python's error)."},
     {"count_pretokens_utf8", (PyCFunction)Encoder_count_pretokens_utf8, METH_VARARGS,
      "count_pretokens_utf8(data: bytes-like, specials=()) -> bool\n\ncount_pretokens on UTF-8 bytes, cut at each "
      "occurrence of a special token (specials: (UTF-8 bytes, id) pairs; leftmost, then longest; the tokens themselves "

@@ -20,7 +20,7 @@ import numpy as np
 from tinylm.errors import ConfigError, DataError, OutputError
 from tinylm.io import atomic_write, atomic_write_bytes, check_input_file
 from tinylm.tokenizer.bpe import Tokenizer
-from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, DEFAULT_SCAN_BYTES, chunk_ranges, map_pieces, read_text_range
+from tinylm.tokenizer.chunking import DEFAULT_CHUNK_BYTES, DEFAULT_SCAN_BYTES, chunk_ranges, decode_range, map_pieces, read_range
 from tinylm.tokenizer.token_dtypes import token_dtype  # noqa: F401 - re-exported: dataset.token_dtype
 
 _NPY_HEADER_BYTES = 128  # fixed size, so the header can be written once the length is known
@@ -59,7 +59,7 @@ def _init_worker(tokenizer: Tokenizer, dtype: str) -> None:
 _THREAD_TOKENIZER = threading.local()  # encoding threads: each its own copy of the tokenizer (Tokenizer.for_thread)
 
 
-def _encode_range(args) -> tuple[int, bytes]:
+def _encode_range(args) -> tuple[int, np.ndarray]:
     path, start, end = args
     tok: Tokenizer = _WORKER_TOKENIZER["tok"]
     if threading.current_thread() is not threading.main_thread():
@@ -67,7 +67,13 @@ def _encode_range(args) -> tuple[int, bytes]:
         if mine is None or mine[0] is not tok:
             mine = _THREAD_TOKENIZER.pair = (tok, tok.for_thread())
         tok = mine[1]
-    return end - start, tok.encode_to_numpy(read_text_range(path, start, end), _WORKER_TOKENIZER["dtype"]).tobytes()
+    data = read_range(path, start, end)
+    try:
+        ids = tok.encode_utf8_to_numpy(data, _WORKER_TOKENIZER["dtype"])
+    except UnicodeDecodeError:
+        decode_range(data, path, start)  # raises InvalidUTF8Error naming the file offset
+        raise
+    return end - start, ids
 
 
 def use_threads(tokenizer: Tokenizer) -> bool:
@@ -144,9 +150,9 @@ def _write_token_ids(f, tokenizer: Tokenizer, pieces: list, dtype: np.dtype, wor
         with map_pieces(_encode_range, pieces, workers, initializer=_init_worker, initargs=(tokenizer, dtype.str),
                         threads=use_threads(tokenizer)) as results, \
                 progress_bar(total=size, unit="B", unit_scale=True, desc="encoding", disable=not progress, leave=False) as bar:
-            for n, data in results:
-                f.write(data)
-                num_tokens += len(data) // dtype.itemsize
+            for n, ids in results:
+                f.write(np.ascontiguousarray(ids, dtype=dtype).data)
+                num_tokens += len(ids)
                 bar.update(n)
     finally:
         _WORKER_TOKENIZER.clear()
