@@ -1271,28 +1271,31 @@ static PyObject *ids_list(Encoder *e, const IdBuf *o) {
 }
 
 /* The ids packed as little-endian unsigned integers of itemsize bytes (2 or 4) in a new
-   bytearray (writable, for numpy.frombuffer); OverflowError when an id does not fit. */
+   bytearray (writable, for numpy.frombuffer); OverflowError when an id does not fit. Plain
+   loops over the whole buffer (the largest id first), which compilers vectorise. */
 static PyObject *ids_packed(const IdBuf *o, int itemsize) {
+    uint32_t top = 0;
+    for (size_t k = 0; k < o->n; k++) top = (uint32_t)o->v[k] > top ? (uint32_t)o->v[k] : top;
+    if (itemsize == 2 && top > 0xFFFF) {
+        PyErr_Format(PyExc_OverflowError, "id %u does not fit in uint16", top);
+        return NULL;
+    }
     PyObject *out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(o->n * (size_t)itemsize));
     if (!out) return NULL;
     unsigned char *dst = (unsigned char *)PyByteArray_AS_STRING(out);
+#if WORD_LOADS /* little-endian: the native layout is the file's */
+    if (itemsize == 2) {
+        uint16_t *d = (uint16_t *)(void *)dst;
+        for (size_t k = 0; k < o->n; k++) d[k] = (uint16_t)o->v[k];
+    } else {
+        memcpy(dst, o->v, o->n * sizeof(int32_t));
+    }
+#else
     for (size_t k = 0; k < o->n; k++) {
         uint32_t id = (uint32_t)o->v[k];
-        if (itemsize == 2) {
-            if (id > 0xFFFF) {
-                Py_DECREF(out);
-                PyErr_Format(PyExc_OverflowError, "id %u does not fit in uint16", id);
-                return NULL;
-            }
-            dst[2 * k] = (unsigned char)(id & 0xFF);
-            dst[2 * k + 1] = (unsigned char)(id >> 8);
-        } else {
-            dst[4 * k] = (unsigned char)(id & 0xFF);
-            dst[4 * k + 1] = (unsigned char)((id >> 8) & 0xFF);
-            dst[4 * k + 2] = (unsigned char)((id >> 16) & 0xFF);
-            dst[4 * k + 3] = (unsigned char)(id >> 24);
-        }
+        for (int j = 0; j < itemsize; j++) dst[itemsize * k + j] = (unsigned char)(id >> (8 * j));
     }
+#endif
     return out;
 }
 
