@@ -369,3 +369,17 @@ def test_batched_newton_schulz_orthogonalises_each_matrix_on_its_own():
 
     for a, b in zip(orthogonalize_all(list(g), batched=True), orthogonalize_all(list(g), batched=False)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_newton_schulz_is_batched_on_the_cpu_only_with_threads_to_share():
+    from tinylm.training.optim import _batch_newton_schulz
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert not _batch_newton_schulz(torch.device("cpu"))
+        torch.set_num_threads(2)
+        assert _batch_newton_schulz(torch.device("cpu"))
+        assert _batch_newton_schulz(torch.device("cuda"))  # a device type, no GPU needed
+    finally:
+        torch.set_num_threads(threads)

@@ -198,7 +198,8 @@ class Muon(AdamW):
         """Momentum per weight, then on a GPU one batched Newton–Schulz per shape (the blocks' q, k, v,
         o and feed-forward matrices come in a few shapes: a handful of batched matrix products instead
         of hundreds of small kernel launches per step; 1.84x the TinyStories recipe's tokens/s on an
-        H200), on the CPU one matrix at a time (faster there). The same arithmetic per matrix."""
+        H200); on the CPU batched too when torch runs more than one thread, else one matrix at a time
+        (_batch_newton_schulz). The same arithmetic per matrix."""
         lr, wd, beta = group["lr"], group["weight_decay"], group["momentum"]
         by_shape: dict[tuple, list] = {}
         for p in group["params"]:
@@ -213,12 +214,21 @@ class Muon(AdamW):
             direction = grad.lerp(m, beta) if group["nesterov"] else m
             by_shape.setdefault((tuple(p.shape), p.device), []).append((p, direction))
         for (shape, device), items in by_shape.items():
-            # one at a time on the CPU: batched products of small matrices measured 1.2-1.4x slower there
-            updates = orthogonalize_all([d for _, d in items], group["ns_steps"], batched=device.type != "cpu")
+            updates = orthogonalize_all([d for _, d in items], group["ns_steps"], batched=_batch_newton_schulz(device))
             scale = max(1.0, shape[-2] / shape[-1]) ** 0.5
             for (p, _), update in zip(items, updates):
                 p.mul_(1 - lr * wd)
                 p.add_(update.to(p.dtype), alpha=-lr * scale)
+
+
+def _batch_newton_schulz(device: torch.device) -> bool:
+    """Whether Muon orthogonalises each shape's matrices in one batched product (orthogonalize_all).
+
+    Always on a GPU. On the CPU only with more than one torch thread: for the quick-start model's
+    matrices (16 of 128x128, 8 of 320x128, 4 of 128x320, 5 steps) batched took 21-22 ms a step
+    against 23-29 ms one at a time with 2 threads, but 36-50 ms against 26-38 ms with 1 thread
+    (docs/EXPERIMENTS.md §8)."""
+    return device.type != "cpu" or torch.get_num_threads() > 1
 
 
 def _use_foreach(foreach: bool | None, params) -> bool:
