@@ -7,18 +7,22 @@
  *              rank (as Tokenizer._ranks.setdefault does);
  *   *_ranges:  (start, end) code point ranges, end exclusive, of \p{L}, \p{N} and \s as the
  *              `regex` module sees them (built by tinylm.tokenizer._native).
- * Encoder.encode_ordinary(text) -> list[int]
+ * Encoder.encode_ordinary(text) -> list[int]; Encoder.encode(text, specials, itemsize) cuts at
+ * special tokens too and can pack the ids for an array; encode_utf8 / count_pretokens_utf8 take
+ * UTF-8 bytes (a file's) with no str made, checked as Python's strict decoder checks them.
  *
  * Same result as the pure-Python path (pretokenize + Tokenizer._bpe):
- *   - the text is taken as UTF-8 (ASCII str: its own buffer; otherwise a temporary copy), so a
- *     str holding surrogates raises UnicodeEncodeError and the Python caller retries with them
- *     replaced, exactly as the Python path does;
+ *   - the text is taken as UTF-8 (ASCII str: its own buffer; otherwise CPython's UTF-8 copy,
+ *     kept with the str), so a str holding surrogates raises UnicodeEncodeError and the Python
+ *     caller retries with them replaced, exactly as the Python path does;
  *   - pre-tokens are found by a hand-written matcher equivalent to the GPT-2 pattern
  *       '(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- *     with its backtracking: a whitespace run of two or more characters followed by a
- *     non-space leaves its last character to the next pre-token;
+ *     with its backtracking (a whitespace run of two or more characters followed by a
+ *     non-space leaves its last character to the next pre-token): in ASCII 64 bytes at a time
+ *     from byte-class bit masks (scan_pieces), elsewhere one code point at a time (next_piece);
  *   - each pre-token's bytes are merged lowest rank first, every non-overlapping occurrence
- *     of the best pair left to right per round (as Tokenizer._bpe);
+ *     of the best pair left to right per round (as Tokenizer._bpe); the first round's ranks
+ *     come from a table of all byte pairs;
  *   - pre-token bytes -> ids are cached per Encoder (the cache key is never more than one
  *     pre-token): pre-tokens of 1..16 bytes in an open-addressing table of 32-byte entries
  *     holding key and up to 3 ids inline (one memory access per hit; 2^19 slots, 16 MB on huge

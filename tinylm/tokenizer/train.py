@@ -173,9 +173,11 @@ def count_file_ranges(counter, path: str | os.PathLike, ranges: list[tuple[int, 
 # A counting task is a run of consecutive pieces of at most this many bytes (and at least two tasks per
 # worker): the worker counts them into one table and hands back its counts once (packed bytes), so what
 # is built, pickled and merged shrinks with the task size; the worker's table is bounded by the distinct
-# pre-tokens of one task. Measured on bench_en x 20 (2.1 GB, 2 workers): 64 MB tasks 16.6 s / 255 MB,
-# 16 MB tasks 16.5 s / 183 MB (with dicts instead of packed bytes: 19.7 s / 330 MB and 27.5 s / 235 MB).
-TASK_BYTES = 16 << 20
+# pre-tokens of one task. Measured on bench_en x 20 (2.1 GB, 2 workers, BPE 10K, medians of 2), once
+# counting ran from UTF-8 bytes into the inline table: 16 MB tasks 7.81 s / 143 MB, 32 MB 7.13 s / 164 MB,
+# 64 MB 6.78-6.92 s / 176 MB (the parent's merging of packed counts shrinks with fewer, larger tasks).
+# Earlier, with the slower counter: 64 MB 16.6 s / 255 MB, 16 MB 16.5 s / 183 MB.
+TASK_BYTES = 64 << 20
 
 
 def group_ranges(ranges: list[tuple[int, int]], workers: int, size: int, task_bytes: int = TASK_BYTES) -> list[list[tuple[int, int]]]:
