@@ -52,7 +52,6 @@
 #define CACHE_ARENA_LIMIT (64u << 20) /* bytes of cached keys + ids; cleared past this */
 #define CACHE_MAX_KEY 1024            /* longer pre-tokens are not cached */
 #define IDOBJ_LIMIT (1 << 24)         /* ids below this get a shared PyLong */
-#define SHORT_MAX_KEY 8               /* pre-tokens of up to 8 bytes: one 64-bit word as key (counting) */
 #define SMALL_MAX_KEY 16              /* pre-tokens of up to 16 bytes: two words, in the small cache */
 #define SMALL_MAX_IDS 3
 #define SMALL_BITS 19                 /* slots of the small cache (32 bytes each: 16 MB, touched as used) */
