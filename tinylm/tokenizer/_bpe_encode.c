@@ -1354,6 +1354,30 @@ static PyObject *Encoder_pretoken_ends(Encoder *e, PyObject *text) {
 
 static int utf8_valid(const uint8_t *s, size_t n);
 
+/* The inputs of the *_utf8 methods: data's buffer in *view, specials ((bytes, id) pairs, or
+   None) read into *sp / *nsp and kept alive by *held. 0, or -1 with an error set and nothing
+   held. Release with utf8_input_release. */
+static int utf8_input(PyObject *data, PyObject *specials, Py_buffer *view, PyObject **held, Special **sp, size_t *nsp) {
+    *held = NULL;
+    *sp = NULL;
+    *nsp = 0;
+    if (specials && specials != Py_None && !(*held = read_specials(specials, sp, nsp))) return -1;
+    if (PyObject_GetBuffer(data, view, PyBUF_SIMPLE) < 0) {
+        Py_XDECREF(*held);
+        free(*sp);
+        *held = NULL;
+        *sp = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void utf8_input_release(Py_buffer *view, PyObject *held, Special *sp) {
+    PyBuffer_Release(view);
+    Py_XDECREF(held);
+    free(sp);
+}
+
 /* encode for UTF-8 bytes: the ids packed (itemsize 2 or 4) or as a list (0); None, with nothing
    encoded, when data is not well-formed UTF-8 (the caller decodes it to get Python's error). */
 static PyObject *Encoder_encode_utf8(Encoder *e, PyObject *args) {
@@ -1364,16 +1388,10 @@ static PyObject *Encoder_encode_utf8(Encoder *e, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "itemsize must be 0 (list), 2 (uint16) or 4 (uint32)");
         return NULL;
     }
-    if (encoder_ready(e) < 0) return NULL;
-    Special *sp = NULL;
-    size_t nsp = 0;
-    if (specials && specials != Py_None && !(held = read_specials(specials, &sp, &nsp))) return NULL;
+    Special *sp;
+    size_t nsp;
     Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-        Py_XDECREF(held);
-        free(sp);
-        return NULL;
-    }
+    if (encoder_ready(e) < 0 || utf8_input(data, specials, &view, &held, &sp, &nsp) < 0) return NULL;
     const uint8_t *s = (const uint8_t *)view.buf;
     size_t n = (size_t)view.len;
     IdBuf o = {NULL, 0, 0};
@@ -1386,9 +1404,7 @@ static PyObject *Encoder_encode_utf8(Encoder *e, PyObject *args) {
         PyThread_release_lock(e->lock);
     }
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
-    Py_XDECREF(held);
-    free(sp);
+    utf8_input_release(&view, held, sp);
     PyObject *out = NULL;
     if (rc < 0) PyErr_NoMemory();
     else if (!valid) {
@@ -1461,16 +1477,10 @@ static int utf8_valid(const uint8_t *s, size_t n) {
 static PyObject *Encoder_count_pretokens_utf8(Encoder *e, PyObject *args) {
     PyObject *data, *specials = NULL, *held = NULL;
     if (!PyArg_ParseTuple(args, "O|O:count_pretokens_utf8", &data, &specials)) return NULL;
-    if (encoder_ready(e) < 0) return NULL;
-    Special *sp = NULL;
-    size_t nsp = 0;
-    if (specials && specials != Py_None && !(held = read_specials(specials, &sp, &nsp))) return NULL;
+    Special *sp;
+    size_t nsp;
     Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-        Py_XDECREF(held);
-        free(sp);
-        return NULL;
-    }
+    if (encoder_ready(e) < 0 || utf8_input(data, specials, &view, &held, &sp, &nsp) < 0) return NULL;
     const uint8_t *s = (const uint8_t *)view.buf;
     size_t n = (size_t)view.len;
     int valid, rc = 0;
@@ -1489,9 +1499,7 @@ static PyObject *Encoder_count_pretokens_utf8(Encoder *e, PyObject *args) {
         PyThread_release_lock(e->lock);
     }
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
-    Py_XDECREF(held);
-    free(sp);
+    utf8_input_release(&view, held, sp);
     if (rc < 0) return PyErr_NoMemory();
     return PyBool_FromLong(valid);
 }
@@ -1513,6 +1521,16 @@ static PyObject *Encoder_count_pretokens(Encoder *e, PyObject *text) {
     Py_RETURN_NONE;
 }
 
+/* d[bytes(key[0..len))] = count. 0, or -1 with a Python error set. */
+static int dict_add_count(PyObject *d, const uint8_t *key, size_t len, int64_t count) {
+    PyObject *k = PyBytes_FromStringAndSize((const char *)key, (Py_ssize_t)len);
+    PyObject *v = k ? PyLong_FromLongLong(count) : NULL;
+    int rc = (v && PyDict_SetItem(d, k, v) == 0) ? 0 : -1;
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    return rc;
+}
+
 static PyObject *Encoder_take_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
     if (encoder_ready(e) < 0) return NULL;
     PyObject *d = PyDict_New();
@@ -1521,36 +1539,22 @@ static PyObject *Encoder_take_counts(Encoder *e, PyObject *Py_UNUSED(ignored)) {
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(e->lock, WAIT_LOCK);
     Py_END_ALLOW_THREADS
-    for (size_t k = 0; e->scounts && k <= e->scmask; k++) {
+    int rc = 0;
+    for (size_t k = 0; rc == 0 && e->scounts && k <= e->scmask; k++) {
         const ShortCount *c = &e->scounts[k];
         if (!c->len) continue;
         uint8_t buf[16];
         scount_key(c, buf);
-        PyObject *key = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)c->len);
-        PyObject *val = key ? PyLong_FromLongLong(c->count) : NULL;
-        if (!val || PyDict_SetItem(d, key, val) < 0) {
-            Py_XDECREF(key);
-            Py_XDECREF(val);
-            Py_DECREF(d);
-            PyThread_release_lock(e->lock);
-            return NULL;
-        }
-        Py_DECREF(key);
-        Py_DECREF(val);
+        rc = dict_add_count(d, buf, (size_t)c->len, c->count);
     }
-    for (size_t k = 0; k < e->ncent; k++) {
+    for (size_t k = 0; rc == 0 && k < e->ncent; k++) {
         const CountEntry *c = &e->centries[k];
-        PyObject *key = PyBytes_FromStringAndSize((const char *)e->ckeys + c->off, (Py_ssize_t)c->len);
-        PyObject *val = key ? PyLong_FromLongLong(c->count) : NULL;
-        if (!val || PyDict_SetItem(d, key, val) < 0) {
-            Py_XDECREF(key);
-            Py_XDECREF(val);
-            Py_DECREF(d);
-            PyThread_release_lock(e->lock);
-            return NULL;
-        }
-        Py_DECREF(key);
-        Py_DECREF(val);
+        rc = dict_add_count(d, e->ckeys + c->off, c->len, c->count);
+    }
+    if (rc < 0) {
+        Py_DECREF(d);
+        PyThread_release_lock(e->lock);
+        return NULL;
     }
     count_reset(e);
     PyThread_release_lock(e->lock);
