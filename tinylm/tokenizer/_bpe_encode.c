@@ -597,6 +597,18 @@ typedef struct {
     uint64_t L, N, S, SP, AP, HI; /* letter, number, white space, ' ', apostrophe, byte >= 0x80 */
 } ByteMasks;
 
+/* The index of the lowest set bit of x != 0. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+static inline size_t ctz64(uint64_t x) {
+    unsigned long i;
+    _BitScanForward64(&i, x);
+    return (size_t)i;
+}
+#else
+static inline size_t ctz64(uint64_t x) { return (size_t)__builtin_ctzll(x); }
+#endif
+
 /* Classes of the m <= 64 bytes at p (bit j: byte j), from the table (reference and tail path). */
 static inline void classify_table(const uint8_t *cls, const uint8_t *p, size_t m, ByteMasks *b) {
     ByteMasks r = {0, 0, 0, 0, 0, 0};
@@ -685,7 +697,7 @@ static size_t scan_pieces(const Encoder *e, const uint8_t *s, size_t n, size_t *
             base = ends[k++] = next_piece(e->cls, s, base, n);
             continue;
         }
-        if (b.HI) m = (size_t)__builtin_ctzll(b.HI); /* only the ASCII bytes before it */
+        if (b.HI) m = ctz64(b.HI); /* only the ASCII bytes before it */
         uint64_t valid = m == 64 ? ~(uint64_t)0 : (((uint64_t)1 << m) - 1);
         int closed = base + m == n; /* the block reaches the end of the text */
         uint64_t next_ns = 0;       /* is the character after the block not white space? */
@@ -700,7 +712,7 @@ static size_t scan_pieces(const Encoder *e, const uint8_t *s, size_t n, size_t *
         B = (B | 1) & valid;
         size_t close_at = 0; /* a contraction that runs past the block closes it here */
         for (uint64_t A = b.AP & B; A; A &= A - 1) {
-            size_t j = (size_t)__builtin_ctzll(A);
+            size_t j = ctz64(A);
             if (!((B >> j) & 1)) continue;
             size_t c = contraction_at(s, base + j, n);
             if (!c) continue;
@@ -716,7 +728,7 @@ static size_t scan_pieces(const Encoder *e, const uint8_t *s, size_t n, size_t *
         /* pre-tokens: from each set bit to the next; the last is open unless closed */
         uint64_t rest = B & (B - 1); /* starts after bit 0 = ends of the pre-tokens before them */
         while (rest) {
-            ends[k++] = base + (size_t)__builtin_ctzll(rest);
+            ends[k++] = base + ctz64(rest);
             rest &= rest - 1;
         }
         if (close_at) {
@@ -733,11 +745,6 @@ static size_t scan_pieces(const Encoder *e, const uint8_t *s, size_t n, size_t *
     return k;
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#define PREFETCH(addr) __builtin_prefetch(addr)
-#else
-#define PREFETCH(addr) ((void)0)
-#endif
 #define BATCH 256 /* pre-token ends found at a time (scan_pieces) */
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
