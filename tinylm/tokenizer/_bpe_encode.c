@@ -434,9 +434,33 @@ static int small_ready(Encoder *e) {
     return e->small ? 0 : -1;
 }
 
-/* The small-cache key of p[0..len), 1 <= len <= 16 (end: end of the readable text). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define WORD_LOADS 1 /* a word's first bytes in memory are its low bytes */
+#else
+#define WORD_LOADS 0
+#endif
+
+/* small_mask[len]: the masks that keep the first len bytes (0..16) of two little-endian words. */
+static uint64_t small_mask[SMALL_MAX_KEY + 1][2];
+
+static void small_masks_init(void) {
+    for (size_t len = 0; len <= SMALL_MAX_KEY; len++) {
+        size_t a = len < 8 ? len : 8, b = len > 8 ? len - 8 : 0;
+        small_mask[len][0] = a == 8 ? ~(uint64_t)0 : (((uint64_t)1 << (8 * a)) - 1);
+        small_mask[len][1] = b == 8 ? ~(uint64_t)0 : (((uint64_t)1 << (8 * b)) - 1);
+    }
+}
+
+/* The small-cache key of p[0..len), 1 <= len <= 16 (end: end of the readable text): two words,
+   the bytes in memory order, zero-padded. Where 16 bytes are readable, two whole-word loads
+   masked to the key (no branch on the length). */
 static inline void small_key(const uint8_t *p, size_t len, const uint8_t *end, uint64_t *k0, uint64_t *k1) {
-    if (len <= 8) {
+    if (WORD_LOADS && (size_t)(end - p) >= 16) {
+        memcpy(k0, p, 8);
+        memcpy(k1, p + 8, 8);
+        *k0 &= small_mask[len][0];
+        *k1 &= small_mask[len][1];
+    } else if (len <= 8) {
         *k0 = short_key(p, len, end);
         *k1 = 0;
     } else {
@@ -747,23 +771,6 @@ static size_t scan_pieces(const Encoder *e, const uint8_t *s, size_t n, size_t *
 
 #define BATCH 256 /* pre-token ends found at a time (scan_pieces) */
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define WORD_LOADS 1 /* a word's first bytes in memory are its low bytes */
-#else
-#define WORD_LOADS 0
-#endif
-
-/* small_mask[len]: the masks that keep the first len bytes (0..16) of two little-endian words. */
-static uint64_t small_mask[SMALL_MAX_KEY + 1][2];
-
-static void small_masks_init(void) {
-    for (size_t len = 0; len <= SMALL_MAX_KEY; len++) {
-        size_t a = len < 8 ? len : 8, b = len > 8 ? len - 8 : 0;
-        small_mask[len][0] = a == 8 ? ~(uint64_t)0 : (((uint64_t)1 << (8 * a)) - 1);
-        small_mask[len][1] = b == 8 ? ~(uint64_t)0 : (((uint64_t)1 << (8 * b)) - 1);
-    }
-}
-
 /* Encodes s[0..n) (valid UTF-8) into o. 0, or -1 on memory error. Call with e->lock held.
    Pre-tokens are found BATCH at a time (scan_pieces), then looked up one by one. */
 static int encode_core(Encoder *e, const uint8_t *s, size_t n, IdBuf *o) {
@@ -778,16 +785,9 @@ static int encode_core(Encoder *e, const uint8_t *s, size_t n, IdBuf *o) {
             const uint8_t *p = s + start;
             size_t len = ends[b] - start, m;
             start = ends[b];
-            if (len <= SMALL_MAX_KEY) { /* single bytes too: one path, no branch on the length */
+            if (len <= SMALL_MAX_KEY) { /* single bytes too: one path */
                 uint64_t k0, k1;
-                if (WORD_LOADS && (size_t)(end - p) >= 16) { /* two whole-word loads, masked to the key */
-                    memcpy(&k0, p, 8);
-                    memcpy(&k1, p + 8, 8);
-                    k0 &= small_mask[len][0];
-                    k1 &= small_mask[len][1];
-                } else {
-                    small_key(p, len, end, &k0, &k1);
-                }
+                small_key(p, len, end, &k0, &k1);
                 if (encode_small(e, p, len, k0, k1, small_slot(k0, k1, len), o) < 0) return -1;
             } else {
                 const int32_t *ids = piece_ids(e, p, len, &m);
@@ -1114,12 +1114,10 @@ static int encoder_ready(const Encoder *e) {
     return -1;
 }
 
-/* text (str) as UTF-8, borrowed from text (*owner is always NULL; kept for the callers' cleanup):
-   ASCII text is its own UTF-8; otherwise CPython's UTF-8 copy, made on first use and kept with
-   the str (PyUnicode_AsUTF8AndSize, as PyO3 and tiktoken read text), so encoding one str twice
-   converts it once. UnicodeEncodeError on lone surrogates. */
-static int text_utf8(PyObject *text, const char *caller, const uint8_t **s, size_t *n, PyObject **owner) {
-    *owner = NULL;
+/* text (str) as UTF-8, borrowed from text: ASCII text is its own UTF-8; otherwise CPython's UTF-8
+   copy, made on first use and kept with the str (PyUnicode_AsUTF8AndSize, as PyO3 and tiktoken
+   read text), so encoding one str twice converts it once. UnicodeEncodeError on lone surrogates. */
+static int text_utf8(PyObject *text, const char *caller, const uint8_t **s, size_t *n) {
     if (!PyUnicode_Check(text)) {
         PyErr_Format(PyExc_TypeError, "%s expects str, got %.100s", caller, Py_TYPE(text)->tp_name);
         return -1;
@@ -1178,18 +1176,36 @@ static void skip_specials(const uint8_t *s, size_t n, Special *sp, size_t nsp, s
         if (sp[k].next < pos) sp[k].next = find_special(s, n, pos, &sp[k]);
 }
 
-/* Encodes s[0..n) (valid UTF-8) into o, each occurrence of a special token as its id (the text
-   between them as ordinary text). 0, or -1 on memory error. Call with e->lock held. */
-static int encode_segments(Encoder *e, const uint8_t *s, size_t n, Special *sp, size_t nsp, IdBuf *o) {
+/* Counts the pre-tokens of s[0..n) (valid UTF-8). 0, or -1 on memory error. Call with e->lock held. */
+static int count_core(Encoder *e, const uint8_t *s, size_t n) {
+    size_t ends[BATCH], pos = 0;
+    while (pos < n) {
+        size_t start = pos, nb = scan_pieces(e, s, n, &pos, ends, BATCH);
+        for (size_t b = 0; b < nb; b++) {
+            if (count_piece(e, s + start, ends[b] - start, s + n) < 0) return -1;
+            start = ends[b];
+        }
+    }
+    return 0;
+}
+
+/* Encodes s[0..n) (valid UTF-8) into o, each occurrence of a special token as its id, or, when o
+   is NULL, counts its pre-tokens, the special tokens dropped; the text between special tokens is
+   ordinary text either way. 0, or -1 on memory error. Call with e->lock held. */
+static int process_segments(Encoder *e, const uint8_t *s, size_t n, Special *sp, size_t nsp, IdBuf *o) {
     size_t pos = 0, which, at;
     find_specials(s, n, sp, nsp);
     while ((at = next_special(sp, nsp, n, &which)) < n) {
-        if (encode_core(e, s + pos, at - pos, o) < 0 || out_reserve(o, 1) < 0) return -1;
-        o->v[o->n++] = sp[which].id;
+        if (o) {
+            if (encode_core(e, s + pos, at - pos, o) < 0 || out_reserve(o, 1) < 0) return -1;
+            o->v[o->n++] = sp[which].id;
+        } else if (count_core(e, s + pos, at - pos) < 0) {
+            return -1;
+        }
         pos = at + sp[which].len;
         skip_specials(s, n, sp, nsp, pos);
     }
-    return encode_core(e, s + pos, n - pos, o);
+    return o ? encode_core(e, s + pos, n - pos, o) : count_core(e, s + pos, n - pos);
 }
 
 /* Reads specials, a sequence of (bytes, id) pairs, into a new array (*out, count in *count; the
@@ -1228,37 +1244,92 @@ fail:
     return NULL;
 }
 
-/* Encodes text (str) into o, cutting at specials (a sequence of (bytes, id) pairs; None or empty:
-   none); 0, or -1 with a Python error set (UnicodeEncodeError on lone surrogates). */
-static int encode_text(Encoder *e, PyObject *text, PyObject *specials, IdBuf *o) {
-    PyObject *utf8, *held = NULL;
-    Special *sp = NULL;
-    size_t nsp = 0;
+/* Whether s[0..n) is well-formed UTF-8 as Python's strict decoder takes it (Unicode's Table 3-7:
+   no overlong forms, no surrogates, nothing past U+10FFFF, no truncated sequence). */
+static int utf8_valid(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) { /* eight ASCII bytes at a time */
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!(w & 0x8080808080808080ULL)) {
+                i += 8;
+                continue;
+            }
+        }
+        uint8_t b = s[i];
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        uint8_t lo = 0x80, hi = 0xBF; /* the allowed range of the second byte */
+        if (b >= 0xC2 && b <= 0xDF) need = 1;
+        else if (b == 0xE0) need = 2, lo = 0xA0;
+        else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) need = 2;
+        else if (b == 0xED) need = 2, hi = 0x9F;
+        else if (b == 0xF0) need = 3, lo = 0x90;
+        else if (b >= 0xF1 && b <= 0xF3) need = 3;
+        else if (b == 0xF4) need = 3, hi = 0x8F;
+        else return 0;
+        if (i + need >= n) return 0; /* truncated: fewer than need bytes follow */
+        if (s[i + 1] < lo || s[i + 1] > hi) return 0;
+        for (size_t k = 2; k <= need; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+/* One call's input: the UTF-8 bytes s[0..n) of a str or of a bytes-like object, and the special
+   tokens to cut them at. */
+typedef struct {
     const uint8_t *s;
     size_t n;
-    if (encoder_ready(e) < 0) return -1;
-    if (specials && specials != Py_None && !(held = read_specials(specials, &sp, &nsp))) return -1;
-    if (text_utf8(text, "encode", &s, &n, &utf8) < 0) {
-        Py_XDECREF(held);
-        free(sp);
-        return -1;
+    Py_buffer view; /* the bytes-like object's buffer, held while view.obj is set */
+    PyObject *held; /* keeps the special tokens' bytes alive */
+    Special *sp;
+    size_t nsp;
+} Input;
+
+static void input_close(Input *in) {
+    if (in->view.obj) PyBuffer_Release(&in->view);
+    Py_XDECREF(in->held);
+    free(in->sp);
+}
+
+/* Opens data (a str when is_text, else a bytes-like object, taken as it is) and specials, a
+   sequence of (bytes, id) pairs (NULL or None: none). 0, or -1 with an error set and nothing held. */
+static int input_open(Input *in, PyObject *data, int is_text, PyObject *specials, const char *caller) {
+    memset(in, 0, sizeof *in);
+    if (specials && specials != Py_None && !(in->held = read_specials(specials, &in->sp, &in->nsp))) return -1;
+    int rc;
+    if (is_text) {
+        rc = text_utf8(data, caller, &in->s, &in->n);
+    } else if ((rc = PyObject_GetBuffer(data, &in->view, PyBUF_SIMPLE)) == 0) {
+        in->s = (const uint8_t *)in->view.buf;
+        in->n = (size_t)in->view.len;
     }
-    int rc = out_reserve(o, n / 3 + 16);
-    if (rc == 0) {
-        Py_BEGIN_ALLOW_THREADS
+    if (rc < 0) input_close(in);
+    return rc;
+}
+
+/* Encodes in into o (or counts it, o NULL: process_segments) without the GIL, under e->lock;
+   bytes-like input is first checked to be UTF-8 as Python's strict decoder takes it (*valid: 0,
+   and nothing done, when it is not). 0, or -1 on memory error. */
+static int input_process(Encoder *e, Input *in, IdBuf *o, int *valid) {
+    int rc = 0, ok;
+    Py_BEGIN_ALLOW_THREADS
+    ok = !in->view.obj || utf8_valid(in->s, in->n);
+    if (ok && o) rc = out_reserve(o, in->n / 3 + 16);
+    if (ok && rc == 0) {
         PyThread_acquire_lock(e->lock, WAIT_LOCK);
-        rc = nsp ? encode_segments(e, s, n, sp, nsp, o) : encode_core(e, s, n, o);
+        rc = process_segments(e, in->s, in->n, in->sp, in->nsp, o);
         PyThread_release_lock(e->lock);
-        Py_END_ALLOW_THREADS
     }
-    Py_XDECREF(utf8);
-    Py_XDECREF(held);
-    free(sp);
-    if (rc < 0) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    return 0;
+    Py_END_ALLOW_THREADS
+    *valid = ok;
+    return rc;
 }
 
 /* The ids as a list of Python ints (shared objects below IDOBJ_LIMIT). */
@@ -1309,20 +1380,33 @@ static PyObject *ids_packed(const IdBuf *o, int itemsize) {
     return out;
 }
 
-/* encode_text, then the ids as a list (itemsize 0) or packed (2, 4). */
-static PyObject *encode_to(Encoder *e, PyObject *text, PyObject *specials, int itemsize) {
+/* Encodes data (a str when is_text, else UTF-8 bytes) cut at specials; the ids as a list
+   (itemsize 0) or packed (2, 4); None when bytes-like data is not UTF-8 (nothing encoded). */
+static PyObject *encode_to(Encoder *e, PyObject *data, int is_text, PyObject *specials, int itemsize, const char *caller) {
     if (itemsize != 0 && itemsize != 2 && itemsize != 4) {
         PyErr_SetString(PyExc_ValueError, "itemsize must be 0 (list), 2 (uint16) or 4 (uint32)");
         return NULL;
     }
+    Input in;
+    if (encoder_ready(e) < 0 || input_open(&in, data, is_text, specials, caller) < 0) return NULL;
     IdBuf o = {NULL, 0, 0};
+    int valid;
+    int rc = input_process(e, &in, &o, &valid);
+    input_close(&in);
     PyObject *out = NULL;
-    if (encode_text(e, text, specials, &o) == 0) out = itemsize ? ids_packed(&o, itemsize) : ids_list(e, &o);
+    if (rc < 0) {
+        PyErr_NoMemory();
+    } else if (!valid) {
+        Py_INCREF(Py_None);
+        out = Py_None;
+    } else {
+        out = itemsize ? ids_packed(&o, itemsize) : ids_list(e, &o);
+    }
     free(o.v);
     return out;
 }
 
-static PyObject *Encoder_encode_ordinary(Encoder *e, PyObject *text) { return encode_to(e, text, NULL, 0); }
+static PyObject *Encoder_encode_ordinary(Encoder *e, PyObject *text) { return encode_to(e, text, 1, NULL, 0, "encode_ordinary"); }
 
 static PyObject *Encoder_encode_ordinary_bytes(Encoder *e, PyObject *args) {
     PyObject *text;
@@ -1332,15 +1416,31 @@ static PyObject *Encoder_encode_ordinary_bytes(Encoder *e, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "itemsize must be 2 (uint16) or 4 (uint32)");
         return NULL;
     }
-    return encode_to(e, text, NULL, itemsize);
+    return encode_to(e, text, 1, NULL, itemsize, "encode_ordinary_bytes");
+}
+
+static PyObject *Encoder_encode(Encoder *e, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"text", "specials", "itemsize", NULL};
+    PyObject *text, *specials = NULL;
+    int itemsize = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|Oi:encode", kwlist, &text, &specials, &itemsize)) return NULL;
+    return encode_to(e, text, 1, specials, itemsize, "encode");
+}
+
+/* encode for UTF-8 bytes: None, with nothing encoded, when data is not well-formed UTF-8 (the
+   caller decodes it to get Python's error). */
+static PyObject *Encoder_encode_utf8(Encoder *e, PyObject *args) {
+    PyObject *data, *specials = NULL;
+    int itemsize = 0;
+    if (!PyArg_ParseTuple(args, "O|Oi:encode_utf8", &data, &specials, &itemsize)) return NULL;
+    return encode_to(e, data, 0, specials, itemsize, "encode_utf8");
 }
 
 /* The UTF-8 byte offsets at which the pre-tokens of text end (scan_pieces), as a list. */
 static PyObject *Encoder_pretoken_ends(Encoder *e, PyObject *text) {
     const uint8_t *s;
     size_t n;
-    PyObject *owner;
-    if (encoder_ready(e) < 0 || text_utf8(text, "pretoken_ends", &s, &n, &owner) < 0) return NULL;
+    if (encoder_ready(e) < 0 || text_utf8(text, "pretoken_ends", &s, &n) < 0) return NULL;
     PyObject *list = PyList_New(0);
     size_t ends[BATCH], pos = 0;
     while (list && pos < n) {
@@ -1355,176 +1455,31 @@ static PyObject *Encoder_pretoken_ends(Encoder *e, PyObject *text) {
             Py_DECREF(v);
         }
     }
-    Py_XDECREF(owner);
     return list;
 }
 
-static int utf8_valid(const uint8_t *s, size_t n);
-
-/* The inputs of the *_utf8 methods: data's buffer in *view, specials ((bytes, id) pairs, or
-   None) read into *sp / *nsp and kept alive by *held. 0, or -1 with an error set and nothing
-   held. Release with utf8_input_release. */
-static int utf8_input(PyObject *data, PyObject *specials, Py_buffer *view, PyObject **held, Special **sp, size_t *nsp) {
-    *held = NULL;
-    *sp = NULL;
-    *nsp = 0;
-    if (specials && specials != Py_None && !(*held = read_specials(specials, sp, nsp))) return -1;
-    if (PyObject_GetBuffer(data, view, PyBUF_SIMPLE) < 0) {
-        Py_XDECREF(*held);
-        free(*sp);
-        *held = NULL;
-        *sp = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-static void utf8_input_release(Py_buffer *view, PyObject *held, Special *sp) {
-    PyBuffer_Release(view);
-    Py_XDECREF(held);
-    free(sp);
-}
-
-/* encode for UTF-8 bytes: the ids packed (itemsize 2 or 4) or as a list (0); None, with nothing
-   encoded, when data is not well-formed UTF-8 (the caller decodes it to get Python's error). */
-static PyObject *Encoder_encode_utf8(Encoder *e, PyObject *args) {
-    PyObject *data, *specials = NULL, *held = NULL;
-    int itemsize = 0;
-    if (!PyArg_ParseTuple(args, "O|Oi:encode_utf8", &data, &specials, &itemsize)) return NULL;
-    if (itemsize != 0 && itemsize != 2 && itemsize != 4) {
-        PyErr_SetString(PyExc_ValueError, "itemsize must be 0 (list), 2 (uint16) or 4 (uint32)");
-        return NULL;
-    }
-    Special *sp;
-    size_t nsp;
-    Py_buffer view;
-    if (encoder_ready(e) < 0 || utf8_input(data, specials, &view, &held, &sp, &nsp) < 0) return NULL;
-    const uint8_t *s = (const uint8_t *)view.buf;
-    size_t n = (size_t)view.len;
-    IdBuf o = {NULL, 0, 0};
-    int valid, rc = out_reserve(&o, n / 3 + 16);
-    Py_BEGIN_ALLOW_THREADS
-    valid = utf8_valid(s, n);
-    if (valid && rc == 0) {
-        PyThread_acquire_lock(e->lock, WAIT_LOCK);
-        rc = nsp ? encode_segments(e, s, n, sp, nsp, &o) : encode_core(e, s, n, &o);
-        PyThread_release_lock(e->lock);
-    }
-    Py_END_ALLOW_THREADS
-    utf8_input_release(&view, held, sp);
-    PyObject *out = NULL;
+/* Counts the pre-tokens of data (a str when is_text, else UTF-8 bytes) cut at specials. 0, or -1
+   with an error set; *valid as input_process's. */
+static int count_input(Encoder *e, PyObject *data, int is_text, PyObject *specials, const char *caller, int *valid) {
+    Input in;
+    if (encoder_ready(e) < 0 || input_open(&in, data, is_text, specials, caller) < 0) return -1;
+    int rc = input_process(e, &in, NULL, valid);
+    input_close(&in);
     if (rc < 0) PyErr_NoMemory();
-    else if (!valid) {
-        Py_INCREF(Py_None);
-        out = Py_None;
-    }
-    else out = itemsize ? ids_packed(&o, itemsize) : ids_list(e, &o);
-    free(o.v);
-    return out;
-}
-
-static PyObject *Encoder_encode(Encoder *e, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"text", "specials", "itemsize", NULL};
-    PyObject *text, *specials = NULL;
-    int itemsize = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|Oi:encode", kwlist, &text, &specials, &itemsize)) return NULL;
-    return encode_to(e, text, specials, itemsize);
-}
-
-/* Counts the pre-tokens of s[0..n) (valid UTF-8). 0, or -1 on memory error. Call with e->lock held. */
-static int count_core(Encoder *e, const uint8_t *s, size_t n) {
-    size_t ends[BATCH], pos = 0;
-    while (pos < n) {
-        size_t start = pos, nb = scan_pieces(e, s, n, &pos, ends, BATCH);
-        for (size_t b = 0; b < nb; b++) {
-            if (count_piece(e, s + start, ends[b] - start, s + n) < 0) return -1;
-            start = ends[b];
-        }
-    }
-    return 0;
-}
-
-/* Whether s[0..n) is well-formed UTF-8 as Python's strict decoder takes it (Unicode's Table 3-7:
-   no overlong forms, no surrogates, nothing past U+10FFFF, no truncated sequence). */
-static int utf8_valid(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        if (i + 8 <= n) { /* eight ASCII bytes at a time */
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (!(w & 0x8080808080808080ULL)) {
-                i += 8;
-                continue;
-            }
-        }
-        uint8_t b = s[i];
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        uint8_t lo = 0x80, hi = 0xBF; /* the allowed range of the second byte */
-        if (b >= 0xC2 && b <= 0xDF) need = 1;
-        else if (b == 0xE0) need = 2, lo = 0xA0;
-        else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) need = 2;
-        else if (b == 0xED) need = 2, hi = 0x9F;
-        else if (b == 0xF0) need = 3, lo = 0x90;
-        else if (b >= 0xF1 && b <= 0xF3) need = 3;
-        else if (b == 0xF4) need = 3, hi = 0x8F;
-        else return 0;
-        if (i + need >= n) return 0; /* truncated: fewer than need bytes follow */
-        if (s[i + 1] < lo || s[i + 1] > hi) return 0;
-        for (size_t k = 2; k <= need; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return 0;
-        i += need + 1;
-    }
-    return 1;
+    return rc;
 }
 
 static PyObject *Encoder_count_pretokens_utf8(Encoder *e, PyObject *args) {
-    PyObject *data, *specials = NULL, *held = NULL;
+    PyObject *data, *specials = NULL;
+    int valid;
     if (!PyArg_ParseTuple(args, "O|O:count_pretokens_utf8", &data, &specials)) return NULL;
-    Special *sp;
-    size_t nsp;
-    Py_buffer view;
-    if (encoder_ready(e) < 0 || utf8_input(data, specials, &view, &held, &sp, &nsp) < 0) return NULL;
-    const uint8_t *s = (const uint8_t *)view.buf;
-    size_t n = (size_t)view.len;
-    int valid, rc = 0;
-    Py_BEGIN_ALLOW_THREADS
-    valid = utf8_valid(s, n);
-    if (valid) {
-        PyThread_acquire_lock(e->lock, WAIT_LOCK);
-        size_t pos = 0, which, at;
-        find_specials(s, n, sp, nsp);
-        while (rc == 0 && (at = next_special(sp, nsp, n, &which)) < n) {
-            rc = count_core(e, s + pos, at - pos);
-            pos = at + sp[which].len;
-            skip_specials(s, n, sp, nsp, pos);
-        }
-        if (rc == 0) rc = count_core(e, s + pos, n - pos);
-        PyThread_release_lock(e->lock);
-    }
-    Py_END_ALLOW_THREADS
-    utf8_input_release(&view, held, sp);
-    if (rc < 0) return PyErr_NoMemory();
+    if (count_input(e, data, 0, specials, "count_pretokens_utf8", &valid) < 0) return NULL;
     return PyBool_FromLong(valid);
 }
 
 static PyObject *Encoder_count_pretokens(Encoder *e, PyObject *text) {
-    if (encoder_ready(e) < 0) return NULL;
-    const uint8_t *s;
-    size_t n;
-    PyObject *owner;
-    if (text_utf8(text, "count_pretokens", &s, &n, &owner) < 0) return NULL;
-    int rc = 0;
-    Py_BEGIN_ALLOW_THREADS
-    PyThread_acquire_lock(e->lock, WAIT_LOCK);
-    rc = count_core(e, s, n);
-    PyThread_release_lock(e->lock);
-    Py_END_ALLOW_THREADS
-    Py_XDECREF(owner);
-    if (rc < 0) return PyErr_NoMemory();
+    int valid;
+    if (count_input(e, text, 1, NULL, "count_pretokens", &valid) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
