@@ -306,18 +306,20 @@ class Tokenizer:
             raise TypeError(f"encode expects str, got {type(text).__name__}")
         return self._encode_planned(text, self._special_plan(allowed_special, disallowed_special))
 
-    def _encode_planned(self, text: str, plan: _SpecialPlan) -> list[int]:
+    def _encode_planned(self, text: str, plan: _SpecialPlan, itemsize: int = 0) -> list[int] | bytearray:
         try:
-            return self._encode(text, plan)
+            return self._encode(text, plan, itemsize)
         except UnicodeEncodeError:
-            return self._encode(_replace_lone_surrogates(text), plan)
+            return self._encode(_replace_lone_surrogates(text), plan, itemsize)
 
-    def _encode(self, text: str, plan: _SpecialPlan) -> list[int]:
+    def _encode(self, text: str, plan: _SpecialPlan, itemsize: int = 0) -> list[int] | bytearray:
+        """The ids of text under plan: a list, or with itemsize 2 / 4 (C encoder only) packed as
+        little-endian uint16 / uint32 for numpy.frombuffer. UnicodeEncodeError on lone surrogates."""
         specials = self._c_specials(plan.allowed)
         if specials is not None:  # one C call: the cuts at special tokens, the pre-tokens and the ids
             if plan.disallowed:
                 self._check_disallowed(text, plan.disallowed)
-            return self._fast.encode(text, specials)
+            return self._fast.encode(text, specials, itemsize)
         out: list[int] = []
         for piece in self._segments(text, plan):
             if isinstance(piece, int):
@@ -368,26 +370,8 @@ class Tokenizer:
         allowed, disallowed = encode_kwargs.pop("allowed_special", "all"), encode_kwargs.pop("disallowed_special", ())
         if encode_kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(encode_kwargs)}")
-        plan = self._special_plan(allowed, disallowed)
-        specials = self._c_specials(plan.allowed)
-        if specials is not None:  # one C call, the ids packed straight into the array's buffer
-            if plan.disallowed:
-                self._check_disallowed(text, plan.disallowed)
-            try:
-                packed = self._fast.encode(text, specials, dtype.itemsize)
-            except UnicodeEncodeError:
-                packed = self._fast.encode(_replace_lone_surrogates(text), specials, dtype.itemsize)
-            return np.frombuffer(packed, dtype=dtype)
-        parts: list[bytes] = []
-        for piece in self._segments(text, plan):
-            if isinstance(piece, int):
-                parts.append(piece.to_bytes(dtype.itemsize, "little"))
-                continue
-            try:
-                parts.append(self._fast.encode_ordinary_bytes(piece, dtype.itemsize))
-            except UnicodeEncodeError:
-                parts.append(self._fast.encode_ordinary_bytes(_replace_lone_surrogates(piece), dtype.itemsize))
-        return np.frombuffer(b"".join(parts), dtype=dtype)
+        # the C encoder packs the ids straight into the array's buffer: one call, no list
+        return np.frombuffer(self._encode_planned(text, self._special_plan(allowed, disallowed), dtype.itemsize), dtype=dtype)
 
     def encode_utf8_to_numpy(self, data: bytes | bytearray | memoryview, dtype=None) -> np.ndarray:
         """encode_to_numpy(data.decode("utf-8")) (all special tokens allowed), without making the

@@ -48,6 +48,7 @@ def _to_gpt2_chars() -> dict[int, str]:
 
 
 @lru_cache(maxsize=1)
+@lru_cache(maxsize=1)
 def _gpt2_byte_table():
     """int16[65536]: GPT-2's character (a BMP code point) -> its byte, every other code point -> -1."""
     import numpy as np
@@ -74,7 +75,7 @@ def _decode_gpt2_parts(parts: list[str]) -> list[bytes] | None:
     seps = np.flatnonzero(units == 10)
     if len(seps) != len(parts) - 1:
         return None
-    mapped = _gpt2_byte_table_cached()[units]
+    mapped = _gpt2_byte_table()[units]
     mapped[seps] = 0
     if (mapped < 0).any():
         return None
@@ -82,9 +83,6 @@ def _decode_gpt2_parts(parts: list[str]) -> list[bytes] | None:
     starts = np.concatenate(([0], seps + 1)).tolist()
     ends = np.concatenate((seps, [len(units)])).tolist()
     return [buf[a:b] for a, b in zip(starts, ends)]
-
-
-_gpt2_byte_table_cached = lru_cache(maxsize=1)(_gpt2_byte_table)
 
 
 def _from_gpt2_chars() -> dict[int, int]:
