@@ -436,6 +436,42 @@ def test_raw_encode_with_specials():
     with pytest.raises(ValueError, match="itemsize"):
         enc.encode("ab", (), 8)
 
+def test_packed_ids_are_a_buffer_that_owns_its_memory():
+    """Packed output (itemsize 2 / 4) is written in place and handed over as a PackedIds buffer:
+    bytes(), len() in bytes, a writable numpy.frombuffer view that outlives the Encoder."""
+    import gc
+
+    letters, numbers, spaces = _native.unicode_class_ranges()
+    enc = _bpe_encode.Encoder(list(range(256)), [(97, 98, 256)], letters, numbers, spaces)
+    text = "ab<s>" + " ab" * 1000 + " a" * 7 + "x" * 40  # small-cache pieces, a special token, a 40-byte piece
+    expected = enc.encode(text, [(b"<s>", 300)])
+    for itemsize, dtype in ((2, np.uint16), (4, np.uint32)):
+        packed = enc.encode(text, [(b"<s>", 300)], itemsize)
+        assert type(packed).__name__ == "PackedIds" and len(packed) == itemsize * len(expected)
+        assert bytes(packed) == np.asarray(expected, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
+        arr = np.frombuffer(packed, dtype=dtype)
+        del packed
+        arr[0] += 1  # writable
+        assert arr.tolist() == [expected[0] + 1] + expected[1:]
+    del enc
+    gc.collect()
+    assert arr.tolist()[1:] == expected[1:]  # the memory is the array's, not the Encoder's
+    empty = _bpe_encode.Encoder(list(range(256)), [], letters, numbers, spaces).encode("", (), 2)
+    assert len(empty) == 0 and bytes(empty) == b"" and np.frombuffer(empty, np.uint16).shape == (0,)
+
+
+@pytest.mark.parametrize("text", ["ab", "ab ab ab", "x" * 30 + "ab", "<big>", "ab" * 20])
+def test_packed_uint16_refuses_every_id_that_does_not_fit(text):
+    """An id past 65535 in uint16 output is an OverflowError wherever it comes from: a small-cache
+    hit or miss, the general cache (pre-tokens over 16 bytes), a special token."""
+    letters, numbers, spaces = _native.unicode_class_ranges()
+    enc = _bpe_encode.Encoder(list(range(256)), [(97, 98, 70_000), (70_000, 70_000, 70_001)], letters, numbers, spaces)
+    for _ in range(2):  # cold, then warm
+        with pytest.raises(OverflowError, match="uint16"):
+            enc.encode(text, [(b"<big>", 65_536)], 2)
+    assert np.frombuffer(enc.encode(text, [(b"<big>", 65_536)], 4), np.uint32).tolist() == enc.encode(text, [(b"<big>", 65_536)])
+
+
 
 def test_encode_to_numpy_options(c_tok, py_tok):
     from tinylm.errors import SpecialTokenNotAllowedError

@@ -371,20 +371,55 @@ static int cache_put(Encoder *e, const uint8_t *key, size_t len, uint64_t h, con
 /* ------------------------------------------------------------------------------------------ */
 /* Output buffer                                                                              */
 
+/* The ids of one call, n of them in v[0 .. n * itemsize), in the form the caller gets them:
+   int32 (itemsize 4: for a list, or packed uint32) or uint16 (itemsize 2), written in place, so
+   packed output needs no second pass and no second buffer. top: the bitwise OR of the uint16
+   ids written (above 0xFFFF when one did not fit). */
 typedef struct {
-    int32_t *v;
+    uint8_t *v;
     size_t n, cap;
+    size_t itemsize;
+    uint32_t top;
 } IdBuf;
 
 static inline int out_reserve(IdBuf *o, size_t extra) {
     if (o->n + extra <= o->cap) return 0;
     size_t nc = o->cap ? o->cap * 2 : 1024;
     while (nc < o->n + extra) nc *= 2;
-    int32_t *nv = (int32_t *)realloc(o->v, nc * sizeof(int32_t));
+    uint8_t *nv = (uint8_t *)realloc(o->v, nc * o->itemsize);
     if (!nv) return -1;
     o->v = nv;
     o->cap = nc;
     return 0;
+}
+
+/* Writes ids[0..3) at o's end (o has room for 3 more) and counts the first k of them; ids past
+   k are scratch, overwritten by the next write. */
+static inline void out_put3(IdBuf *o, const int32_t *ids, size_t k) {
+    if (o->itemsize == 4) {
+        memcpy(o->v + 4 * o->n, ids, 3 * sizeof(int32_t));
+    } else {
+        uint16_t *d = (uint16_t *)(void *)o->v + o->n;
+        d[0] = (uint16_t)ids[0];
+        d[1] = (uint16_t)ids[1];
+        d[2] = (uint16_t)ids[2];
+        o->top |= (uint32_t)ids[0] | (uint32_t)ids[1] | (uint32_t)ids[2];
+    }
+    o->n += k;
+}
+
+/* Appends ids[0..k) to o, which has room for them. */
+static inline void out_put(IdBuf *o, const int32_t *ids, size_t k) {
+    if (o->itemsize == 4) {
+        memcpy(o->v + 4 * o->n, ids, k * sizeof(int32_t));
+    } else {
+        uint16_t *d = (uint16_t *)(void *)o->v + o->n;
+        for (size_t j = 0; j < k; j++) {
+            d[j] = (uint16_t)ids[j];
+            o->top |= (uint32_t)ids[j];
+        }
+    }
+    o->n += k;
 }
 
 
@@ -481,23 +516,20 @@ static inline int encode_small(Encoder *e, const uint8_t *p, size_t len, uint64_
         if (m == 0) break;
         if ((m & 0xFF) == len && t[s].k0 == k0 && t[s].k1 == k1) {
             if (m >> 8) {
-                memcpy(o->v + o->n, t[s].ids, sizeof t[s].ids); /* all 3: o has room; only m >> 8 count */
-                o->n += m >> 8;
+                out_put3(o, t[s].ids, m >> 8); /* all 3: o has room; only m >> 8 count */
                 return 0;
             }
             size_t n; /* in the general cache (or merged again, when that was cleared since) */
             const int32_t *ids = piece_ids(e, p, len, &n);
             if (!ids) return -1;
-            memcpy(o->v + o->n, ids, n * sizeof(int32_t));
-            o->n += n;
+            out_put(o, ids, n);
             return 0;
         }
     }
     Py_ssize_t n = bpe(e, p, len);
     if (n < 0) return -1;
     const int32_t *ids = e->work_ids;
-    memcpy(o->v + o->n, ids, (size_t)n * sizeof(int32_t));
-    o->n += (size_t)n;
+    out_put(o, ids, (size_t)n);
     if (n > SMALL_MAX_IDS) {
         if (cache_put(e, p, len, hash_bytes(p, len), ids, (size_t)n) < 0) return -1;
         n = 0; /* the entry says: in the general cache */
@@ -771,29 +803,44 @@ static size_t scan_pieces(const Encoder *e, const uint8_t *s, size_t n, size_t *
 
 #define BATCH 256 /* pre-token ends found at a time (scan_pieces) */
 
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
 /* Encodes s[0..n) (valid UTF-8) into o. 0, or -1 on memory error. Call with e->lock held.
-   Pre-tokens are found BATCH at a time (scan_pieces), then looked up one by one. */
+   Pre-tokens are found BATCH at a time (scan_pieces); then, for the batch, the small-cache keys
+   and home slots are computed and the slots' cache lines requested (prefetch), and only then
+   looked up one by one: the lookups of a batch wait on memory together, not one after another. */
 static int encode_core(Encoder *e, const uint8_t *s, size_t n, IdBuf *o) {
     if (small_ready(e) < 0) return -1;
     const uint8_t *end = s + n;
     size_t ends[BATCH];
+    uint64_t keys[BATCH][2];
+    uint32_t home[BATCH];
     size_t pos = 0;
     while (pos < n) {
         size_t start = pos, nb = scan_pieces(e, s, n, &pos, ends, BATCH);
         if (out_reserve(o, pos - start + SMALL_MAX_IDS) < 0) return -1;
+        for (size_t b = 0, at = start; b < nb; at = ends[b++]) {
+            size_t len = ends[b] - at;
+            if (len <= SMALL_MAX_KEY) {
+                small_key(s + at, len, end, &keys[b][0], &keys[b][1]);
+                home[b] = (uint32_t)small_slot(keys[b][0], keys[b][1], len);
+                PREFETCH(&e->small[home[b]]);
+            }
+        }
         for (size_t b = 0; b < nb; b++) {
             const uint8_t *p = s + start;
             size_t len = ends[b] - start, m;
             start = ends[b];
             if (len <= SMALL_MAX_KEY) { /* single bytes too: one path */
-                uint64_t k0, k1;
-                small_key(p, len, end, &k0, &k1);
-                if (encode_small(e, p, len, k0, k1, small_slot(k0, k1, len), o) < 0) return -1;
+                if (encode_small(e, p, len, keys[b][0], keys[b][1], home[b], o) < 0) return -1;
             } else {
                 const int32_t *ids = piece_ids(e, p, len, &m);
                 if (!ids) return -1;
-                memcpy(o->v + o->n, ids, m * sizeof(int32_t));
-                o->n += m;
+                out_put(o, ids, m);
             }
         }
     }
@@ -1198,7 +1245,7 @@ static int process_segments(Encoder *e, const uint8_t *s, size_t n, Special *sp,
     while ((at = next_special(sp, nsp, n, &which)) < n) {
         if (o) {
             if (encode_core(e, s + pos, at - pos, o) < 0 || out_reserve(o, 1) < 0) return -1;
-            o->v[o->n++] = sp[which].id;
+            out_put(o, &sp[which].id, 1);
         } else if (count_core(e, s + pos, at - pos) < 0) {
             return -1;
         }
@@ -1332,56 +1379,97 @@ static int input_process(Encoder *e, Input *in, IdBuf *o, int *valid) {
     return rc;
 }
 
-/* The ids as a list of Python ints (shared objects below IDOBJ_LIMIT). */
+/* The ids (o->itemsize 4) as a list of Python ints (shared objects below IDOBJ_LIMIT). */
 static PyObject *ids_list(Encoder *e, const IdBuf *o) {
     PyObject *list = PyList_New((Py_ssize_t)o->n);
     if (!list) return NULL;
+    const int32_t *v = (const int32_t *)(const void *)o->v;
     for (size_t k = 0; k < o->n; k++) {
-        int32_t id = o->v[k];
-        PyObject *v;
+        int32_t id = v[k];
+        PyObject *obj;
         if (id < e->nidobj) {
-            v = e->idobj[id];
-            Py_INCREF(v);
-        } else if (!(v = PyLong_FromLong(id))) {
+            obj = e->idobj[id];
+            Py_INCREF(obj);
+        } else if (!(obj = PyLong_FromLong(id))) {
             Py_DECREF(list);
             return NULL;
         }
-        PyList_SET_ITEM(list, (Py_ssize_t)k, v);
+        PyList_SET_ITEM(list, (Py_ssize_t)k, obj);
     }
     return list;
 }
 
-/* The ids packed as little-endian unsigned integers of itemsize bytes (2 or 4) in a new
-   bytearray (writable, for numpy.frombuffer); OverflowError when an id does not fit. Plain
-   loops over the whole buffer (the largest id first), which compilers vectorise. */
-static PyObject *ids_packed(const IdBuf *o, int itemsize) {
-    uint32_t top = 0;
-    for (size_t k = 0; k < o->n; k++) top = (uint32_t)o->v[k] > top ? (uint32_t)o->v[k] : top;
-    if (itemsize == 2 && top > 0xFFFF) {
-        PyErr_Format(PyExc_OverflowError, "id %u does not fit in uint16", top);
+/* PackedIds: a writable buffer (the buffer protocol: bytes(x), numpy.frombuffer(x, dtype), ==
+   against bytes) that owns the malloc'd memory the ids were encoded into, so packed output is
+   handed over without a copy. */
+typedef struct {
+    PyObject_HEAD
+    uint8_t *buf;
+    Py_ssize_t len;
+} PackedIds;
+
+static void PackedIds_dealloc(PackedIds *p) {
+    free(p->buf);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static int PackedIds_getbuffer(PackedIds *p, Py_buffer *view, int flags) {
+    return PyBuffer_FillInfo(view, (PyObject *)p, p->buf, p->len, 0, flags);
+}
+
+static Py_ssize_t PackedIds_length(PackedIds *p) { return p->len; }
+
+static PyBufferProcs PackedIds_as_buffer = {(getbufferproc)PackedIds_getbuffer, NULL};
+static PySequenceMethods PackedIds_as_sequence = {.sq_length = (lenfunc)PackedIds_length};
+
+static PyTypeObject PackedIdsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tinylm.tokenizer._bpe_encode.PackedIds",
+    .tp_basicsize = sizeof(PackedIds),
+    .tp_dealloc = (destructor)PackedIds_dealloc,
+    .tp_as_buffer = &PackedIds_as_buffer,
+    .tp_as_sequence = &PackedIds_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Packed little-endian token ids (len: bytes); read with numpy.frombuffer(x, dtype).",
+};
+
+/* The packed ids of o (itemsize 2 or 4) as a PackedIds that takes o's memory (o is emptied);
+   OverflowError when a uint16 id did not fit. */
+static PyObject *ids_packed(IdBuf *o) {
+    if (o->itemsize == 2 && o->top > 0xFFFF) {
+        PyErr_SetString(PyExc_OverflowError, "an id past 65535 does not fit in uint16");
         return NULL;
     }
-    PyObject *out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(o->n * (size_t)itemsize));
-    if (!out) return NULL;
-    unsigned char *dst = (unsigned char *)PyByteArray_AS_STRING(out);
-#if WORD_LOADS /* little-endian: the native layout is the file's */
-    if (itemsize == 2) {
-        uint16_t *d = (uint16_t *)(void *)dst;
-        for (size_t k = 0; k < o->n; k++) d[k] = (uint16_t)o->v[k];
-    } else {
-        memcpy(dst, o->v, o->n * sizeof(int32_t));
-    }
-#else
+#if !WORD_LOADS /* big-endian: the native layout is not the file's */
     for (size_t k = 0; k < o->n; k++) {
-        uint32_t id = (uint32_t)o->v[k];
-        for (int j = 0; j < itemsize; j++) dst[itemsize * k + j] = (unsigned char)(id >> (8 * j));
+        uint8_t *q = o->v + o->itemsize * k;
+        for (size_t i = 0, j = o->itemsize - 1; i < j; i++, j--) {
+            uint8_t t = q[i];
+            q[i] = q[j];
+            q[j] = t;
+        }
     }
 #endif
-    return out;
+    PackedIds *p = PyObject_New(PackedIds, &PackedIdsType);
+    if (!p) return NULL;
+    size_t len = o->n * o->itemsize;
+    if (len) { /* give back the unused capacity (in place: no copy) */
+        uint8_t *q = (uint8_t *)realloc(o->v, len);
+        if (q) o->v = q;
+    } else {
+        free(o->v);
+        o->v = NULL;
+    }
+    p->buf = o->v;
+    p->len = (Py_ssize_t)len;
+    o->v = NULL;
+    o->n = o->cap = 0;
+    return (PyObject *)p;
 }
 
 /* Encodes data (a str when is_text, else UTF-8 bytes) cut at specials; the ids as a list
-   (itemsize 0) or packed (2, 4); None when bytes-like data is not UTF-8 (nothing encoded). */
+   (itemsize 0) or packed (2, 4: a PackedIds); None when bytes-like data is not UTF-8 (nothing
+   encoded). */
 static PyObject *encode_to(Encoder *e, PyObject *data, int is_text, PyObject *specials, int itemsize, const char *caller) {
     if (itemsize != 0 && itemsize != 2 && itemsize != 4) {
         PyErr_SetString(PyExc_ValueError, "itemsize must be 0 (list), 2 (uint16) or 4 (uint32)");
@@ -1389,7 +1477,7 @@ static PyObject *encode_to(Encoder *e, PyObject *data, int is_text, PyObject *sp
     }
     Input in;
     if (encoder_ready(e) < 0 || input_open(&in, data, is_text, specials, caller) < 0) return NULL;
-    IdBuf o = {NULL, 0, 0};
+    IdBuf o = {NULL, 0, 0, itemsize == 2 ? 2 : 4, 0};
     int valid;
     int rc = input_process(e, &in, &o, &valid);
     input_close(&in);
@@ -1400,7 +1488,7 @@ static PyObject *encode_to(Encoder *e, PyObject *data, int is_text, PyObject *sp
         Py_INCREF(Py_None);
         out = Py_None;
     } else {
-        out = itemsize ? ids_packed(&o, itemsize) : ids_list(e, &o);
+        out = itemsize ? ids_packed(&o) : ids_list(e, &o);
     }
     free(o.v);
     return out;
@@ -1660,12 +1748,12 @@ static PyMethodDef Encoder_methods[] = {
      "pretoken_ends(text: str) -> list[int]\n\nWhere each GPT-2 pre-token of text ends, as offsets into its UTF-8 bytes "
      "(the matcher encode and count_pretokens use; for tests and debugging). UnicodeEncodeError on lone surrogates."},
     {"encode", (PyCFunction)(void (*)(void))Encoder_encode, METH_VARARGS | METH_KEYWORDS,
-     "encode(text: str, specials=(), itemsize=0) -> list[int] | bytearray\n\nencode_ordinary, except that each "
+     "encode(text: str, specials=(), itemsize=0) -> list[int] | PackedIds\n\nencode_ordinary, except that each "
      "occurrence of a special token (specials: (UTF-8 bytes, id) pairs) becomes its id: leftmost first, the longest "
      "of those starting at one place. itemsize 0 gives a list of ints; 2 or 4 the ids as little-endian uint16 / "
-     "uint32 in a bytearray (OverflowError if an id does not fit). UnicodeEncodeError on lone surrogates."},
+     "uint32 in a PackedIds buffer (numpy.frombuffer; OverflowError if an id does not fit). UnicodeEncodeError on lone surrogates."},
     {"encode_ordinary_bytes", (PyCFunction)Encoder_encode_ordinary_bytes, METH_VARARGS,
-     "encode_ordinary_bytes(text: str, itemsize: int) -> bytearray\n\nThe ids of encode_ordinary(text) as little-endian "
+     "encode_ordinary_bytes(text: str, itemsize: int) -> PackedIds\n\nThe ids of encode_ordinary(text) as little-endian "
      "unsigned integers of itemsize bytes (2: uint16, 4: uint32), e.g. for numpy.frombuffer; OverflowError if an id "
      "does not fit."},
     {"clear_cache", (PyCFunction)Encoder_clear_cache, METH_NOARGS, "Empty the pre-token cache."},
@@ -1676,7 +1764,7 @@ static PyMethodDef Encoder_methods[] = {
      "count_pretokens(text: str) -> None\n\nSplit text with the GPT-2 pattern (no special-token handling) and add "
      "each pre-token's UTF-8 bytes to this Encoder's counts; UnicodeEncodeError on lone surrogates."},
     {"encode_utf8", (PyCFunction)Encoder_encode_utf8, METH_VARARGS,
-     "encode_utf8(data: bytes-like, specials=(), itemsize=0) -> list[int] | bytearray | None\n\nencode on UTF-8 "
+     "encode_utf8(data: bytes-like, specials=(), itemsize=0) -> list[int] | PackedIds | None\n\nencode on UTF-8 "
      "bytes, with no str made; None, with nothing encoded, when data is not well-formed UTF-8 (decode it to get "
      "Python's error)."},
     {"count_pretokens_utf8", (PyCFunction)Encoder_count_pretokens_utf8, METH_VARARGS,
@@ -1729,7 +1817,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__bpe_encode(void) {
-    if (PyType_Ready(&EncoderType) < 0) return NULL;
+    if (PyType_Ready(&EncoderType) < 0 || PyType_Ready(&PackedIdsType) < 0) return NULL;
     small_masks_init();
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;

@@ -15,7 +15,7 @@ import os
 from collections.abc import Collection, Iterable, Iterator
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 from tinylm.errors import ConfigError, InputFileError, SpecialTokenNotAllowedError, TokenizerFileError, UnknownTokenError
@@ -33,6 +33,9 @@ from tinylm.io import atomic_write_files, ensure_output_dir
 from tinylm.tokenizer._native import AUTO, check_backend, make_encoder
 from tinylm.tokenizer.pretokenize import SpecialTokenMatcher, pretokenize, safe_pieces, special_matcher, validate_special_tokens
 from tinylm.tokenizer.token_dtypes import token_dtype
+
+if TYPE_CHECKING:
+    from tinylm.tokenizer._bpe_encode import PackedIds  # the C encoder's packed ids (a buffer)
 
 _CACHE_LIMIT = 200_000  # pre-tokens; bounds the cache to a few tens of MB
 STREAM_PIECE_CHARS = 1 << 16  # encode_iterable's default piece size (characters)
@@ -306,13 +309,13 @@ class Tokenizer:
             raise TypeError(f"encode expects str, got {type(text).__name__}")
         return self._encode_planned(text, self._special_plan(allowed_special, disallowed_special))
 
-    def _encode_planned(self, text: str, plan: _SpecialPlan, itemsize: int = 0) -> list[int] | bytearray:
+    def _encode_planned(self, text: str, plan: _SpecialPlan, itemsize: int = 0) -> list[int] | PackedIds:
         try:
             return self._encode(text, plan, itemsize)
         except UnicodeEncodeError:
             return self._encode(_replace_lone_surrogates(text), plan, itemsize)
 
-    def _encode(self, text: str, plan: _SpecialPlan, itemsize: int = 0) -> list[int] | bytearray:
+    def _encode(self, text: str, plan: _SpecialPlan, itemsize: int = 0) -> list[int] | PackedIds:
         """The ids of text under plan: a list, or with itemsize 2 / 4 (C encoder only) packed as
         little-endian uint16 / uint32 for numpy.frombuffer. UnicodeEncodeError on lone surrogates."""
         specials = self._c_specials(plan.allowed)
