@@ -10,6 +10,10 @@ fresh (a new Encoder) and warm (the same text again on one Encoder), into uint16
     # change the C, then: python setup.py build_ext --inplace
     cp tinylm/tokenizer/_bpe_encode*.so /tmp/after.so         # build B
     .venv/bin/python benchmarks/ab_encoder_builds.py /tmp/before.so /tmp/after.so [--rounds 7]
+
+With --processes each measurement runs in a new process (the builds alternating), as
+bench_encode.py measures a fresh Tokenizer: fresh is then the process's first encode, paying for
+the memory it touches first (on a VM, pages the host has not backed yet cost the most).
 """
 
 from __future__ import annotations
@@ -30,7 +34,11 @@ def main() -> int:
     ap.add_argument("builds", nargs=2, type=Path, help="two built _bpe_encode shared objects")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--mb", type=float, default=20.0)
+    ap.add_argument("--processes", action="store_true", help="each measurement in a new process")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.processes:
+        return in_processes(args)
     from tinylm.tokenizer import _native
     from tinylm.tokenizer.bpe import Tokenizer
 
@@ -51,6 +59,14 @@ def main() -> int:
     def run(enc):  # builds from before Encoder.encode had special tokens encode the text without them
         return enc.encode(text, specials, 2) if hasattr(enc, "encode") else enc.encode_ordinary_bytes(text, 2)
 
+    if args.child:  # one build, one new Encoder: fresh, then warm, on the text as a str
+        enc = new(next(iter(modules.values())))
+        t = time.perf_counter()
+        run(enc)
+        t1 = time.perf_counter()
+        run(enc)
+        print(t1 - t, time.perf_counter() - t1)
+        return 0
     warm_encoders = {name: new(mod) for name, mod in modules.items()}
     for enc in warm_encoders.values():
         run(enc)
@@ -68,6 +84,26 @@ def main() -> int:
     for name in modules:
         print(f"{name:24s} fresh {args.mb / statistics.median(fresh[name]):6.1f} MB/s  warm {args.mb / statistics.median(warm[name]):6.1f} MB/s")
     a, b = modules
+    print(f"time {a} / {b}, median of pairs: warm {statistics.median(x / y for x, y in zip(warm[a], warm[b])):.3f}, "
+          f"fresh {statistics.median(x / y for x, y in zip(fresh[a], fresh[b])):.3f}")
+    return 0
+
+
+def in_processes(args) -> int:
+    """Each round runs one new process per build (alternating): its first encode (fresh) and a second (warm)."""
+    import subprocess
+
+    fresh = {p.name: [] for p in args.builds}
+    warm = {p.name: [] for p in args.builds}
+    for _ in range(args.rounds):
+        for path in args.builds:
+            out = subprocess.run([sys.executable, __file__, str(path), str(path), "--child", "--mb", str(args.mb)],
+                                 check=True, capture_output=True, text=True).stdout.split()
+            fresh[path.name].append(float(out[0]))
+            warm[path.name].append(float(out[1]))
+    for name in fresh:
+        print(f"{name:24s} fresh {args.mb / statistics.median(fresh[name]):6.1f} MB/s  warm {args.mb / statistics.median(warm[name]):6.1f} MB/s  (new processes)")
+    a, b = fresh
     print(f"time {a} / {b}, median of pairs: warm {statistics.median(x / y for x, y in zip(warm[a], warm[b])):.3f}, "
           f"fresh {statistics.median(x / y for x, y in zip(fresh[a], fresh[b])):.3f}")
     return 0

@@ -697,3 +697,24 @@ def test_a_lone_surrogate_text_is_counted_by_the_python_path_beside_the_others()
         for k, v in count_text(t, None, backend="python").items():
             expected[k] = expected.get(k, 0) + v
     assert count_texts(texts, None) == expected
+
+
+def test_small_cache_grows_to_its_largest_size_then_clears(tiktoken_gpt2):
+    """The cache of pre-tokens of up to 16 bytes starts small, doubles as it fills (entries moved,
+    batches of lookups in flight around each doubling) and past its largest size is cleared; ids
+    stay tiktoken's throughout, cold and warm."""
+    tok = Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", [EOT], backend="c")
+    enc = tok._fast
+    assert enc.small_cache_slots == 0
+    assert tok.encode_ordinary(" the cat") == tiktoken_gpt2.encode_ordinary(" the cat")
+    assert enc.small_cache_slots == _bpe_encode.SMALL_CACHE_SLOTS
+    words = [" " + _letters(i, 4) for i in range(26**4)]  # 456,976 distinct 5-byte pre-tokens, most 1..3 ids
+    sizes = set()
+    for start in range(0, len(words), 50_000):
+        text = "".join(words[start : start + 50_000])
+        expected = tiktoken_gpt2.encode_ordinary(text)
+        assert tok.encode_ordinary(text) == expected
+        sizes.add(enc.small_cache_slots)
+        assert 0 < enc.cache_size <= _bpe_encode.CACHE_ENTRY_LIMIT
+        assert tok.encode_to_numpy(text).tolist() == expected  # warm (or partly, after a clear)
+    assert max(sizes) == _bpe_encode.SMALL_CACHE_MAX_SLOTS and len(sizes) > 1

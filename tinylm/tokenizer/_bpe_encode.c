@@ -25,8 +25,8 @@
  *     come from a table of all byte pairs;
  *   - pre-token bytes -> ids are cached per Encoder (the cache key is never more than one
  *     pre-token): pre-tokens of 1..16 bytes in an open-addressing table of 32-byte entries
- *     holding key and up to 3 ids inline (one memory access per hit; 2^19 slots, 16 MB on huge
- *     pages, allocated on first use, cleared past SMALL_LIMIT entries), or marking the pre-token
+ *     holding key and up to 3 ids inline (one memory access per hit; 2^14 slots on first use,
+ *     doubling at load 5/8 up to 2^19, 16 MB on huge pages, then cleared past SMALL_LIMIT), or marking the pre-token
  *     as one of the general table's (slot, then arena; cleared past CACHE_LIMIT entries), which
  *     holds the others;
  *   - counting (count_pretokens / take_counts) keeps pre-tokens of up to 16 bytes, key and count
@@ -54,8 +54,9 @@
 #define IDOBJ_LIMIT (1 << 24)         /* ids below this get a shared PyLong */
 #define SMALL_MAX_KEY 16              /* pre-tokens of up to 16 bytes: two words, in the small cache */
 #define SMALL_MAX_IDS 3
-#define SMALL_BITS 19                 /* slots of the small cache (32 bytes each: 16 MB, touched as used) */
-#define SMALL_LIMIT (5u << 16)        /* entries (load 5/8); the table is cleared past this */
+#define SMALL_MIN_BITS 16             /* first size of the small cache: 2^16 slots of 32 bytes (2 MB, one huge page) */
+#define SMALL_MAX_BITS 19             /* largest: 2^19 slots (16 MB); it doubles at load 5/8 up to this */
+#define SMALL_LIMIT (5u << 16)        /* entries at the largest size (load 5/8); cleared past this */
 #define SCOUNT_MIN_BITS 14            /* first size of the short-piece count table (slots) */
 
 /* A pre-token of 1..16 bytes and its 1..3 ids, inline: one memory access per hit, where the
@@ -118,8 +119,9 @@ typedef struct {
     size_t narena, carena;
     int32_t ncache;
 
-    SmallEntry *small;        /* 1 << SMALL_BITS slots, NULL until the first encode */
+    SmallEntry *small;        /* 1 << sbits slots, NULL until the first encode */
     uint32_t nsmall;
+    int sbits;
     ShortCount *scounts;      /* scmask + 1 slots (NULL until the first count), nscount in use */
     size_t scmask, nscount;
 
@@ -447,26 +449,60 @@ static const int32_t *piece_ids(Encoder *e, const uint8_t *p, size_t len, size_t
 /* ------------------------------------------------------------------------------------------ */
 /* Small cache: pre-tokens of 1..16 bytes with up to 3 ids, inline, open addressing            */
 
-#define SMALL_SLOTS ((size_t)1 << SMALL_BITS)
+static inline size_t small_slots(const Encoder *e) { return (size_t)1 << e->sbits; }
 
-static inline size_t small_slot(uint64_t k0, uint64_t k1, size_t len) {
+/* Home slot of a small-cache key in a table of 2^bits slots. */
+static inline size_t small_slot(uint64_t k0, uint64_t k1, size_t len, int bits) {
     uint64_t h = (k0 * 0x9E3779B97F4A7C15ULL) ^ (k1 * 0xC2B2AE3D27D4EB4FULL) ^ (uint64_t)len;
     h ^= h >> 31;
     h *= 0xBF58476D1CE4E5B9ULL;
-    return (size_t)(h >> (64 - SMALL_BITS));
+    return (size_t)(h >> (64 - bits));
 }
 
 static void small_clear(Encoder *e) {
-    if (e->small) memset(e->small, 0, SMALL_SLOTS * sizeof(SmallEntry));
+    if (e->small) memset(e->small, 0, small_slots(e) * sizeof(SmallEntry));
     e->nsmall = 0;
 }
 
-/* Allocates the small cache on first use. 0, or -1 (memory). */
+/* Allocates the small cache (2^SMALL_MIN_BITS slots) on first use. 0, or -1 (memory). */
 static int small_ready(Encoder *e) {
     if (e->small) return 0;
-    e->small = (SmallEntry *)table_alloc(SMALL_SLOTS * sizeof(SmallEntry));
+    e->small = (SmallEntry *)table_alloc(((size_t)1 << SMALL_MIN_BITS) * sizeof(SmallEntry));
+    e->sbits = SMALL_MIN_BITS;
     e->nsmall = 0;
     return e->small ? 0 : -1;
+}
+
+/* Doubles the small cache, moving its entries. 0, or -1 (memory; the table is unchanged). */
+static int small_grow(Encoder *e) {
+    int bits = e->sbits + 1;
+    size_t mask = ((size_t)1 << bits) - 1;
+    SmallEntry *t = (SmallEntry *)table_alloc((mask + 1) * sizeof(SmallEntry));
+    if (!t) return -1;
+    for (size_t i = 0, n = small_slots(e); i < n; i++) {
+        const SmallEntry *x = &e->small[i];
+        if (!x->meta) continue;
+        size_t s = small_slot(x->k0, x->k1, x->meta & 0xFF, bits);
+        while (t[s].meta) s = (s + 1) & mask;
+        t[s] = *x;
+    }
+    table_free(e->small, small_slots(e) * sizeof(SmallEntry));
+    e->small = t;
+    e->sbits = bits;
+    return 0;
+}
+
+/* Makes room for `more` new small-cache entries under load 5/8: doubles the table, or at its
+   largest size clears it. 0, or -1 (memory). */
+static int small_room(Encoder *e, size_t more) {
+    while (e->nsmall + more > ((size_t)5 << e->sbits) >> 3) {
+        if (e->sbits >= SMALL_MAX_BITS) {
+            small_clear(e);
+            return 0;
+        }
+        if (small_grow(e) < 0) return -1;
+    }
+    return 0;
 }
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -506,12 +542,12 @@ static inline void small_key(const uint8_t *p, size_t len, const uint8_t *end, u
 
 /* Appends the ids of the pre-token p[0..len), 1 <= len <= 16, with small-cache key k0, k1 and
    home slot s, to o, which has room for len + SMALL_MAX_IDS more ids (a pre-token never has
-   more ids than bytes). A small-cache entry holds the ids, or (id count 0) says they are in the
+   more ids than bytes); the small cache has room for one more entry (small_room). A small-cache entry holds the ids, or (id count 0) says they are in the
    general cache, so a miss in the small cache merges at once, never looking in the general one.
    0, or -1 on memory error. */
 static inline int encode_small(Encoder *e, const uint8_t *p, size_t len, uint64_t k0, uint64_t k1, size_t s, IdBuf *o) {
     SmallEntry *t = e->small;
-    for (;; s = (s + 1) & (SMALL_SLOTS - 1)) {
+    for (size_t mask = small_slots(e) - 1;; s = (s + 1) & mask) {
         uint32_t m = t[s].meta;
         if (m == 0) break;
         if ((m & 0xFF) == len && t[s].k0 == k0 && t[s].k1 == k1) {
@@ -533,10 +569,6 @@ static inline int encode_small(Encoder *e, const uint8_t *p, size_t len, uint64_
     if (n > SMALL_MAX_IDS) {
         if (cache_put(e, p, len, hash_bytes(p, len), ids, (size_t)n) < 0) return -1;
         n = 0; /* the entry says: in the general cache */
-    }
-    if (e->nsmall >= SMALL_LIMIT) {
-        small_clear(e);
-        s = small_slot(k0, k1, len);
     }
     t[s].k0 = k0;
     t[s].k1 = k1;
@@ -822,12 +854,12 @@ static int encode_core(Encoder *e, const uint8_t *s, size_t n, IdBuf *o) {
     size_t pos = 0;
     while (pos < n) {
         size_t start = pos, nb = scan_pieces(e, s, n, &pos, ends, BATCH);
-        if (out_reserve(o, pos - start + SMALL_MAX_IDS) < 0) return -1;
+        if (out_reserve(o, pos - start + SMALL_MAX_IDS) < 0 || small_room(e, nb) < 0) return -1;
         for (size_t b = 0, at = start; b < nb; at = ends[b++]) {
             size_t len = ends[b] - at;
             if (len <= SMALL_MAX_KEY) {
                 small_key(s + at, len, end, &keys[b][0], &keys[b][1]);
-                home[b] = (uint32_t)small_slot(keys[b][0], keys[b][1], len);
+                home[b] = (uint32_t)small_slot(keys[b][0], keys[b][1], len, e->sbits);
                 PREFETCH(&e->small[home[b]]);
             }
         }
@@ -1005,7 +1037,7 @@ static void Encoder_dealloc(Encoder *e) {
         free(e->idobj);
     }
     table_free(e->slots, CACHE_SLOTS * sizeof(uint64_t));
-    table_free(e->small, SMALL_SLOTS * sizeof(SmallEntry));
+    if (e->small) table_free(e->small, small_slots(e) * sizeof(SmallEntry));
     free(e->arena);
     free(e->work_ids);
     free(e->work_ranks);
@@ -1735,6 +1767,10 @@ static PyObject *Encoder_cache_size(Encoder *e, void *Py_UNUSED(closure)) {
     return PyLong_FromLong((long)e->ncache + (long)e->nsmall);
 }
 
+static PyObject *Encoder_small_cache_slots(Encoder *e, void *Py_UNUSED(closure)) {
+    return PyLong_FromSize_t(e->small ? small_slots(e) : 0);
+}
+
 PyDoc_STRVAR(encode_ordinary_doc,
 "encode_ordinary(text: str) -> list[int]\n"
 "\n"
@@ -1786,6 +1822,8 @@ static PyMethodDef Encoder_methods[] = {
 
 static PyGetSetDef Encoder_getset[] = {
     {"cache_size", (getter)Encoder_cache_size, NULL, "Number of cached pre-tokens.", NULL},
+    {"small_cache_slots", (getter)Encoder_small_cache_slots, NULL,
+     "Slots of the cache of pre-tokens of up to 16 bytes (0 before the first encode; it doubles as it fills).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1828,7 +1866,9 @@ PyMODINIT_FUNC PyInit__bpe_encode(void) {
         return NULL;
     }
     /* the most pre-tokens the caches hold at once (general + small), e.g. for tests */
-    if (PyModule_AddIntConstant(m, "CACHE_ENTRY_LIMIT", (long)CACHE_LIMIT + (long)SMALL_LIMIT) < 0) {
+    if (PyModule_AddIntConstant(m, "CACHE_ENTRY_LIMIT", (long)CACHE_LIMIT + (long)SMALL_LIMIT) < 0 ||
+        PyModule_AddIntConstant(m, "SMALL_CACHE_SLOTS", 1L << SMALL_MIN_BITS) < 0 ||
+        PyModule_AddIntConstant(m, "SMALL_CACHE_MAX_SLOTS", 1L << SMALL_MAX_BITS) < 0) {
         Py_DECREF(m);
         return NULL;
     }
