@@ -1,10 +1,18 @@
-"""Shared test helpers: fixture paths."""
+"""Shared test helpers: fixture paths; the tokenizer cache in a folder of the test session's own."""
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_configure(config):
+    """Tokenizers loaded by the tests (and the CLI processes they start) are cached in a fresh
+    folder, never in the user's ~/.cache (tinylm.tokenizer.load_cache)."""
+    os.environ["TINYLM_CACHE_DIR"] = tempfile.mkdtemp(prefix="tinylm-test-cache-")
 
 
 @pytest.fixture(scope="session")

