@@ -27,7 +27,10 @@ the summed PSS of that process and its workers):
   gigatoken   files       a whole `python -c` process: load the tokenizer, encode_files(TextFileSource(
                           [path], separator=EOT)) on all cores, save the ids as .npy (its documents drop
                           the separator, so its ids are checked against tiktoken's without 50256)
-  tinylm      cli         a whole `tinylm encode PATH -t DIR -o out.npy` process (all cores)
+  tinylm      cli         a whole `tinylm encode PATH -t DIR -o out.npy` process (all cores), the
+                          tokenizer read from tinylm's tokenizer cache (load_cache; the parent fills a
+                          cache folder of the run's own first, as any second run on a machine finds it)
+  tinylm      cli-nocache the same with TINYLM_CACHE_DIR=off: vocab.json and merges.txt parsed
 
 gigatoken is an optional peer (pip install gigatoken==0.10.0, for benchmarking only); its
 configurations are skipped when it is not installed.
@@ -85,6 +88,7 @@ CONFIGS = [
     ("gigatoken-1", "gigatoken", "single"),
     ("gigatoken-files", "gigatoken", "files"),
     ("tinylm-cli", "tinylm", "cli"),
+    ("tinylm-cli-nocache", "tinylm", "cli-nocache"),
 ]
 GIGATOKEN_FILES = """
 import sys, numpy as np, awkward as ak, gigatoken
@@ -168,13 +172,13 @@ def child(name: str, text_path: Path, dump: Path | None, hf_single: str, workdir
     text = text_path.read_text(encoding="utf-8")
     out: dict = {"name": name}
     ids = None
-    if mode == "cli":
+    if mode in ("cli", "cli-nocache"):
         import shutil
 
         npy = workdir / f"tinylm-cli-{os.getpid()}.npy"
         tinylm_cmd = [str(Path(sys.executable).with_name("tinylm")), "encode", str(text_path), "-t", str(workdir / "tok"), "-o", str(npy)]
         out["seconds"], out["cpu_seconds"] = whole_process(tinylm_cmd)
-        out["how"] = "whole process: tinylm encode PATH -t DIR -o out.npy (all cores)"
+        out["how"] = f"whole process: tinylm encode PATH -t DIR -o out.npy (all cores), tokenizer cache {os.environ.get('TINYLM_CACHE_DIR')}"
         if dump is not None:
             import numpy as np
 
@@ -339,6 +343,8 @@ def main() -> int:
         from tinylm import Tokenizer
 
         Tokenizer.from_files(VOCAB, MERGES, [EOT]).save_dir(workdir / "tok")
+        os.environ["TINYLM_CACHE_DIR"] = str(workdir / "tokenizer-cache")  # the run's own cache, filled here
+        Tokenizer.from_dir(workdir / "tok")
         print(f"text: first {nbytes / MB:.2f} MB of {src} (cut after an {EOT}); GPT-2 files from {FIXTURES}; "
               f"{args.repeats} repeat(s); {ncpu} CPUs; tiktoken {info['tiktoken']}, tokenizers {info['tokenizers']}", flush=True)
         if warn:
@@ -360,6 +366,8 @@ def main() -> int:
                     env["TOKENIZERS_PARALLELISM"] = "true" if mode == "all" else "false"
                 if tool == "gigatoken" and mode == "single":
                     env["RAYON_NUM_THREADS"] = "1"
+                if mode == "cli-nocache":
+                    env["TINYLM_CACHE_DIR"] = "off"
                 label = f"{name} repeat={rep + 1}"
                 r = run_measured(cmd, label, env=env, interval=args.interval)
                 res = r.result
@@ -399,8 +407,9 @@ def main() -> int:
     print()
     rows = []
     for name, tool, mode in configs:
-        cpu = f"{by(name, 'mb_per_cpu_s'):.2f}" if mode in ("single", "numpy", "cli", "files") else "-"
+        cpu = f"{by(name, 'mb_per_cpu_s'):.2f}" if mode in ("single", "numpy", "cli", "cli-nocache", "files") else "-"
         rows.append([tool, {"single": "1 process", "numpy": "1 process, array", "cli": f"tinylm encode, whole process ({ncpu} cores)",
+                            "cli-nocache": f"tinylm encode, whole process ({ncpu} cores), no tokenizer cache",
                             "files": f"encode_files, whole process ({ncpu} cores)"}.get(mode, f"all cores ({ncpu})"), f"{by(name, 'mb_s'):.2f}", cpu,
                      f"{peak(name):.0f}", how[name]])
         if name in ("tinylm-1", "tinylm-np", "gigatoken-1"):
@@ -432,6 +441,8 @@ def main() -> int:
         ratios["tinylm_array_warm / gigatoken_single_warm"] = ratio(by("tinylm-np", "warm_mb_s"), by("gigatoken-1", "warm_mb_s"))
     if "gigatoken-files" in present and "tinylm-cli" in present:
         ratios["tinylm encode (whole process) / gigatoken encode_files (whole process)"] = ratio(by("tinylm-cli", "mb_s"), by("gigatoken-files", "mb_s"))
+    if "gigatoken-files" in present and "tinylm-cli-nocache" in present:
+        ratios["tinylm encode, no tokenizer cache (whole process) / gigatoken encode_files"] = ratio(by("tinylm-cli-nocache", "mb_s"), by("gigatoken-files", "mb_s"))
     for name in ("tokenizers-1", "tokenizers-all"):
         if name in present:
             ratios[f"tinylm_{'single_cold' if name.endswith('1') else 'all_cores'} / {name.replace('-1', '_single').replace('-all', '_all_cores')}"] = ratio(
