@@ -342,9 +342,9 @@ def main() -> int:
         write_tiktoken_ranks(workdir / "gpt2.tiktoken")
         from tinylm import Tokenizer
 
+        os.environ["TINYLM_CACHE_DIR"] = str(workdir / "tokenizer-cache")  # the run's own tokenizer cache (children inherit it)
         Tokenizer.from_files(VOCAB, MERGES, [EOT]).save_dir(workdir / "tok")
-        os.environ["TINYLM_CACHE_DIR"] = str(workdir / "tokenizer-cache")  # the run's own cache, filled here
-        Tokenizer.from_dir(workdir / "tok")
+        Tokenizer.from_dir(workdir / "tok")  # fills it for tinylm-cli
         print(f"text: first {nbytes / MB:.2f} MB of {src} (cut after an {EOT}); GPT-2 files from {FIXTURES}; "
               f"{args.repeats} repeat(s); {ncpu} CPUs; tiktoken {info['tiktoken']}, tokenizers {info['tokenizers']}", flush=True)
         if warn:

@@ -1,6 +1,7 @@
 """Shared test helpers: fixture paths; the tokenizer cache in a folder of the test session's own."""
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def pytest_configure(config):
     """Tokenizers loaded by the tests (and the CLI processes they start) are cached in a fresh
     folder, never in the user's ~/.cache (tinylm.tokenizer.load_cache)."""
-    os.environ["TINYLM_CACHE_DIR"] = tempfile.mkdtemp(prefix="tinylm-test-cache-")
+    config._tinylm_cache = os.environ["TINYLM_CACHE_DIR"] = tempfile.mkdtemp(prefix="tinylm-test-cache-")
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_tinylm_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
