@@ -25,10 +25,12 @@
  *     come from a table of all byte pairs;
  *   - pre-token bytes -> ids are cached per Encoder (the cache key is never more than one
  *     pre-token): pre-tokens of 1..16 bytes in an open-addressing table of 32-byte entries
- *     holding key and up to 3 ids inline (one memory access per hit; 2^14 slots on first use,
- *     doubling at load 5/8 up to 2^19, 16 MB on huge pages, then cleared past SMALL_LIMIT), or marking the pre-token
- *     as one of the general table's (slot, then arena; cleared past CACHE_LIMIT entries), which
- *     holds the others;
+ *     holding key and up to 3 ids inline (one memory access per hit; 2^16 slots, 2 MB, on first
+ *     use, doubling at load 5/8 up to 2^19, 16 MB, on huge pages, then cleared past SMALL_LIMIT),
+ *     or marking the pre-token as one of the general table's (slot, then arena; cleared past
+ *     CACHE_LIMIT entries), which holds the others; a batch's lookups are prefetched together;
+ *   - packed ids (uint16 / uint32) are written in that type as they are found, into memory a
+ *     PackedIds buffer then owns;
  *   - counting (count_pretokens / take_counts) keeps pre-tokens of up to 16 bytes, key and count
  *     inline, in an open-addressing table that doubles as it fills; longer ones in a general table.
  *
@@ -542,9 +544,9 @@ static inline void small_key(const uint8_t *p, size_t len, const uint8_t *end, u
 
 /* Appends the ids of the pre-token p[0..len), 1 <= len <= 16, with small-cache key k0, k1 and
    home slot s, to o, which has room for len + SMALL_MAX_IDS more ids (a pre-token never has
-   more ids than bytes); the small cache has room for one more entry (small_room). A small-cache entry holds the ids, or (id count 0) says they are in the
-   general cache, so a miss in the small cache merges at once, never looking in the general one.
-   0, or -1 on memory error. */
+   more ids than bytes); the small cache has room for one more entry (small_room). A small-cache
+   entry holds the ids, or (id count 0) says they are in the general cache, so a miss in the
+   small cache merges at once, never looking in the general one. 0, or -1 on memory error. */
 static inline int encode_small(Encoder *e, const uint8_t *p, size_t len, uint64_t k0, uint64_t k1, size_t s, IdBuf *o) {
     SmallEntry *t = e->small;
     for (size_t mask = small_slots(e) - 1;; s = (s + 1) & mask) {
