@@ -88,11 +88,80 @@ def test_an_unwritable_cache_or_cache_off_never_fails_a_load(tmp_path, gpt2_dir,
     monkeypatch.setenv(load_cache.CACHE_ENV, str(blocker / "cache"))
     _same(Tokenizer.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt", [EOT]),
           Tokenizer.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt", [EOT], backend="python"))
-    for off in ("off", "0", ""):
+
+    def untouched(*args, **kwargs):
+        raise AssertionError("the cache was used while off")
+
+    monkeypatch.setattr(load_cache, "_read", untouched)
+    monkeypatch.setattr(load_cache, "_write", untouched)
+    for off in ("off", "0", "", " OFF "):
         monkeypatch.setenv(load_cache.CACHE_ENV, off)
         assert load_cache.cache_dir() is None
         Tokenizer.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt", [EOT])
-    assert not (tmp_path / "cache").exists()
+
+
+def test_no_home_folder_turns_the_cache_off(monkeypatch, gpt2_dir):
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv(load_cache.CACHE_ENV)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert load_cache.cache_dir() is None
+    assert Tokenizer.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt", [EOT]).special_tokens == [EOT]
+
+
+def test_a_file_changed_while_loading_is_not_cached(cache, gpt2_dir, tmp_path, monkeypatch):
+    """The key is taken again after parsing: a tokenizer parsed from other bytes than the ones
+    hashed is never stored under the old bytes' key (it would be served for them forever)."""
+    pristine = tmp_path / "pristine"
+    shutil.copytree(gpt2_dir, pristine)
+    real = files.load_vocab_and_merges
+
+    def changed_midway(vocab_path, merges_path, specials=None):
+        lines = Path(merges_path).read_text(encoding="utf-8").splitlines(keepends=True)
+        Path(merges_path).write_text("".join(lines[:-1000]), encoding="utf-8")
+        return real(vocab_path, merges_path, specials)
+
+    monkeypatch.setattr("tinylm.tokenizer.bpe.load_vocab_and_merges", changed_midway)
+    Tokenizer.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt", [EOT])
+    assert not cache.exists() or not list(cache.glob("*.pickle"))
+    monkeypatch.setattr("tinylm.tokenizer.bpe.load_vocab_and_merges", real)
+    assert len(Tokenizer.from_files(pristine / "vocab.json", pristine / "merges.txt", [EOT]).merges) == 50_000
+
+
+def test_format_version_and_class_are_part_of_the_key(cache, gpt2_dir, monkeypatch):
+    Tokenizer.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt", [EOT])
+    monkeypatch.setattr(load_cache, "FORMAT", load_cache.FORMAT + 1)
+    Tokenizer.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt", [EOT])
+    assert len(list(cache.glob("*.pickle"))) == 2
+
+    class Mine(Tokenizer):
+        pass
+
+    mine = Mine.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt", [EOT])
+    assert type(mine) is Mine and len(list(cache.glob("*.pickle"))) == 3
+
+
+def test_special_tokens_in_any_iterable(cache, gpt2_dir):
+    as_set = Tokenizer.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt", {EOT})
+    assert as_set.special_tokens == [EOT]
+    assert Tokenizer.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt", (EOT,)).encode(TEXT) == as_set.encode(TEXT)
+
+
+def test_entries_unread_for_a_month_are_pruned(cache, gpt2_dir):
+    import os
+    import time
+
+    Tokenizer.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt", [EOT])
+    (old,) = cache.glob("*.pickle")
+    month_ago = time.time() - (load_cache.PRUNE_DAYS + 1) * 86400
+    os.utime(old, (month_ago, month_ago))
+    Tokenizer.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt", [EOT])  # read: touched, kept
+    assert old.exists() and old.stat().st_mtime > month_ago
+    os.utime(old, (month_ago, month_ago))
+    Tokenizer.from_files(gpt2_dir / "vocab.json", gpt2_dir / "merges.txt")  # another entry written: the old one goes
+    assert not old.exists() and len(list(cache.glob("*.pickle"))) == 1
 
 
 def test_default_folder_follows_xdg(monkeypatch, tmp_path):

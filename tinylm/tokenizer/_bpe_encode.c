@@ -494,17 +494,16 @@ static int small_grow(Encoder *e) {
     return 0;
 }
 
-/* Makes room for `more` new small-cache entries under load 5/8: doubles the table, or at its
-   largest size clears it. 0, or -1 (memory). */
-static int small_room(Encoder *e, size_t more) {
+/* Makes room for `more` (<= 5/8 of the smallest table) new small-cache entries under load 5/8:
+   doubles the table, or at its largest size (or when memory for a larger one is short: it is
+   only a cache) clears it. */
+static void small_room(Encoder *e, size_t more) {
     while (e->nsmall + more > ((size_t)5 << e->sbits) >> 3) {
-        if (e->sbits >= SMALL_MAX_BITS) {
+        if (e->sbits >= SMALL_MAX_BITS || small_grow(e) < 0) {
             small_clear(e);
-            return 0;
+            return;
         }
-        if (small_grow(e) < 0) return -1;
     }
-    return 0;
 }
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -856,7 +855,8 @@ static int encode_core(Encoder *e, const uint8_t *s, size_t n, IdBuf *o) {
     size_t pos = 0;
     while (pos < n) {
         size_t start = pos, nb = scan_pieces(e, s, n, &pos, ends, BATCH);
-        if (out_reserve(o, pos - start + SMALL_MAX_IDS) < 0 || small_room(e, nb) < 0) return -1;
+        if (out_reserve(o, pos - start + SMALL_MAX_IDS) < 0) return -1;
+        small_room(e, nb);
         for (size_t b = 0, at = start; b < nb; at = ends[b++]) {
             size_t len = ends[b] - at;
             if (len <= SMALL_MAX_KEY) {
@@ -1433,9 +1433,9 @@ static PyObject *ids_list(Encoder *e, const IdBuf *o) {
     return list;
 }
 
-/* PackedIds: a writable buffer (the buffer protocol: bytes(x), numpy.frombuffer(x, dtype), ==
-   against bytes) that owns the malloc'd memory the ids were encoded into, so packed output is
-   handed over without a copy. */
+/* PackedIds: a writable buffer that owns the malloc'd memory the ids were encoded into, so packed
+   output is handed over without a copy. Only the buffer protocol and len (bytes): read it with
+   numpy.frombuffer(x, dtype) or bytes(x) (bytes(x) == b"..."; x itself has no == of its own). */
 typedef struct {
     PyObject_HEAD
     uint8_t *buf;
@@ -1861,6 +1861,12 @@ PyMODINIT_FUNC PyInit__bpe_encode(void) {
     small_masks_init();
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
+    Py_INCREF(&PackedIdsType);
+    if (PyModule_AddObject(m, "PackedIds", (PyObject *)&PackedIdsType) < 0) {
+        Py_DECREF(&PackedIdsType);
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&EncoderType);
     if (PyModule_AddObject(m, "Encoder", (PyObject *)&EncoderType) < 0) {
         Py_DECREF(&EncoderType);

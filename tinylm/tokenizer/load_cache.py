@@ -10,12 +10,13 @@ encoder is rebuilt on loading), in
     $TINYLM_CACHE_DIR                     when set ("off", "0" or "" turns the cache off), else
     $XDG_CACHE_HOME/tinylm/tokenizers     or ~/.cache/tinylm/tokenizers
 
-one file per key: SHA-256 of the files' bytes, the special tokens asked for, how the files were
-read, tinylm's version, the cache format and the source of the modules whose objects the state
-holds (so a changed Tokenizer never reads an old entry). Changed files are a new key (the old entry is never
-read again; delete the folder to reclaim it). An entry that cannot be read or unpickled, or holds
-another key, is ignored and rewritten; a cache folder that cannot be written is skipped: loading
-never fails because of the cache. The cache holds pickles: like any pickle, an entry is only as
+one file per key: SHA-256 of the files' bytes, the special tokens asked for, the class and how
+the files were read, tinylm's version, the cache format and the source of the modules whose
+objects the state holds (so a changed Tokenizer never reads an old entry). Changed files are a
+new key; a file that changes while it is being loaded is not cached (the key is taken again
+after parsing). Entries not read for PRUNE_DAYS days are deleted when a new one is written. An
+entry that cannot be read or unpickled, or holds another key, is ignored and rewritten; a cache
+folder that cannot be found or written is skipped: loading never fails because of the cache. The cache holds pickles: like any pickle, an entry is only as
 trustworthy as the folder it is in (yours, by default).
 """
 
@@ -30,6 +31,7 @@ from typing import TypeVar
 
 CACHE_ENV = "TINYLM_CACHE_DIR"
 FORMAT = 1
+PRUNE_DAYS = 30  # entries not read for this long are deleted when another is written
 _STATE_MODULES = ("bpe.py", "files.py", "hf_json.py", "pretokenize.py", "load_cache.py")  # in this folder
 _OFF = {"", "0", "off", "none", "false"}
 
@@ -37,11 +39,15 @@ T = TypeVar("T")
 
 
 def cache_dir() -> Path | None:
-    """The folder tokenizers are cached in, or None when $TINYLM_CACHE_DIR turns the cache off."""
+    """The folder tokenizers are cached in, or None when $TINYLM_CACHE_DIR turns the cache off (or
+    no home folder can be found, as for a uid without a passwd entry and no $HOME)."""
     value = os.environ.get(CACHE_ENV)
-    if value is not None:
-        return None if value.strip().lower() in _OFF else Path(value).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    try:
+        if value is not None:
+            return None if value.strip().lower() in _OFF else Path(value).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    except (RuntimeError, KeyError, OSError):
+        return None
     return Path(base) / "tinylm" / "tokenizers"
 
 
@@ -65,9 +71,10 @@ def cache_key(paths: Sequence[str | os.PathLike], how: str) -> str | None:
 
 def cached_load(cls: type[T], paths: Sequence[str | os.PathLike], how: str, backend: str, build: Callable[[], T]) -> T:
     """cls loaded from paths: from the cache when it holds these files' Tokenizer, else build()
-    (which reads the files and may raise), then stored. `backend` is applied to a cached entry
-    (the pickled state holds no encoder)."""
+    (which reads the files and may raise), then stored, unless the files changed while build()
+    read them. `backend` is applied to a cached entry (the pickled state holds no encoder)."""
     folder = cache_dir()
+    how = f"{cls.__module__}.{cls.__qualname__} {how}"
     key = cache_key(paths, how) if folder is not None else None
     if key is None:
         return build()
@@ -79,7 +86,8 @@ def cached_load(cls: type[T], paths: Sequence[str | os.PathLike], how: str, back
         tok.__setstate__(state)
         return tok
     tok = build()
-    _write(entry, key, tok)
+    if cache_key(paths, how) == key:  # the bytes parsed are the bytes hashed
+        _write(entry, key, tok)
     return tok
 
 
@@ -92,6 +100,10 @@ def _read(entry: Path, key: str) -> dict | None:
         return None
     if not (isinstance(payload, dict) and payload.get("key") == key and isinstance(payload.get("state"), dict)):
         return None
+    try:
+        os.utime(entry)  # read recently: kept by _prune
+    except OSError:
+        pass
     return payload["state"]
 
 
@@ -101,5 +113,19 @@ def _write(entry: Path, key: str, tok) -> None:
 
     try:
         atomic_write_bytes(entry, pickle.dumps({"key": key, "state": tok.__getstate__()}, protocol=pickle.HIGHEST_PROTOCOL))
-    except (OutputError, OSError):
-        pass  # a read-only or full disk: the cache is an optimisation only
+    except (OutputError, OSError, pickle.PicklingError, TypeError, AttributeError):
+        return  # a read-only or full disk, an unpicklable subclass: the cache is an optimisation only
+    _prune(entry.parent, keep=entry)
+
+
+def _prune(folder: Path, keep: Path) -> None:
+    """Deletes the entries of folder not read or written for PRUNE_DAYS days."""
+    import time
+
+    cutoff = time.time() - PRUNE_DAYS * 86400
+    try:
+        for old in folder.glob("*.pickle"):
+            if old != keep and old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass
