@@ -81,12 +81,17 @@ def main() -> int:
             t = time.perf_counter()
             run(warm_encoders[name])
             warm[name].append(time.perf_counter() - t)
-    for name in modules:
-        print(f"{name:24s} fresh {args.mb / statistics.median(fresh[name]):6.1f} MB/s  warm {args.mb / statistics.median(warm[name]):6.1f} MB/s")
-    a, b = modules
+    report(fresh, warm, args.mb)
+    return 0
+
+
+def report(fresh: dict[str, list[float]], warm: dict[str, list[float]], mb: float, note: str = "") -> None:
+    """MB/s medians per build and the median of the per-pair time ratios (first build / second)."""
+    for name in fresh:
+        print(f"{name:24s} fresh {mb / statistics.median(fresh[name]):6.1f} MB/s  warm {mb / statistics.median(warm[name]):6.1f} MB/s{note}")
+    a, b = fresh
     print(f"time {a} / {b}, median of pairs: warm {statistics.median(x / y for x, y in zip(warm[a], warm[b])):.3f}, "
           f"fresh {statistics.median(x / y for x, y in zip(fresh[a], fresh[b])):.3f}")
-    return 0
 
 
 def in_processes(args) -> int:
@@ -101,11 +106,7 @@ def in_processes(args) -> int:
                                  check=True, capture_output=True, text=True).stdout.split()
             fresh[path.name].append(float(out[0]))
             warm[path.name].append(float(out[1]))
-    for name in fresh:
-        print(f"{name:24s} fresh {args.mb / statistics.median(fresh[name]):6.1f} MB/s  warm {args.mb / statistics.median(warm[name]):6.1f} MB/s  (new processes)")
-    a, b = fresh
-    print(f"time {a} / {b}, median of pairs: warm {statistics.median(x / y for x, y in zip(warm[a], warm[b])):.3f}, "
-          f"fresh {statistics.median(x / y for x, y in zip(fresh[a], fresh[b])):.3f}")
+    report(fresh, warm, args.mb, "  (new processes)")
     return 0
 
 
