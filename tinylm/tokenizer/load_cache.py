@@ -22,6 +22,7 @@ trustworthy as the folder it is in (yours, by default).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -51,15 +52,32 @@ def cache_dir() -> Path | None:
     return Path(base) / "tinylm" / "tokenizers"
 
 
+@functools.cache
+def _code_digest() -> bytes | None:
+    """SHA-256 of the source of _STATE_MODULES (it cannot change within a process: taken once), or
+    None when one cannot be read (the cache is then off)."""
+    h = hashlib.sha256()
+    for name in _STATE_MODULES:
+        try:
+            data = (Path(__file__).parent / name).read_bytes()
+        except OSError:
+            return None
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.digest()
+
+
 def cache_key(paths: Sequence[str | os.PathLike], how: str) -> str | None:
     """SHA-256 (hex) of the files' bytes (each with its length), `how` (the loader and its
     arguments), tinylm's version, FORMAT and the source of _STATE_MODULES; None when a file
     cannot be read (the loader then raises its own error)."""
     from tinylm import __version__
 
-    h = hashlib.sha256(f"tinylm-tokenizer-cache {FORMAT} {__version__}\0{how}\0".encode())
-    here = Path(__file__).parent
-    for p in [here / name for name in _STATE_MODULES] + list(paths):
+    code = _code_digest()
+    if code is None:
+        return None
+    h = hashlib.sha256(f"tinylm-tokenizer-cache {FORMAT} {__version__}\0{how}\0".encode() + code)
+    for p in paths:
         try:
             data = Path(p).read_bytes()
         except OSError:
@@ -94,9 +112,7 @@ def cached_load(cls: type[T], paths: Sequence[str | os.PathLike], how: str, back
 def _read(entry: Path, key: str) -> dict | None:
     try:
         payload = pickle.loads(entry.read_bytes())
-    except FileNotFoundError:
-        return None
-    except Exception:  # noqa: BLE001 - a damaged or foreign entry: ignored, then rewritten
+    except Exception:  # noqa: BLE001 - none yet, or a damaged or foreign entry: ignored, then (re)written
         return None
     if not (isinstance(payload, dict) and payload.get("key") == key and isinstance(payload.get("state"), dict)):
         return None
