@@ -10,6 +10,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("tinylm.tokenizer._bpe_merge", ["tinylm/tokenizer/_bpe_merge.c"], optional=True),
-        Extension("tinylm.tokenizer._bpe_encode", ["tinylm/tokenizer/_bpe_encode.c"], optional=True),
+        Extension("tinylm.tokenizer._bpe_encode", ["tinylm/tokenizer/_bpe_encode.c"],
+                  depends=["tinylm/tokenizer/_str_utf8.h"], optional=True),
     ],
 )

@@ -85,6 +85,12 @@ def check_llama_compatible(config: ModelConfig) -> None:
                 f"cannot export as Llama: model.{field}={value!r}: {why}; "
                 "use `tinylm export --format safetensors` to keep tinylm's own weights"
             )
+    if config.logit_softcap > 0:
+        raise ConfigError(
+            f"cannot export as Llama: model.logit_softcap={config.logit_softcap!r}: Llama's logits are not "
+            "soft-capped, so every logit would differ; use `tinylm export --format safetensors` to keep "
+            "tinylm's own weights"
+        )
 
 
 # --- weights ---------------------------------------------------------------------------------------

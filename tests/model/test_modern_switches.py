@@ -41,7 +41,7 @@ def test_defaults_are_the_course_model():
 def test_a_checkpoint_saved_before_the_switches_loads():
     model = build()
     old_config = {k: v for k, v in model.config.to_dict().items()
-                  if k not in ("norm_type", "qk_norm", "tie_embeddings", "zero_init_residual")}
+                  if k not in ("norm_type", "qk_norm", "tie_embeddings", "zero_init_residual", "logit_softcap")}
     assert _config_diff(old_config, model.config.to_dict()) == ""
     restore({"model": model.state_dict(), "model_config": old_config}, build(seed=1))
     # a real difference is still refused, and a missing key that is not the default too
@@ -184,6 +184,42 @@ def test_zero_init_residual_blocks_start_as_the_identity(ffn):
     assert all(not model.get_parameter(n).any() for n in zeroed)
     torch.nn.functional.cross_entropy(model(ids).flatten(0, 1), ids.flatten()).backward()
     assert all(model.get_parameter(n).grad.abs().sum() > 0 for n in zeroed)
+
+
+# --- logit soft-capping ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("cap", [0.5, 3.0, 30.0])
+@pytest.mark.parametrize("tied", [False, True])
+def test_logit_softcap_is_cap_tanh_of_the_uncapped_logits(cap, tied):
+    """Same weights: capped logits = cap·tanh(uncapped / cap) (Gemma 2's definition), never past ±cap,
+    and gradients flow through it (tanh' > 0 everywhere)."""
+    capped = build(logit_softcap=cap, tie_embeddings=tied)
+    plain = build(tie_embeddings=tied)
+    plain.load_state_dict(capped.state_dict())
+    scale = 2500.0 if tied else 50.0  # a tied matrix starts at std 0.02, an untied head at ~1/sqrt(d_model)
+    with torch.no_grad():  # large logits, so the cap bites
+        (capped.token_embeddings if tied else capped.lm_head).weight.mul_(scale)
+        (plain.token_embeddings if tied else plain.lm_head).weight.mul_(scale)
+    ids = torch.randint(0, 61, (2, 16), generator=torch.Generator().manual_seed(3))
+    z = plain(ids).double()
+    got = capped(ids)
+    want = cap * torch.tanh(z / cap)
+    assert float(z.abs().max()) > 2 * cap  # the test input reaches past the cap
+    assert float(got.abs().max()) <= cap
+    # float32 logits of size |z|: error ~ eps·|z| in z (divided by cap, times tanh' ≤ 1, times cap)
+    assert torch.allclose(got.double(), want, rtol=0, atol=8 * F32 * (float(z.abs().max()) + cap))
+    got.sum().backward()
+    assert all(p.grad is not None for p in capped.parameters() if p.requires_grad)
+
+
+def test_logit_softcap_zero_is_off_and_bad_values_are_config_errors():
+    plain, off = build(), build(logit_softcap=0)
+    ids = torch.randint(0, 61, (2, 16), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(plain(ids), off(ids))
+    assert ModelConfig(**BASE, logit_softcap=15).logit_softcap == 15.0
+    for bad in (-1.0, float("inf"), float("nan"), True, "30"):
+        with pytest.raises(ConfigError, match="logit_softcap"):
+            ModelConfig(**BASE, logit_softcap=bad)
 
 
 # --- everything together -----------------------------------------------------------------------------

@@ -43,7 +43,9 @@ class ModelConfig:
     tokens and projects to logits (GPT-2; the state dict then has no lm_head.weight);
     `zero_init_residual` the last projection of each block's attention (output_proj) and feed-forward
     (w2) starts at zero, so every block starts as the identity on the residual stream (torchvision's
-    `zero_init_residual`, Goyal et al. 2017; modded-nanogpt zero-initialises these projections).
+    `zero_init_residual`, Goyal et al. 2017; modded-nanogpt zero-initialises these projections);
+    `logit_softcap` c > 0 maps the logits z to c·tanh(z / c), so none passes ±c (Gemma 2's final-logit
+    soft-capping, c = 30; modded-nanogpt, c = 30 then 15); 0 leaves them as they are.
     The defaults of all of these are the course's model, so configs saved before they existed
     rebuild the same model.
 
@@ -71,6 +73,7 @@ class ModelConfig:
     qk_norm: bool = False
     tie_embeddings: bool = False
     zero_init_residual: bool = False
+    logit_softcap: float = 0.0
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
@@ -89,6 +92,10 @@ class ModelConfig:
         for name in ("fused_attention", "compile", "qk_norm", "tie_embeddings", "zero_init_residual"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model config: {name} must be true or false, got {getattr(self, name)!r}")
+        softcap = self.logit_softcap
+        if isinstance(softcap, bool) or not isinstance(softcap, (int, float)) or not softcap >= 0 or softcap == float("inf"):
+            raise ConfigError(f"model config: logit_softcap must be 0 (off) or a positive finite number, got {softcap!r}")
+        self.logit_softcap = float(softcap)
         if self.d_model % self.num_heads:
             raise ConfigError(
                 f"model config: d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"

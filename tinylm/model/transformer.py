@@ -167,10 +167,16 @@ class TransformerLM(nn.Module):
         return self.output_logits(x)
 
     def output_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., d_model) -> (..., vocab_size): the LM head, or x Eᵀ with the token embeddings E when tied."""
+        """(..., d_model) -> (..., vocab_size): the LM head, or x Eᵀ with the token embeddings E when tied;
+        then, with `logit_softcap` c > 0, c·tanh(logits / c) (Gemma 2, modded-nanogpt)."""
         if self.config.tie_embeddings:
-            return x @ self.token_embeddings.weight.T
-        return self.lm_head(x)
+            logits = x @ self.token_embeddings.weight.T
+        else:
+            logits = self.lm_head(x)
+        cap = self.config.logit_softcap
+        if cap > 0:
+            logits = cap * torch.tanh(logits / cap)
+        return logits
 
     def _layer_caches(self, kv_cache: KVCache | None, T: int) -> list:
         """One LayerKVCache per block (None each without a cache), checked to fit T more positions."""

@@ -12,9 +12,10 @@
  * UTF-8 bytes (a file's) with no str made, checked as Python's strict decoder checks them.
  *
  * Same result as the pure-Python path (pretokenize + Tokenizer._bpe):
- *   - the text is taken as UTF-8 (ASCII str: its own buffer; otherwise CPython's UTF-8 copy,
- *     kept with the str), so a str holding surrogates raises UnicodeEncodeError and the Python
- *     caller retries with them replaced, exactly as the Python path does;
+ *   - the text is taken as UTF-8 (ASCII str: its own buffer; otherwise a UTF-8 copy kept with
+ *     the str as CPython keeps its own, made 16 code units at a time: _str_utf8.h), so a str
+ *     holding surrogates raises UnicodeEncodeError and the Python caller retries with them
+ *     replaced, exactly as the Python path does;
  *   - pre-tokens are found by a hand-written matcher equivalent to the GPT-2 pattern
  *       '(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  *     with its backtracking (a whitespace run of two or more characters followed by a
@@ -46,6 +47,8 @@
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
+
+#include "_str_utf8.h"
 
 #define NCODEPOINTS 0x110000
 #define NO_RANK INT32_MAX
@@ -1195,17 +1198,18 @@ static int encoder_ready(const Encoder *e) {
     return -1;
 }
 
-/* text (str) as UTF-8, borrowed from text: ASCII text is its own UTF-8; otherwise CPython's UTF-8
-   copy, made on first use and kept with the str (PyUnicode_AsUTF8AndSize, as PyO3 and tiktoken
-   read text), so encoding one str twice converts it once. UnicodeEncodeError on lone surrogates. */
+/* text (str) as UTF-8, borrowed from text: ASCII text is its own UTF-8; otherwise a UTF-8 copy,
+   made on first use and kept with the str exactly as PyUnicode_AsUTF8AndSize keeps it (as PyO3
+   and tiktoken read text), so encoding one str twice converts it once; made 16 code units at a
+   time (str_utf8, _str_utf8.h). UnicodeEncodeError on lone surrogates. */
 static int text_utf8(PyObject *text, const char *caller, const uint8_t **s, size_t *n) {
     if (!PyUnicode_Check(text)) {
         PyErr_Format(PyExc_TypeError, "%s expects str, got %.100s", caller, Py_TYPE(text)->tp_name);
         return -1;
     }
     Py_ssize_t size;
-    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &size);
-    if (!utf8) return -1;
+    const char *utf8;
+    if (str_utf8(text, &utf8, &size) < 0) return -1;
     *s = (const uint8_t *)utf8;
     *n = (size_t)size;
     return 0;
@@ -1848,12 +1852,27 @@ static PyTypeObject EncoderType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* utf8_of(text) -> bytes: text's UTF-8 as the encoder takes it (str_utf8), for the tests that
+   compare it with str.encode("utf-8"). */
+static PyObject *module_utf8_of(PyObject *Py_UNUSED(m), PyObject *text) {
+    const uint8_t *s;
+    size_t n;
+    if (text_utf8(text, "utf8_of", &s, &n) < 0) return NULL;
+    return PyBytes_FromStringAndSize((const char *)s, (Py_ssize_t)n);
+}
+
+static PyMethodDef module_methods[] = {
+    {"utf8_of", (PyCFunction)module_utf8_of, METH_O,
+     "utf8_of(text) -> bytes: text's UTF-8 as the encoder reads it (made once and kept with the str, as CPython's own)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     "tinylm.tokenizer._bpe_encode",
     "Tokenizer.encode_ordinary (GPT-2 pre-tokenization and BPE) in C.",
     -1,
-    NULL,
+    module_methods,
 };
 
 PyMODINIT_FUNC PyInit__bpe_encode(void) {
