@@ -85,6 +85,11 @@ def check_llama_compatible(config: ModelConfig) -> None:
                 f"cannot export as Llama: model.{field}={value!r}: {why}; "
                 "use `tinylm export --format safetensors` to keep tinylm's own weights"
             )
+    if config.embed_norm:
+        raise ConfigError(
+            "cannot export as Llama: model.embed_norm=True: Llama adds no norm after the token embeddings, "
+            "so every hidden state would differ; use `tinylm export --format safetensors` to keep tinylm's own weights"
+        )
     if config.logit_softcap > 0:
         raise ConfigError(
             f"cannot export as Llama: model.logit_softcap={config.logit_softcap!r}: Llama's logits are not "

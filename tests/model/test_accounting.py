@@ -15,7 +15,8 @@ from tinylm.model import ModelConfig, TransformerLM
 from tinylm.model import accounting as acc
 
 SMALL = dict(vocab_size=97, context_length=24, d_model=32, num_layers=2, num_heads=4)
-VARIANTS = [dict(), dict(ffn="silu"), dict(norm="none"), dict(norm="post", position="none"), dict(d_ff=40)]
+VARIANTS = [dict(), dict(ffn="silu"), dict(norm="none"), dict(norm="post", position="none"), dict(d_ff=40),
+            dict(embed_norm=True), dict(embed_norm=True, norm_type="layer")]
 
 
 @pytest.mark.parametrize("changes", VARIANTS, ids=str)

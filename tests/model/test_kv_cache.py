@@ -29,6 +29,7 @@ VARIANTS = {
     "bf16": {"autocast": "bf16"},
     "qk-norm-relu2": {"qk_norm": True, "ffn": "relu2", "d_ff": None},
     "gpt2-layernorm-learned-tied": {"norm_type": "layer", "ffn": "gelu", "position": "learned", "tie_embeddings": True},
+    "embed-norm-softcap": {"embed_norm": True, "logit_softcap": 5.0},
 }
 
 

@@ -41,7 +41,8 @@ def test_defaults_are_the_course_model():
 def test_a_checkpoint_saved_before_the_switches_loads():
     model = build()
     old_config = {k: v for k, v in model.config.to_dict().items()
-                  if k not in ("norm_type", "qk_norm", "tie_embeddings", "zero_init_residual", "logit_softcap")}
+                  if k not in ("norm_type", "qk_norm", "tie_embeddings", "zero_init_residual", "logit_softcap",
+                               "embed_norm")}
     assert _config_diff(old_config, model.config.to_dict()) == ""
     restore({"model": model.state_dict(), "model_config": old_config}, build(seed=1))
     # a real difference is still refused, and a missing key that is not the default too
@@ -50,7 +51,8 @@ def test_a_checkpoint_saved_before_the_switches_loads():
 
 
 @pytest.mark.parametrize("field,value", [("norm_type", "batch"), ("ffn", "relu"), ("position", "alibi"),
-                                         ("qk_norm", 1), ("tie_embeddings", "yes"), ("zero_init_residual", 0)])
+                                         ("qk_norm", 1), ("tie_embeddings", "yes"), ("zero_init_residual", 0),
+                                         ("embed_norm", "no")])
 def test_bad_switches_are_config_errors(field, value):
     with pytest.raises(ConfigError, match=field):
         ModelConfig(**BASE, **{field: value})
@@ -220,6 +222,33 @@ def test_logit_softcap_zero_is_off_and_bad_values_are_config_errors():
     for bad in (-1.0, float("inf"), float("nan"), True, "30"):
         with pytest.raises(ConfigError, match="logit_softcap"):
             ModelConfig(**BASE, logit_softcap=bad)
+
+
+# --- a norm on the token embeddings --------------------------------------------------------------------
+@pytest.mark.parametrize("norm_type", ["rms", "layer"])
+def test_embed_norm_feeds_the_first_block_a_normalised_stream(norm_type):
+    """With embed_norm the first block sees norm(E[ids]), at unit scale however large the rows are
+    (RMS 1 per position for RMSNorm; mean 0, variance 1 for LayerNorm); without it, E[ids] itself."""
+    model = build(embed_norm=True, norm_type=norm_type)
+    with torch.no_grad():
+        model.token_embeddings.weight.mul_(100.0)
+    ids = torch.randint(0, 61, (2, 16), generator=torch.Generator().manual_seed(5))
+    seen = {}
+    model.layers[0].register_forward_pre_hook(lambda mod, args: seen.setdefault("x", args[0].detach()))
+    with torch.no_grad():
+        model(ids)
+    x = seen["x"].double()
+    want = model.ln_embed(model.token_embeddings(ids)).double()
+    assert torch.allclose(x, want, rtol=0, atol=0)
+    if norm_type == "rms":
+        assert torch.allclose(x.pow(2).mean(-1).sqrt(), torch.ones(2, 16, dtype=torch.float64), atol=1e-4)
+    else:
+        assert torch.allclose(x.mean(-1), torch.zeros(2, 16, dtype=torch.float64), atol=1e-4)
+        assert torch.allclose(x.var(-1, unbiased=False), torch.ones(2, 16, dtype=torch.float64), atol=1e-3)
+    plain = build(norm_type=norm_type)
+    assert not hasattr(plain, "ln_embed")
+    assert set(dict(model.named_parameters())) - set(dict(plain.named_parameters())) == (
+        {"ln_embed.weight"} | ({"ln_embed.bias"} if norm_type == "layer" else set()))
 
 
 # --- everything together -----------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 Jordan's reference; exact resume), the warm-up–stable–decay schedule and the z-loss, each by its
 defining property; and the optimiser settings of TrainConfig."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -261,15 +263,48 @@ def test_wsd_over_a_wall_clock_budget_follows_the_elapsed_fraction():
     assert wsd_budget_lr(5, 0.9, 1.0, 0.1, 10, 0.25) == 0.5  # warm-up by steps, as budget_lr
 
 
-def test_trainer_runs_the_wsd_schedule(make_config):
+@settings(max_examples=50, deadline=None)
+@given(total=st.integers(2, 500), decay_fraction=st.floats(0.01, 1.0), lr_max=st.floats(1e-5, 1.0),
+       ratio=st.floats(0.0, 1.0))
+def test_wsd_sqrt_cooldown_is_one_minus_sqrt_of_the_decay_done(total, decay_fraction, lr_max, ratio):
+    """Hägele et al. 2024's 1 − sqrt cooldown: the same stable part and end points as the linear one,
+    lr_min + (lr_max − lr_min)(1 − sqrt(t)) between them, so at or below the linear decay (it drops
+    faster at first), and never rising."""
+    lr_min = lr_max * ratio
+    decay_start = total * (1 - decay_fraction)
+    lrs = [wsd_lr(it, lr_max, lr_min, 0, total, decay_fraction, "sqrt") for it in range(total + 3)]
+    for it, lr in enumerate(lrs):
+        linear = wsd_lr(it, lr_max, lr_min, 0, total, decay_fraction)
+        if it <= decay_start:
+            assert lr == lr_max == linear
+        elif it <= total:
+            t = (it - decay_start) / (total - decay_start)
+            assert lr == pytest.approx(lr_min + (lr_max - lr_min) * (1 - math.sqrt(t)), rel=1e-9, abs=1e-12)
+            assert lr <= linear + 1e-12 * lr_max
+    assert lrs[total] == pytest.approx(lr_min, rel=1e-12, abs=1e-15)
+    assert all(x >= y - 1e-15 for x, y in zip(lrs, lrs[1:]))
+    assert wsd_budget_lr(100, 0.9, 1.0, 0.1, 10, 0.4, "sqrt") == pytest.approx(0.1 + 0.9 * (1 - math.sqrt(0.75)))
+    with pytest.raises(ValueError, match="decay_shape"):
+        wsd_lr(total, lr_max, lr_min, 0, total, 1.0, "cosine")
+
+
+def test_a_bad_decay_shape_is_a_config_error(make_config):
+    with pytest.raises(ConfigError, match="optim.decay_shape"):
+        make_config(**{"optim.schedule": "wsd", "optim.decay_shape": "exp"})
+
+
+@pytest.mark.parametrize("shape", ["linear", "sqrt"])
+def test_trainer_runs_the_wsd_schedule(make_config, shape):
     from tinylm.training.loop import Trainer
 
-    trainer = Trainer(make_config(**{"optim.schedule": "wsd", "optim.decay_fraction": 0.5, "train.max_steps": 8}))
+    trainer = Trainer(make_config(**{"optim.schedule": "wsd", "optim.decay_fraction": 0.5, "train.max_steps": 8,
+                                     "optim.decay_shape": shape}))
     lrs = []
     for step in range(8):
         trainer.step = step
         lrs.append(trainer.set_lr())
-    assert lrs == [wsd_lr(i + 1, 3e-3, 3e-4, 2, 8, 0.5) for i in range(8)]
+    assert lrs == [wsd_lr(i + 1, 3e-3, 3e-4, 2, 8, 0.5, shape) for i in range(8)]
+    assert (lrs[5] < wsd_lr(6, 3e-3, 3e-4, 2, 8, 0.5)) == (shape == "sqrt")
     assert lrs[1:4] == [3e-3] * 3 and lrs[-1] == pytest.approx(3e-4)
 
 

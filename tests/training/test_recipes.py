@@ -97,7 +97,8 @@ SMALL = dict(vocab_size=300, context_length=16, d_model=32, num_layers=1, num_he
 
 
 @pytest.mark.parametrize("field,value", [("qk_norm", True), ("ffn", "relu2"), ("ffn", "gelu"),
-                                         ("position", "learned"), ("norm_type", "layer"), ("logit_softcap", 30.0)])
+                                         ("position", "learned"), ("norm_type", "layer"), ("logit_softcap", 30.0),
+                                         ("embed_norm", True)])
 def test_llama_export_refuses_what_llama_cannot_express(field, value):
     from tinylm.export import check_llama_compatible, llama_state_dict
 

@@ -65,6 +65,9 @@ def param_rows(config: ModelConfig) -> list[Row]:
         ]
     if config.qk_norm:
         rows.append(Row("QK-norm gains", "L·2·d_head", L * 2 * config.head_dim, "norm"))
+    if config.embed_norm:
+        per = 2 if config.norm_type == "layer" else 1
+        rows.append(Row("embedding norm", "2·d" if per == 2 else "d", per * d, "norm"))
     if not config.tie_embeddings:
         rows.append(Row("output projection", "d·V", d * V, "output"))
     return rows

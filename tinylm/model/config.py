@@ -45,7 +45,10 @@ class ModelConfig:
     (w2) starts at zero, so every block starts as the identity on the residual stream (torchvision's
     `zero_init_residual`, Goyal et al. 2017; modded-nanogpt zero-initialises these projections);
     `logit_softcap` c > 0 maps the logits z to c·tanh(z / c), so none passes ±c (Gemma 2's final-logit
-    soft-capping, c = 30; modded-nanogpt, c = 30 then 15); 0 leaves them as they are.
+    soft-capping, c = 30; modded-nanogpt, c = 30 then 15); 0 leaves them as they are; `embed_norm` a
+    norm of `norm_type` (with its gain) on the token embeddings before the first block, so the residual
+    stream starts at a fixed scale however large the embedding rows grow (modded-nanogpt's
+    norm(embed(idx))).
     The defaults of all of these are the course's model, so configs saved before they existed
     rebuild the same model.
 
@@ -74,6 +77,7 @@ class ModelConfig:
     tie_embeddings: bool = False
     zero_init_residual: bool = False
     logit_softcap: float = 0.0
+    embed_norm: bool = False
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
@@ -89,7 +93,7 @@ class ModelConfig:
                               ("norm_type", NORM_TYPES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"model config: {name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-        for name in ("fused_attention", "compile", "qk_norm", "tie_embeddings", "zero_init_residual"):
+        for name in ("fused_attention", "compile", "qk_norm", "tie_embeddings", "zero_init_residual", "embed_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model config: {name} must be true or false, got {getattr(self, name)!r}")
         softcap = self.logit_softcap

@@ -104,6 +104,8 @@ class TransformerLM(nn.Module):
             rope = RotaryPositionalEmbedding(config.rope_theta, config.head_dim, config.context_length)
         elif config.position == "learned":
             self.position_embeddings = Embedding(config.context_length, config.d_model, std=_GPT2_EMBEDDING_STD)
+        if config.embed_norm:  # the residual stream starts at a fixed scale (modded-nanogpt)
+            self.ln_embed = make_norm(config)
         self.layers = nn.ModuleList(Block(config, rope) for _ in range(config.num_layers))
         if config.norm != "none":
             self.ln_final = make_norm(config)
@@ -156,10 +158,13 @@ class TransformerLM(nn.Module):
         return logits.float().reshape(*lead, T, self.config.vocab_size)
 
     def _body(self, ids: torch.Tensor, positions: torch.Tensor | None, layer_caches: list) -> torch.Tensor:
-        """(B, T) ids -> (B, T, vocab_size) logits in the compute dtype: embeddings, blocks, final norm, head."""
+        """(B, T) ids -> (B, T, vocab_size) logits in the compute dtype: embeddings (then their norm, with
+        `embed_norm`), blocks, final norm, head."""
         x = self.token_embeddings(ids)
         if self.config.position == "learned":
             x = x + self.position_embeddings(positions)
+        if self.config.embed_norm:
+            x = self.ln_embed(x)
         for layer, layer_cache in zip(self.layers, layer_caches):
             x = layer(x, positions, layer_cache)
         if self.config.norm != "none":

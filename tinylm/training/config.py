@@ -10,7 +10,7 @@ impossible setting is a ConfigError naming the key, before any data is read.
                   (saved into the run folder, which `tinylm generate` then loads as a tokenizer folder)
     [optim]       lr_max, lr_min, warmup_iters, cosine_iters, weight_decay, beta1, beta2, eps, grad_clip,
                   name (adamw | muon), muon_lr, muon_momentum, muon_weight_decay, muon_ns_steps,
-                  embedding_lr, schedule (cosine | wsd), decay_fraction, z_loss
+                  embedding_lr, schedule (cosine | wsd), decay_fraction, decay_shape (linear | sqrt), z_loss
     [train]       batch_size, grad_accum_steps | global_batch_size, max_steps | max_tokens | max_minutes,
                   eval_interval, eval_windows, log_interval, checkpoint_interval, device, tf32, seed,
                   out_dir, progress, wandb, wandb_project, wandb_mode
@@ -91,6 +91,7 @@ class OptimConfig:
     embedding_lr: float | None = None  # the token embedding's peak rate (AdamW, follows the schedule); None: lr_max
     schedule: str = "cosine"  # "cosine", or "wsd" (warm-up, stable at lr_max, linear decay to lr_min)
     decay_fraction: float = 0.2  # wsd: the share of the run (steps or wall-clock) spent decaying
+    decay_shape: str = "linear"  # wsd: "linear", or "sqrt" (lr_min + (lr_max - lr_min)(1 - sqrt(t)), Hägele et al. 2024)
     z_loss: float = 0.0  # coefficient of mean(logsumexp(logits)²) added to the loss (PaLM: 1e-4)
 
 
@@ -290,6 +291,8 @@ def _validate_optim_choices(o: OptimConfig) -> None:
         raise ConfigError(f"optim.muon_ns_steps must be at least 1, got {o.muon_ns_steps}")
     if not 0 < o.decay_fraction <= 1:
         raise ConfigError(f"optim.decay_fraction must be in (0, 1], got {o.decay_fraction}")
+    if o.decay_shape not in ("linear", "sqrt"):
+        raise ConfigError(f"optim.decay_shape must be linear or sqrt, got {o.decay_shape!r}")
     if o.name == "muon" and o.lr_max <= 0:
         raise ConfigError("optim.name = muon scales its rate by lr / lr_max: optim.lr_max must be > 0")
 

@@ -277,7 +277,7 @@ class Trainer:
         if self.budget_seconds is None:
             cosine_iters = o.cosine_iters if o.cosine_iters is not None else self.total_steps
             if wsd:
-                lr = wsd_lr(step, o.lr_max, o.lr_min, o.warmup_iters, cosine_iters, o.decay_fraction)
+                lr = wsd_lr(step, o.lr_max, o.lr_min, o.warmup_iters, cosine_iters, o.decay_fraction, o.decay_shape)
             else:
                 lr = cosine_lr(step, o.lr_max, o.lr_min, o.warmup_iters, cosine_iters)
         else:  # a wall-clock budget: the decay runs over the rest of the budget from the end of warm-up
@@ -287,7 +287,7 @@ class Trainer:
             start = self.warmup_end or 0.0
             if wsd:
                 progress = (fraction - start) / (1.0 - start) if start < 1.0 else 1.0
-                lr = wsd_budget_lr(step, progress, o.lr_max, o.lr_min, o.warmup_iters, o.decay_fraction)
+                lr = wsd_budget_lr(step, progress, o.lr_max, o.lr_min, o.warmup_iters, o.decay_fraction, o.decay_shape)
             else:
                 lr = budget_lr(step, fraction, o.lr_max, o.lr_min, o.warmup_iters, start)
         # Muon and a separately-rated embedding follow the same schedule, scaled to their own peaks

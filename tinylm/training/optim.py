@@ -265,33 +265,46 @@ def budget_lr(step: int, fraction: float, lr_max: float, lr_min: float, warmup_i
     return lr_min + 0.5 * (1 + math.cos(math.pi * progress)) * (lr_max - lr_min)
 
 
-def wsd_lr(it: int, lr_max: float, lr_min: float, warmup_iters: int, total_iters: int, decay_fraction: float) -> float:
+DECAY_SHAPES = ("linear", "sqrt")
+
+
+def wsd_lr(it: int, lr_max: float, lr_min: float, warmup_iters: int, total_iters: int, decay_fraction: float,
+           decay_shape: str = "linear") -> float:
     """Warm-up–stable–decay at step `it` (numbered from 1, as in `cosine_lr`): linear warm-up to lr_max
-    over `warmup_iters`, lr_max until the last `decay_fraction` of `total_iters`, then a linear decay to
-    lr_min at `total_iters`, and lr_min after (Hägele et al. 2024, "Scaling Laws and Compute-Optimal
-    Training Beyond Fixed Training Durations"; MiniCPM's WSD)."""
+    over `warmup_iters`, lr_max until the last `decay_fraction` of `total_iters`, then a decay to
+    lr_min at `total_iters` ("linear", or "sqrt": the 1 − sqrt cooldown), and lr_min after (Hägele et
+    al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations", §3, where
+    1 − sqrt beat linear; MiniCPM's WSD)."""
     if it < warmup_iters:
         return lr_max * it / warmup_iters
-    return _wsd_after_warmup(it / total_iters if total_iters > 0 else 1.0, lr_max, lr_min, decay_fraction)
+    return _wsd_after_warmup(it / total_iters if total_iters > 0 else 1.0, lr_max, lr_min, decay_fraction, decay_shape)
 
 
-def wsd_budget_lr(step: int, fraction: float, lr_max: float, lr_min: float, warmup_iters: int, decay_fraction: float) -> float:
+def wsd_budget_lr(step: int, fraction: float, lr_max: float, lr_min: float, warmup_iters: int, decay_fraction: float,
+                  decay_shape: str = "linear") -> float:
     """`wsd_lr` for a wall-clock budget: warm-up over the first steps, then stable and decay over
     `fraction`, the elapsed share of the budget after warm-up (clamped to [0, 1]; the Trainer measures
     it from the end of warm-up, as `budget_lr` does for the cosine)."""
     if step < warmup_iters:
         return lr_max * step / warmup_iters
-    return _wsd_after_warmup(fraction, lr_max, lr_min, decay_fraction)
+    return _wsd_after_warmup(fraction, lr_max, lr_min, decay_fraction, decay_shape)
 
 
-def _wsd_after_warmup(progress: float, lr_max: float, lr_min: float, decay_fraction: float) -> float:
-    """lr_max until progress 1 - decay_fraction, then linear to lr_min at progress 1 (progress clamped;
-    decay_fraction in (0, 1], checked by TrainConfig.validate)."""
+def _wsd_after_warmup(progress: float, lr_max: float, lr_min: float, decay_fraction: float,
+                      decay_shape: str = "linear") -> float:
+    """lr_max until progress 1 - decay_fraction, then down to lr_min at progress 1 (progress clamped;
+    decay_fraction in (0, 1], checked by TrainConfig.validate): with t the share of the decay done,
+    lr_max − (lr_max − lr_min)·t ("linear") or lr_min + (lr_max − lr_min)·(1 − sqrt(t)) ("sqrt")."""
     progress = min(max(progress, 0.0), 1.0)
     decay_start = 1.0 - decay_fraction
     if progress <= decay_start:
         return lr_max
-    return lr_max + (lr_min - lr_max) * (progress - decay_start) / decay_fraction
+    t = (progress - decay_start) / decay_fraction
+    if decay_shape == "sqrt":
+        return lr_min + (lr_max - lr_min) * (1.0 - math.sqrt(t))
+    if decay_shape != "linear":
+        raise ValueError(f"decay_shape must be one of {', '.join(DECAY_SHAPES)}, got {decay_shape!r}")
+    return lr_max + (lr_min - lr_max) * t
 
 
 def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float, eps: float = 1e-6,
