@@ -699,6 +699,24 @@ def test_a_lone_surrogate_text_is_counted_by_the_python_path_beside_the_others()
     assert count_texts(texts, None) == expected
 
 
+def test_small_cache_is_sized_for_a_long_input_before_it_is_encoded(tiktoken_gpt2):
+    """A long input gets a larger small cache at once (about len/128 entries at load 5/8) rather than
+    doubling as it fills, even when, as here, its few distinct pre-tokens would never fill it; a short
+    one keeps the smallest table. The ids are unchanged."""
+    tok = Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", [EOT], backend="c")
+    enc = tok._fast
+    unit = " the cat sat"
+    ids = tiktoken_gpt2.encode_ordinary(unit)
+    assert tok.encode_to_numpy(unit * 1000).tolist() == ids * 1000
+    assert enc.small_cache_slots == _bpe_encode.SMALL_CACHE_SLOTS
+    n = 500_000  # 6 MB: len/128 = 46,875 entries > 5/8 of 2^16 slots, <= 5/8 of 2^17
+    assert tok.encode_to_numpy(unit * n).tolist() == ids * n
+    assert enc.small_cache_slots == 2 * _bpe_encode.SMALL_CACHE_SLOTS
+    fresh = Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", [EOT], backend="c")
+    assert fresh.encode(unit * n + EOT + unit, allowed_special="all") == ids * n + [50256] + ids
+    assert fresh._fast.small_cache_slots == 2 * _bpe_encode.SMALL_CACHE_SLOTS  # the whole input, not a segment
+
+
 def test_small_cache_grows_to_its_largest_size_then_clears(tiktoken_gpt2):
     """The cache of pre-tokens of up to 16 bytes starts small, doubles as it fills (entries moved,
     batches of lookups in flight around each doubling) and past its largest size is cleared; ids

@@ -497,6 +497,26 @@ static int small_grow(Encoder *e) {
     return 0;
 }
 
+/* Sizes the small cache for encoding n more bytes: a table holding about n / 128 entries at load
+   5/8 (2^16 to 2^19 slots), made now rather than by doubling as the distinct pre-tokens arrive
+   (each doubling moves every entry to a new table: measured, 20 MB of English fresh encoded 7.5%
+   faster starting at 2^18 slots than growing to it). n / 128 is a little above the distinct
+   pre-tokens of up to 16 bytes counted in English web text: 57K in 5 MB, 133K in 20 MB; the table
+   still doubles past the estimate. Only a cache: when memory is short it keeps its size. */
+static void small_expect(Encoder *e, size_t n) {
+    int bits = SMALL_MIN_BITS;
+    while (bits < SMALL_MAX_BITS && (((size_t)5 << bits) >> 3) < n / 128) bits++;
+    if (!e->small) {
+        e->small = (SmallEntry *)table_alloc(((size_t)1 << bits) * sizeof(SmallEntry));
+        e->sbits = bits;
+        e->nsmall = 0;
+        if (e->small) return;
+        bits = SMALL_MIN_BITS; /* then small_ready tries the smallest size */
+    }
+    while (e->small && e->sbits < bits && small_grow(e) == 0) {
+    }
+}
+
 /* Makes room for `more` (<= 5/8 of the smallest table) new small-cache entries under load 5/8:
    doubles the table, or at its largest size (or when memory for a larger one is short: it is
    only a cache) clears it. */
@@ -1409,6 +1429,7 @@ static int input_process(Encoder *e, Input *in, IdBuf *o, int *valid) {
     if (ok && o) rc = out_reserve(o, in->n / 3 + 16);
     if (ok && rc == 0) {
         PyThread_acquire_lock(e->lock, WAIT_LOCK);
+        if (o) small_expect(e, in->n);
         rc = process_segments(e, in->s, in->n, in->sp, in->nsp, o);
         PyThread_release_lock(e->lock);
     }
