@@ -36,6 +36,27 @@
 #define STR_UTF8_FAST 0
 #endif
 
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
+
+/* Advises the whole 2 MB pages inside p[0..size) for transparent huge pages (Linux), so that
+   writing them first takes one page fault per 2 MB, not one per 4 KB (a 20 MB copy otherwise
+   takes ~5,000 faults). Advice only: nothing changes elsewhere, and memory from malloc stays
+   malloc's. Measured (benchmarks/ab_encoder_builds.py --processes, 11 rounds): the fresh encode
+   of 20 MB 3% faster with the advice on the UTF-8 copy; the same advice on the encoder's output
+   buffer made it 5% slower (with THP's defrag on "madvise" a fault may compact memory first), so
+   the output buffer has none. */
+static void advise_huge_pages(void *p, size_t size) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (size < 2 * HUGE_PAGE_BYTES) return;
+    uintptr_t lo = ((uintptr_t)p + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1);
+    uintptr_t hi = ((uintptr_t)p + size) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)size;
+#endif
+}
+
 #if STR_UTF8_FAST
 /* Writes the UTF-8 of the n code units src (kind 1, 2 or 4 bytes each) to dst, which has room
    for the worst case (n, 2n, 4n... see utf8_room); returns the bytes written, or -1 at a
@@ -144,21 +165,6 @@ static Py_ssize_t utf8_room(int kind, Py_ssize_t n) {
     return n * per + 1;
 }
 
-#define STR_UTF8_HUGE ((size_t)2 << 20)
-
-/* Advises the whole 2 MB pages inside p[0..size) for transparent huge pages (Linux): touching
-   them then takes one fault per 2 MB, not per 4 KB. Advice only; nothing happens elsewhere. */
-static void advise_huge(void *p, size_t size) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (size < 2 * STR_UTF8_HUGE) return;
-    uintptr_t lo = ((uintptr_t)p + STR_UTF8_HUGE - 1) & ~(uintptr_t)(STR_UTF8_HUGE - 1);
-    uintptr_t hi = ((uintptr_t)p + size) & ~(uintptr_t)(STR_UTF8_HUGE - 1);
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)size;
-#endif
-}
 #endif /* STR_UTF8_FAST */
 
 /* text (a str) as UTF-8: *s (borrowed from text, valid while text lives) and *n bytes, as
@@ -188,7 +194,7 @@ static int str_utf8(PyObject *text, const char **s, Py_ssize_t *n) {
             PyErr_NoMemory();
             return -1;
         }
-        advise_huge(buf, (size_t)room);
+        advise_huge_pages(buf, (size_t)room);
         Py_ssize_t len;
         Py_BEGIN_ALLOW_THREADS /* text is immutable; buf is ours until stored */
         len = utf8_of_units(kind, PyUnicode_DATA(text), units, (uint8_t *)buf);
