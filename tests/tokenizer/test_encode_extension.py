@@ -295,6 +295,26 @@ def test_cache_of_9_to_16_byte_pretokens_past_its_clear(tiktoken_gpt2):
     assert tok.encode_ordinary(text) == expected
 
 
+def test_short_pretokens_with_many_ids_survive_a_clear_of_the_general_cache(tiktoken_gpt2):
+    """A small-cache entry for a pre-token of up to 16 bytes with more than 3 ids points straight
+    into the general cache's arena; when the general cache is cleared (past 200,000 entries: here
+    by long pre-tokens) the pointer is stale, and the pre-token must be merged and filed again, not
+    read from the reused arena."""
+    tok = Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", [EOT], backend="c")
+    many = [" zqxjkvbw"[: 6 + i % 4] + _letters(i, 3) for i in range(3_000)]  # 9..12 bytes, 4+ ids each
+    text = "".join(many)
+    expected = tiktoken_gpt2.encode_ordinary(text)
+    assert sum(len(tiktoken_gpt2.encode_ordinary(w)) > 3 for w in many) > 2_900
+    assert tok.encode_ordinary(text) == expected
+    assert tok.encode_ordinary(text) == expected  # through the arena pointers
+    long_words = "".join(" " + _letters(i, 4) * 5 for i in range(210_000))  # 21 bytes each, distinct
+    before = tok._fast.cache_size
+    assert tok.encode_to_numpy(long_words).tolist() == tiktoken_gpt2.encode_ordinary(long_words)
+    assert tok._fast.cache_size < before + 210_000  # the general cache was cleared on the way
+    assert tok.encode_ordinary(text) == expected  # stale pointers: merged again
+    assert tok.encode_to_numpy(text).tolist() == expected  # and filed again
+
+
 def test_threads_share_one_encoder(c_tok, py_tok):
     texts = [(FIXTURES / name).read_text(encoding="utf-8") for name in TEXTS]
     expected = [py_tok.encode(t) for t in texts]

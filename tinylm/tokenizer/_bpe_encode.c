@@ -123,6 +123,8 @@ typedef struct {
     uint8_t *arena;
     size_t narena, carena;
     int32_t ncache;
+    uint32_t cache_gen;       /* bumped by every cache_clear: small-cache entries pointing into the
+                                 arena are valid only for the generation they were filed in */
 
     SmallEntry *small;        /* 1 << sbits slots, NULL until the first encode */
     uint32_t nsmall;
@@ -323,6 +325,7 @@ static void cache_clear(Encoder *e) {
     memset(e->slots, 0, CACHE_SLOTS * sizeof(uint64_t));
     e->narena = 0;
     e->ncache = 0;
+    e->cache_gen++;
 }
 
 static inline size_t entry_key_space(size_t keylen) { return (keylen + 3) & ~(size_t)3; }
@@ -349,8 +352,10 @@ static inline const int32_t *cache_get(const Encoder *e, const uint8_t *key, siz
     }
 }
 
-/* Files key -> ids (not present). 0, or -1 on memory error. */
-static int cache_put(Encoder *e, const uint8_t *key, size_t len, uint64_t h, const int32_t *ids, size_t nids) {
+/* Files key -> ids (not present); the entry's arena offset in *at (NULL: not wanted), valid until
+   the next cache_clear (e->cache_gen changes). 0, or -1 on memory error. */
+static int cache_put(Encoder *e, const uint8_t *key, size_t len, uint64_t h, const int32_t *ids, size_t nids,
+                     uint32_t *at) {
     size_t need = 8 + entry_key_space(len) + nids * sizeof(int32_t);
     if (e->ncache >= CACHE_LIMIT || e->narena + need > CACHE_ARENA_LIMIT) cache_clear(e);
     if (e->narena + need > e->carena) {
@@ -370,6 +375,7 @@ static int cache_put(Encoder *e, const uint8_t *key, size_t len, uint64_t h, con
     size_t s = (size_t)h & (CACHE_SLOTS - 1);
     while (e->slots[s] != 0) s = (s + 1) & (CACHE_SLOTS - 1);
     e->slots[s] = ((h >> 32) << 32) | (uint64_t)(e->narena + 1);
+    if (at) *at = (uint32_t)e->narena; /* < CACHE_ARENA_LIMIT */
     e->narena += need;
     e->ncache++;
     return 0;
@@ -446,7 +452,7 @@ static const int32_t *piece_ids(Encoder *e, const uint8_t *p, size_t len, size_t
     }
     Py_ssize_t n = bpe(e, p, len);
     if (n < 0) return NULL;
-    if (len <= CACHE_MAX_KEY && cache_put(e, p, len, h, e->work_ids, (size_t)n) < 0) return NULL;
+    if (len <= CACHE_MAX_KEY && cache_put(e, p, len, h, e->work_ids, (size_t)n, NULL) < 0) return NULL;
     *nids = (size_t)n;
     return e->work_ids;
 }
@@ -564,11 +570,27 @@ static inline void small_key(const uint8_t *p, size_t len, const uint8_t *end, u
     }
 }
 
+/* Files the pre-token p[0..len), merged into e->work_ids[0 .. n) with n > SMALL_MAX_IDS, in the
+   general cache and points the small-cache entry x at it: ids[0] the arena offset, ids[1] the
+   general cache's generation (the caller sets x's id count to 0). A generation recurs only after
+   2^32 clears, each of which takes at least ~13,000 new entries (a full 64 MB arena), so a stale
+   offset cannot pass for a live one. 0, or -1 on memory error. */
+static int small_file_general(Encoder *e, SmallEntry *x, const uint8_t *p, size_t len, size_t n) {
+    uint32_t at;
+    if (cache_put(e, p, len, hash_bytes(p, len), e->work_ids, n, &at) < 0) return -1;
+    x->ids[0] = (int32_t)at;
+    x->ids[1] = (int32_t)e->cache_gen;
+    x->ids[2] = 0;
+    return 0;
+}
+
 /* Appends the ids of the pre-token p[0..len), 1 <= len <= 16, with small-cache key k0, k1 and
    home slot s, to o, which has room for len + SMALL_MAX_IDS more ids (a pre-token never has
    more ids than bytes); the small cache has room for one more entry (small_room). A small-cache
-   entry holds the ids, or (id count 0) says they are in the general cache, so a miss in the
-   small cache merges at once, never looking in the general one. 0, or -1 on memory error. */
+   entry holds the ids, or (id count 0) the offset of the pre-token's entry in the general cache's
+   arena and the generation it was filed in: a hit goes straight to the ids, with no hashing, slot
+   or key comparison (the small entry's key already matched), and a miss in the small cache merges
+   at once, never looking in the general one. 0, or -1 on memory error. */
 static inline int encode_small(Encoder *e, const uint8_t *p, size_t len, uint64_t k0, uint64_t k1, size_t s, IdBuf *o) {
     SmallEntry *t = e->small;
     for (size_t mask = small_slots(e) - 1;; s = (s + 1) & mask) {
@@ -579,10 +601,16 @@ static inline int encode_small(Encoder *e, const uint8_t *p, size_t len, uint64_
                 out_put3(o, t[s].ids, m >> 8); /* all 3: o has room; only m >> 8 count */
                 return 0;
             }
-            size_t n; /* in the general cache (or merged again, when that was cleared since) */
-            const int32_t *ids = piece_ids(e, p, len, &n);
-            if (!ids) return -1;
-            out_put(o, ids, n);
+            if ((uint32_t)t[s].ids[1] == e->cache_gen) { /* its arena entry is still there */
+                const uint8_t *ent = e->arena + (uint32_t)t[s].ids[0];
+                uint32_t ni;
+                memcpy(&ni, ent + 4, 4);
+                out_put(o, (const int32_t *)(const void *)(ent + 8 + entry_key_space(len)), ni);
+                return 0;
+            }
+            Py_ssize_t n = bpe(e, p, len); /* the general cache was cleared since: merge and file again */
+            if (n < 0 || small_file_general(e, &t[s], p, len, (size_t)n) < 0) return -1;
+            out_put(o, e->work_ids, (size_t)n);
             return 0;
         }
     }
@@ -590,14 +618,15 @@ static inline int encode_small(Encoder *e, const uint8_t *p, size_t len, uint64_
     if (n < 0) return -1;
     const int32_t *ids = e->work_ids;
     out_put(o, ids, (size_t)n);
-    if (n > SMALL_MAX_IDS) {
-        if (cache_put(e, p, len, hash_bytes(p, len), ids, (size_t)n) < 0) return -1;
-        n = 0; /* the entry says: in the general cache */
-    }
     t[s].k0 = k0;
     t[s].k1 = k1;
-    memset(t[s].ids, 0, sizeof t[s].ids);
-    memcpy(t[s].ids, ids, (size_t)n * sizeof(int32_t));
+    if (n > SMALL_MAX_IDS) {
+        if (small_file_general(e, &t[s], p, len, (size_t)n) < 0) return -1;
+        n = 0; /* the entry says: in the general cache, at ids[0] */
+    } else {
+        memset(t[s].ids, 0, sizeof t[s].ids);
+        memcpy(t[s].ids, ids, (size_t)n * sizeof(int32_t));
+    }
     t[s].meta = (uint32_t)len | (uint32_t)n << 8;
     e->nsmall++;
     return 0;
