@@ -58,101 +58,82 @@ static void advise_huge_pages(void *p, size_t size) {
 }
 
 #if STR_UTF8_FAST
-/* Writes the UTF-8 of the n code units src (kind 1, 2 or 4 bytes each) to dst, which has room
-   for the worst case (n, 2n, 4n... see utf8_room); returns the bytes written, or -1 at a
-   surrogate (left to CPython, which raises). */
-static Py_ssize_t utf8_of_units(int kind, const void *src, Py_ssize_t n, uint8_t *dst) {
-    uint8_t *o = dst;
-    Py_ssize_t i = 0;
+/* Writes the UTF-8 of the code point c (< 0x110000) at o; returns the byte after it, or NULL
+   for a surrogate (U+D800..U+DFFF: not encodable, left to CPython, which raises). */
+static inline uint8_t *put_code_point(uint8_t *o, uint32_t c) {
+    if (c < 0x80) {
+        *o++ = (uint8_t)c;
+    } else if (c < 0x800) {
+        *o++ = (uint8_t)(0xC0 | (c >> 6));
+        *o++ = (uint8_t)(0x80 | (c & 0x3F));
+    } else if (c < 0x10000) {
+        if (c >= 0xD800 && c < 0xE000) return NULL;
+        *o++ = (uint8_t)(0xE0 | (c >> 12));
+        *o++ = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
+        *o++ = (uint8_t)(0x80 | (c & 0x3F));
+    } else {
+        *o++ = (uint8_t)(0xF0 | (c >> 18));
+        *o++ = (uint8_t)(0x80 | ((c >> 12) & 0x3F));
+        *o++ = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
+        *o++ = (uint8_t)(0x80 | (c & 0x3F));
+    }
+    return o;
+}
+
+/* Copies the ASCII run of 16-unit blocks that starts at unit i of src (kind 1, 2 or 4 bytes a
+   unit) to *o as bytes, SSE2 16 units at a time, stopping at the first block holding a unit
+   >= 0x80 or with fewer than 16 units left; returns the unit it stopped at, *o advanced. */
+static inline Py_ssize_t ascii_blocks(int kind, const void *src, Py_ssize_t i, Py_ssize_t n, uint8_t **o) {
+#if defined(__SSE2__)
+    uint8_t *w = *o;
+    const __m128i zero = _mm_setzero_si128();
     if (kind == PyUnicode_1BYTE_KIND) {
         const uint8_t *u = (const uint8_t *)src;
-        while (i < n) {
-#if defined(__SSE2__)
-            while (i + 16 <= n) {
-                __m128i v = _mm_loadu_si128((const __m128i *)(u + i));
-                if (_mm_movemask_epi8(v)) break; /* a byte >= 0x80 among the 16 */
-                _mm_storeu_si128((__m128i *)o, v);
-                i += 16;
-                o += 16;
-            }
-            if (i >= n) break;
-#endif
-            uint8_t c = u[i++];
-            if (c < 0x80) {
-                *o++ = c;
-            } else {
-                *o++ = (uint8_t)(0xC0 | (c >> 6));
-                *o++ = (uint8_t)(0x80 | (c & 0x3F));
-            }
+        for (; i + 16 <= n; i += 16, w += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(u + i));
+            if (_mm_movemask_epi8(v)) break; /* a byte >= 0x80 */
+            _mm_storeu_si128((__m128i *)w, v);
         }
     } else if (kind == PyUnicode_2BYTE_KIND) {
         const uint16_t *u = (const uint16_t *)src;
-        while (i < n) {
-#if defined(__SSE2__)
-            const __m128i high = _mm_set1_epi16((short)0xFF80), zero = _mm_setzero_si128();
-            while (i + 16 <= n) {
-                __m128i a = _mm_loadu_si128((const __m128i *)(u + i));
-                __m128i b = _mm_loadu_si128((const __m128i *)(u + i + 8));
-                __m128i any = _mm_and_si128(_mm_or_si128(a, b), high);
-                if (_mm_movemask_epi8(_mm_cmpeq_epi16(any, zero)) != 0xFFFF) break; /* a unit >= 0x80 */
-                _mm_storeu_si128((__m128i *)o, _mm_packus_epi16(a, b));
-                i += 16;
-                o += 16;
-            }
-            if (i >= n) break;
-#endif
-            uint16_t c = u[i++];
-            if (c < 0x80) {
-                *o++ = (uint8_t)c;
-            } else if (c < 0x800) {
-                *o++ = (uint8_t)(0xC0 | (c >> 6));
-                *o++ = (uint8_t)(0x80 | (c & 0x3F));
-            } else if (c >= 0xD800 && c < 0xE000) {
-                return -1;
-            } else {
-                *o++ = (uint8_t)(0xE0 | (c >> 12));
-                *o++ = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
-                *o++ = (uint8_t)(0x80 | (c & 0x3F));
-            }
+        const __m128i high = _mm_set1_epi16((short)0xFF80);
+        for (; i + 16 <= n; i += 16, w += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(u + i)), b = _mm_loadu_si128((const __m128i *)(u + i + 8));
+            if (_mm_movemask_epi8(_mm_cmpeq_epi16(_mm_and_si128(_mm_or_si128(a, b), high), zero)) != 0xFFFF) break;
+            _mm_storeu_si128((__m128i *)w, _mm_packus_epi16(a, b));
         }
     } else {
         const uint32_t *u = (const uint32_t *)src;
-        while (i < n) {
-#if defined(__SSE2__)
-            const __m128i high = _mm_set1_epi32((int)0xFFFFFF80), zero = _mm_setzero_si128();
-            while (i + 16 <= n) {
-                __m128i a = _mm_loadu_si128((const __m128i *)(u + i));
-                __m128i b = _mm_loadu_si128((const __m128i *)(u + i + 4));
-                __m128i c = _mm_loadu_si128((const __m128i *)(u + i + 8));
-                __m128i d = _mm_loadu_si128((const __m128i *)(u + i + 12));
-                __m128i any = _mm_and_si128(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d)), high);
-                if (_mm_movemask_epi8(_mm_cmpeq_epi32(any, zero)) != 0xFFFF) break;
-                /* every unit < 0x80: the signed 32 -> 16 -> 8 packs keep them as they are */
-                __m128i ab = _mm_packs_epi32(a, b), cd = _mm_packs_epi32(c, d);
-                _mm_storeu_si128((__m128i *)o, _mm_packus_epi16(ab, cd));
-                i += 16;
-                o += 16;
-            }
-            if (i >= n) break;
-#endif
-            uint32_t c = u[i++];
-            if (c < 0x80) {
-                *o++ = (uint8_t)c;
-            } else if (c < 0x800) {
-                *o++ = (uint8_t)(0xC0 | (c >> 6));
-                *o++ = (uint8_t)(0x80 | (c & 0x3F));
-            } else if (c < 0x10000) {
-                if (c >= 0xD800 && c < 0xE000) return -1;
-                *o++ = (uint8_t)(0xE0 | (c >> 12));
-                *o++ = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
-                *o++ = (uint8_t)(0x80 | (c & 0x3F));
-            } else {
-                *o++ = (uint8_t)(0xF0 | (c >> 18));
-                *o++ = (uint8_t)(0x80 | ((c >> 12) & 0x3F));
-                *o++ = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
-                *o++ = (uint8_t)(0x80 | (c & 0x3F));
-            }
+        const __m128i high = _mm_set1_epi32((int)0xFFFFFF80);
+        for (; i + 16 <= n; i += 16, w += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(u + i)), b = _mm_loadu_si128((const __m128i *)(u + i + 4));
+            __m128i c = _mm_loadu_si128((const __m128i *)(u + i + 8)), d = _mm_loadu_si128((const __m128i *)(u + i + 12));
+            __m128i any = _mm_and_si128(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d)), high);
+            if (_mm_movemask_epi8(_mm_cmpeq_epi32(any, zero)) != 0xFFFF) break;
+            /* every unit < 0x80: the signed 32 -> 16 -> 8 packs keep them as they are */
+            _mm_storeu_si128((__m128i *)w, _mm_packus_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d)));
         }
+    }
+    *o = w;
+#else
+    (void)kind;
+    (void)src;
+    (void)n;
+    (void)o;
+#endif
+    return i;
+}
+
+/* Writes the UTF-8 of the n code units src (kind 1, 2 or 4 bytes each) to dst, which has room
+   for the worst case (utf8_room); returns the bytes written, or -1 at a surrogate (left to
+   CPython, which raises). ASCII blocks 16 units at a time (ascii_blocks); a block that is not
+   all ASCII one code point at a time, so text that is mostly not ASCII pays one test per 16. */
+static Py_ssize_t utf8_of_units(int kind, const void *src, Py_ssize_t n, uint8_t *dst) {
+    uint8_t *o = dst;
+    for (Py_ssize_t i = 0; i < n;) {
+        i = ascii_blocks(kind, src, i, n, &o);
+        for (Py_ssize_t stop = i + 16 < n ? i + 16 : n; i < stop; i++)
+            if (!(o = put_code_point(o, PyUnicode_READ(kind, src, i)))) return -1;
     }
     return (Py_ssize_t)(o - dst);
 }
