@@ -53,6 +53,8 @@ _PARTS = {
     "lr": ("quickstart.lr",),
     "no_weight_decay": ("quickstart.weight_decay",),
     "no_warmup": ("quickstart.warmup_fraction",),
+    "beta1": ("optim.beta1",),
+    "depth": ("quickstart.num_layers",),
 }
 
 

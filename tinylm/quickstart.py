@@ -50,7 +50,7 @@ DEFAULT_PROMPTS = (
 
 # QuickstartConfig fields a recipe may tune for the quick-start model (`quickstart.FIELD` keys of
 # tinylm.recipes.RECIPES), with the value used when neither the user nor the recipe sets them
-RECIPE_TUNED_FALLBACKS = {"batch_size": 32, "lr": 1e-2, "warmup_fraction": 0.05, "weight_decay": 0.1}
+RECIPE_TUNED_FALLBACKS = {"batch_size": 32, "lr": 1e-2, "warmup_fraction": 0.05, "weight_decay": 0.1, "num_layers": 4}
 _SCHEDULE_NAMES = {"cosine": "cosine", "wsd": "warm-up-stable-decay"}  # optim.schedule -> the report's words
 
 
@@ -70,7 +70,7 @@ class QuickstartConfig:
     # model
     context_length: int = 128
     d_model: int = 128
-    num_layers: int = 4
+    num_layers: int | None = None  # None: the recipe's quick-start depth, else 4
     num_heads: int = 4
     d_ff: int | None = None  # None: the SwiGLU default (8/3 d_model, rounded to 64)
     # optimisation

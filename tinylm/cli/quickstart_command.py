@@ -21,7 +21,7 @@ from tinylm.recipes import RECIPES
 @click.option("--max-corpus-mb", type=float, default=None, help="Read at most this much of --corpus (default 64, cut at a document boundary).")
 @click.option("--vocab-size", type=int, default=None, help="Tokenizer vocabulary (default 4096).")
 @click.option("--d-model", type=int, default=None, help="Model width (default 128).")
-@click.option("--num-layers", "--layers", "num_layers", type=int, default=None, help="Transformer blocks (default 4; --layers is the old spelling).")
+@click.option("--num-layers", "--layers", "num_layers", type=int, default=None, help="Transformer blocks (default: the recipe's quick-start setting, else 4; --layers is the old spelling).")
 @click.option("--num-heads", "--heads", "num_heads", type=int, default=None, help="Attention heads (default 4; --heads is the old spelling).")
 @click.option("--context-length", type=int, default=None, help="Tokens per training window (default 128).")
 @click.option("--batch-size", type=int, default=None, help="Windows per step (default: the recipe's quick-start setting, else 32).")
