@@ -78,3 +78,22 @@ def test_ascii_and_non_str():
     assert utf8_of(fresh("plain ascii " * 10)) == b"plain ascii " * 10
     with pytest.raises(TypeError, match="expects str"):
         utf8_of(b"bytes")
+
+
+def test_the_copy_is_freed_by_cpythons_allocator():
+    """The copy is allocated as CPython allocates its own and freed by CPython with the str: under
+    PYTHONMALLOC=debug a mismatched allocator or a write past the copy aborts the interpreter."""
+    import os
+    import subprocess
+
+    script = (
+        "from tinylm.tokenizer._bpe_encode import utf8_of\n"
+        "for i in range(300):\n"
+        "    s = ''.join(list('caf\\xe9 \\u20ac \\U0001f600 x' * (i + 1)))\n"
+        "    assert utf8_of(s) == s.encode()\n"
+        "    del s\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "PYTHONMALLOC": "debug"}
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

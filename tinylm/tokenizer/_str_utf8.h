@@ -13,9 +13,13 @@
  * Anything unusual goes to CPython's own function, so its result and errors stay the reference:
  * a lone surrogate (UnicodeEncodeError, raised by CPython with its message), a str that is not
  * compact (legacy strings, gone since 3.12), a free-threaded build (the utf8 field is then written
- * under a lock this code cannot take), or a CPython outside 3.8-3.14, whose layout was checked.
- * tests/tokenizer/test_str_utf8.py compares the bytes with str.encode for every kind of str and
- * checks that the copy is kept (sys.getsizeof grows by it, once).
+ * under a lock this code cannot take), or a CPython outside 3.8-3.12: those allocate the copy with
+ * PyObject_Malloc and free it with PyObject_Free, as here; later CPythons (seen in the source of
+ * 3.13's successors) use PyMem_Malloc / PyMem_Free and per-object locks, which a copy of ours
+ * would have to match (the two allocators are one in a release build, not under
+ * PYTHONMALLOC=debug), so they keep CPython's own conversion. tests/tokenizer/test_str_utf8.py
+ * compares the bytes with str.encode for every kind of str and checks that the copy is kept
+ * (sys.getsizeof grows by it, once); run under PYTHONMALLOC=debug it also checks the allocator.
  */
 #ifndef TINYLM_STR_UTF8_H
 #define TINYLM_STR_UTF8_H
