@@ -34,7 +34,7 @@
 #include <emmintrin.h>
 #endif
 
-#if PY_VERSION_HEX >= 0x03080000 && PY_VERSION_HEX < 0x030F0000 && !defined(Py_GIL_DISABLED) && !defined(Py_LIMITED_API)
+#if PY_VERSION_HEX >= 0x03080000 && PY_VERSION_HEX < 0x030D0000 && !defined(Py_GIL_DISABLED) && !defined(Py_LIMITED_API)
 #define STR_UTF8_FAST 1
 #else
 #define STR_UTF8_FAST 0
