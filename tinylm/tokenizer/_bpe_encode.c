@@ -151,18 +151,16 @@ typedef struct {
 /* ------------------------------------------------------------------------------------------ */
 /* Large zeroed tables                                                                        */
 
-#define HUGE_PAGE ((size_t)2 << 20)
-
 /* size bytes of zeroed memory for a table read at random (free with table_free(p, size)). On
    Linux an anonymous mapping aligned to 2 MB and advised for transparent huge pages: a random
    access into a table of several MB then costs no TLB miss (measured: a 16 MB cache on 4 KB
    pages encoded 13% slower than an 8 MB one). NULL when out of memory. */
 static void *table_alloc(size_t size) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-    size_t span = size + HUGE_PAGE;
+    size_t span = size + HUGE_PAGE_BYTES;
     uint8_t *raw = (uint8_t *)mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == (uint8_t *)MAP_FAILED) return NULL;
-    uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1));
     if (p > raw) munmap(raw, (size_t)(p - raw));
     size_t tail = (size_t)(raw + span - (p + size));
     if (tail) munmap(p + size, tail);
@@ -512,14 +510,13 @@ static int small_grow(Encoder *e) {
 static void small_expect(Encoder *e, size_t n) {
     int bits = SMALL_MIN_BITS;
     while (bits < SMALL_MAX_BITS && (((size_t)5 << bits) >> 3) < n / 128) bits++;
-    if (!e->small) {
+    if (!e->small) { /* on failure small_ready tries the smallest size */
         e->small = (SmallEntry *)table_alloc(((size_t)1 << bits) * sizeof(SmallEntry));
         e->sbits = bits;
         e->nsmall = 0;
-        if (e->small) return;
-        bits = SMALL_MIN_BITS; /* then small_ready tries the smallest size */
+        return;
     }
-    while (e->small && e->sbits < bits && small_grow(e) == 0) {
+    while (e->sbits < bits && small_grow(e) == 0) {
     }
 }
 

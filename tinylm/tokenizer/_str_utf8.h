@@ -40,7 +40,7 @@
 #define STR_UTF8_FAST 0
 #endif
 
-#define HUGE_PAGE_BYTES ((size_t)2 << 20)
+#define HUGE_PAGE_BYTES ((size_t)2 << 20) /* a transparent huge page; also the encoder's table_alloc */
 
 /* Advises the whole 2 MB pages inside p[0..size) for transparent huge pages (Linux), so that
    writing them first takes one page fault per 2 MB, not one per 4 KB (a 20 MB copy otherwise
@@ -152,29 +152,19 @@ static Py_ssize_t utf8_room(int kind, Py_ssize_t n) {
 
 #endif /* STR_UTF8_FAST */
 
-/* text (a str) as UTF-8: *s (borrowed from text, valid while text lives) and *n bytes, as
-   PyUnicode_AsUTF8AndSize gives them (see the top of this file). 0, or -1 with an exception set. */
-static int str_utf8(PyObject *text, const char **s, Py_ssize_t *n) {
 #if STR_UTF8_FAST
+/* str_utf8's own path: 1 with *s, *n set (the copy made now, or found made), 0 when the str is
+   left to CPython (ASCII, not compact, or a lone surrogate), -1 with an exception set. */
+static int str_utf8_own(PyObject *text, const char **s, Py_ssize_t *n) {
 #if PY_VERSION_HEX < 0x030C0000
-    int ready = PyUnicode_IS_READY(text);
-#else
-    int ready = 1;
+    if (!PyUnicode_IS_READY(text)) return 0;
 #endif
-    if (ready && PyUnicode_IS_COMPACT(text) && !PyUnicode_IS_ASCII(text)) {
-        PyCompactUnicodeObject *u = (PyCompactUnicodeObject *)text;
-        if (u->utf8) { /* made before, by us or by CPython */
-            *s = u->utf8;
-            *n = u->utf8_length;
-            return 0;
-        }
+    if (!PyUnicode_IS_COMPACT(text) || PyUnicode_IS_ASCII(text)) return 0;
+    PyCompactUnicodeObject *u = (PyCompactUnicodeObject *)text;
+    if (!u->utf8) {
         int kind = PyUnicode_KIND(text);
         Py_ssize_t units = PyUnicode_GET_LENGTH(text), room = utf8_room(kind, units);
-        if (room < 0) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        char *buf = (char *)PyObject_Malloc((size_t)room);
+        char *buf = room < 0 ? NULL : (char *)PyObject_Malloc((size_t)room);
         if (!buf) {
             PyErr_NoMemory();
             return -1;
@@ -186,9 +176,7 @@ static int str_utf8(PyObject *text, const char **s, Py_ssize_t *n) {
         Py_END_ALLOW_THREADS
         if (len < 0) { /* a lone surrogate: CPython raises its own UnicodeEncodeError */
             PyObject_Free(buf);
-            const char *r = PyUnicode_AsUTF8AndSize(text, n);
-            *s = r;
-            return r ? 0 : -1;
+            return 0;
         }
         buf[len] = '\0';
         if (len + 1 < room) { /* give back the unused worst case (in place for a large block) */
@@ -201,10 +189,19 @@ static int str_utf8(PyObject *text, const char **s, Py_ssize_t *n) {
             u->utf8 = buf;
             u->utf8_length = len;
         }
-        *s = u->utf8;
-        *n = u->utf8_length;
-        return 0;
     }
+    *s = u->utf8; /* made now, or before (by us or by CPython) */
+    *n = u->utf8_length;
+    return 1;
+}
+#endif
+
+/* text (a str) as UTF-8: *s (borrowed from text, valid while text lives) and *n bytes, as
+   PyUnicode_AsUTF8AndSize gives them (see the top of this file). 0, or -1 with an exception set. */
+static int str_utf8(PyObject *text, const char **s, Py_ssize_t *n) {
+#if STR_UTF8_FAST
+    int own = str_utf8_own(text, s, n);
+    if (own != 0) return own < 0 ? -1 : 0;
 #endif
     const char *r = PyUnicode_AsUTF8AndSize(text, n);
     *s = r;
